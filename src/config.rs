@@ -1,0 +1,535 @@
+//! Layered settings, read once at start into typed values: the built-in
+//! `config/default.toml`, then `--config FILE`, then `STATSYNC__SECTION__KEY`
+//! environment variables. Secrets come only from the environment (or `NAME_FILE`)
+//! and never reach `Debug`, logs or `check-config` output.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{EntityKind, SystemId};
+
+const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: `{key}` {why}")]
+    Invalid { key: String, why: String },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub engine: EngineSettings,
+    pub sync: SyncSettings,
+    pub mappings: MappingSettings,
+    pub github: GithubSettings,
+    pub linear: LinearSettings,
+    pub agentapi: AgentApiSettings,
+    #[serde(default)]
+    pub api: ApiSettings,
+    pub ws: WsSettings,
+    pub events: EventSettings,
+    pub log: LogSettings,
+    /// Read from the environment only; never deserialized from a file.
+    #[serde(skip)]
+    pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub host: String,
+    pub port: u16,
+    pub max_body_bytes: usize,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub shutdown_grace_s: u64,
+    pub api_enabled: bool,
+    pub worker_enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub embedded_dir: PathBuf,
+    pub pool_size: usize,
+    pub connect_timeout_s: u64,
+    pub acquire_timeout_ms: u64,
+}
+
+/// How urgent a kind of update is; lower sorts first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityClass {
+    Critical,
+    High,
+    Normal,
+    Low,
+}
+
+impl PriorityClass {
+    /// The `inbound_events.priority` column value.
+    pub fn as_i16(self) -> i16 {
+        self as i16
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnginePriorities {
+    pub manual: PriorityClass,
+    pub rollback: PriorityClass,
+    pub api: PriorityClass,
+    pub postgresql: PriorityClass,
+    pub webhook: PriorityClass,
+    pub backfill: PriorityClass,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    pub workers: usize,
+    pub batch_size: usize,
+    pub queue_capacity: i64,
+    pub poll_interval_ms: u64,
+    pub retry_after_s: u64,
+    pub priorities: EnginePriorities,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyName {
+    PriorityBased,
+    TimestampBased,
+    Manual,
+    Merge,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSettings {
+    pub auto_create: bool,
+    pub conflict_strategy: StrategyName,
+    pub conflict_window_ms: u64,
+    pub escalation_threshold: u32,
+    pub max_retries: u32,
+    pub reconcile_interval_s: u64,
+    #[serde(default)]
+    pub strategy_by_kind: BTreeMap<EntityKind, StrategyName>,
+    pub priorities: BTreeMap<SystemId, u8>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingSettings {
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubSettings {
+    pub api_url: String,
+    pub graphql_url: String,
+    pub requests_per_second: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearSettings {
+    pub api_url: String,
+    pub webhook_tolerance_s: u64,
+    pub requests_per_second: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentApiSettings {
+    pub url: String,
+    pub requests_per_second: u32,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsSettings {
+    pub allowed_origins: Vec<String>,
+    pub max_connections: usize,
+    pub messages_per_second: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    pub retention_days: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Credentials, from the environment only. `Debug` shows nothing of their values.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    pub database_url: Option<SecretString>,
+    pub github_webhook_secret: Option<SecretString>,
+    pub linear_webhook_secret: Option<SecretString>,
+    pub agentapi_webhook_secret: Option<SecretString>,
+    pub github_token: Option<SecretString>,
+    pub linear_api_key: Option<SecretString>,
+    pub api_tokens: Vec<SecretString>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets([redacted])")
+    }
+}
+
+/// Where secrets are read from; a seam so tests can give them without touching the
+/// process environment.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Secrets {
+    pub const NAMES: [&'static str; 7] = [
+        "DATABASE_URL",
+        "GITHUB_WEBHOOK_SECRET",
+        "LINEAR_WEBHOOK_SECRET",
+        "AGENTAPI_WEBHOOK_SECRET",
+        "GITHUB_TOKEN",
+        "LINEAR_API_KEY",
+        "STATSYNC_API_TOKENS",
+    ];
+
+    /// `NAME`, else the contents of the file named by `NAME_FILE` (Kubernetes secrets
+    /// mounted as files). Empty values count as unset.
+    pub fn from_env(env: &dyn Env) -> Result<Secrets, ConfigError> {
+        let read = |name: &str| -> Result<Option<SecretString>, ConfigError> {
+            let value = match env.var(name) {
+                Some(v) => Some(v),
+                None => match env.var(&format!("{name}_FILE")) {
+                    Some(path) => Some(std::fs::read_to_string(&path).map_err(|source| {
+                        ConfigError::Read {
+                            path: PathBuf::from(path),
+                            source,
+                        }
+                    })?),
+                    None => None,
+                },
+            };
+            Ok(value
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .map(SecretString::from))
+        };
+        let api_tokens = read("STATSYNC_API_TOKENS")?
+            .map(|all| {
+                all.expose_secret()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(|t| SecretString::from(t.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Secrets {
+            database_url: read("DATABASE_URL")?,
+            github_webhook_secret: read("GITHUB_WEBHOOK_SECRET")?,
+            linear_webhook_secret: read("LINEAR_WEBHOOK_SECRET")?,
+            agentapi_webhook_secret: read("AGENTAPI_WEBHOOK_SECRET")?,
+            github_token: read("GITHUB_TOKEN")?,
+            linear_api_key: read("LINEAR_API_KEY")?,
+            api_tokens,
+        })
+    }
+
+    fn describe(&self) -> BTreeMap<&'static str, &'static str> {
+        let state = |s: &Option<SecretString>| {
+            if s.is_some() {
+                "[redacted]"
+            } else {
+                "(not set)"
+            }
+        };
+        BTreeMap::from([
+            (
+                "DATABASE_URL",
+                if self.database_url.is_some() {
+                    "[redacted]"
+                } else {
+                    "(not set: embedded PostgreSQL)"
+                },
+            ),
+            ("GITHUB_WEBHOOK_SECRET", state(&self.github_webhook_secret)),
+            ("LINEAR_WEBHOOK_SECRET", state(&self.linear_webhook_secret)),
+            (
+                "AGENTAPI_WEBHOOK_SECRET",
+                state(&self.agentapi_webhook_secret),
+            ),
+            ("GITHUB_TOKEN", state(&self.github_token)),
+            ("LINEAR_API_KEY", state(&self.linear_api_key)),
+            (
+                "STATSYNC_API_TOKENS",
+                if self.api_tokens.is_empty() {
+                    "(not set)"
+                } else {
+                    "[redacted]"
+                },
+            ),
+        ])
+    }
+}
+
+impl Settings {
+    /// Reads the layers from the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &vars, &ProcessEnv)
+    }
+
+    /// The layers with an explicit environment (`vars` for `STATSYNC__…`, `env` for
+    /// secrets), for tests.
+    pub fn load_from(
+        file: Option<&Path>,
+        vars: &[(String, String)],
+        env: &dyn Env,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        let overrides: std::collections::HashMap<String, String> = vars
+            .iter()
+            .filter(|(k, _)| k.starts_with("STATSYNC__"))
+            .cloned()
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("STATSYNC")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("ws.allowed_origins")
+                .source(Some(overrides)),
+        );
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut settings: Settings = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        settings.secrets = Secrets::from_env(env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, why: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                why: why.to_owned(),
+            })
+        };
+        if self.http.max_body_bytes < 1024 {
+            return invalid("http.max_body_bytes", "must be at least 1024 bytes");
+        }
+        if self.database.pool_size == 0 {
+            return invalid("database.pool_size", "must be at least 1");
+        }
+        if self.engine.workers == 0 {
+            return invalid("engine.workers", "must be at least 1");
+        }
+        if self.engine.batch_size == 0 {
+            return invalid("engine.batch_size", "must be at least 1");
+        }
+        if self.engine.queue_capacity < 1 {
+            return invalid("engine.queue_capacity", "must be at least 1");
+        }
+        if self.engine.poll_interval_ms == 0 {
+            return invalid("engine.poll_interval_ms", "must be above 0");
+        }
+        if self.sync.escalation_threshold == 0 {
+            return invalid("sync.escalation_threshold", "must be at least 1");
+        }
+        for system in SystemId::ALL {
+            if !self.sync.priorities.contains_key(system) {
+                return invalid(
+                    &format!("sync.priorities.{system}"),
+                    "is missing: every system needs a priority",
+                );
+            }
+        }
+        for (key, url, optional) in [
+            ("github.api_url", &self.github.api_url, false),
+            ("github.graphql_url", &self.github.graphql_url, false),
+            ("linear.api_url", &self.linear.api_url, false),
+            ("agentapi.url", &self.agentapi.url, true),
+        ] {
+            if optional && url.is_empty() {
+                continue;
+            }
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                Ok(_) => return invalid(key, "must be an http or https URL"),
+                Err(e) => return invalid(key, &format!("is not a URL ({e}): `{url}`")),
+            }
+        }
+        if self.events.retention_days == 0 {
+            return invalid("events.retention_days", "must be at least 1");
+        }
+        if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
+            return invalid("log.level", &format!("is not a log filter: {e}"));
+        }
+        Ok(())
+    }
+
+    /// The effective settings as TOML, secrets reduced to whether they are set.
+    pub fn redacted_toml(&self) -> String {
+        let body = toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# could not render settings: {e}\n"));
+        let mut out = body;
+        out.push_str("\n# secrets (from the environment)\n[secrets]\n");
+        for (name, state) in self.secrets.describe() {
+            out.push_str(&format!("{name} = \"{state}\"\n"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct MapEnv(HashMap<String, String>);
+    impl Env for MapEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+    }
+
+    fn load(file: Option<&str>, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("statsync-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = file.map(|text| {
+            let p = dir.join("extra.toml");
+            std::fs::write(&p, text).unwrap();
+            p
+        });
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = MapEnv(vars.iter().cloned().collect());
+        let result = Settings::load_from(path.as_deref(), &vars, &env);
+        let _ = std::fs::remove_dir_all(dir);
+        result
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = load(None, &[]).unwrap();
+        assert_eq!(s.http.port, 8080);
+        assert_eq!(s.http.max_body_bytes, 1024 * 1024);
+        assert_eq!(s.sync.conflict_window_ms, 5000);
+        assert_eq!(s.sync.priorities[&SystemId::Linear], 1);
+        assert!(s.secrets.database_url.is_none());
+    }
+
+    #[test]
+    fn file_then_environment_override_in_that_order() {
+        let s = load(
+            Some("[http]\nport = 9000\nhost = \"0.0.0.0\"\n"),
+            &[
+                ("STATSYNC__HTTP__PORT", "9100"),
+                (
+                    "STATSYNC__WS__ALLOWED_ORIGINS",
+                    "https://a.example,https://b.example",
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.http.port, 9100);
+        assert_eq!(s.http.host, "0.0.0.0");
+        assert_eq!(
+            s.ws.allowed_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = load(None, &[("STATSYNC__HTTP__PORT", "eighty")]).unwrap_err();
+        assert!(err.to_string().contains("http.port"), "{err}");
+        let err = load(Some("[sync]\nconflict_strategy = \"coin_flip\"\n"), &[]).unwrap_err();
+        assert!(err.to_string().contains("coin_flip"), "{err}");
+        let err = load(Some("[http]\nprot = 1\n"), &[]).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+        let err = load(Some("[linear]\napi_url = \"not a url\"\n"), &[]).unwrap_err();
+        assert!(err.to_string().contains("linear.api_url"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_and_are_never_printed() {
+        let s = load(
+            None,
+            &[
+                ("GITHUB_WEBHOOK_SECRET", "hunter2"),
+                ("STATSYNC_API_TOKENS", "t1, t2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.secrets.api_tokens.len(), 2);
+        let printed = s.redacted_toml();
+        assert!(!printed.contains("hunter2"));
+        assert!(printed.contains("GITHUB_WEBHOOK_SECRET = \"[redacted]\""));
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,89 @@
+//! The one mapping from what went wrong to an HTTP answer:
+//! `{"error":{"code","message","retryable","retryAfter"?}}`. Internal causes are logged
+//! with their chain and answered as an opaque 500.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    BadSignature(String),
+    #[error("{0}")]
+    StaleTimestamp(String),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("request body is larger than the {limit} bytes allowed (http.max_body_bytes)")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    #[error("{message}")]
+    Unavailable { message: String, retry_after_s: u64 },
+    #[error("internal error")]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "UNAUTHORIZED",
+            ApiError::BadSignature(_) => "INVALID_SIGNATURE",
+            ApiError::StaleTimestamp(_) => "STALE_TIMESTAMP",
+            ApiError::Malformed(_) => "MALFORMED_REQUEST",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::TooLarge { .. } => "PAYLOAD_TOO_LARGE",
+            ApiError::Conflict(_) => "CONFLICT",
+            ApiError::Unprocessable { code, .. } => code,
+            ApiError::Unavailable { .. } => "SERVICE_UNAVAILABLE",
+            ApiError::Unexpected(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Unavailable { retry_after_s, .. } => Some(*retry_after_s),
+            _ => None,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) | ApiError::BadSignature(_) | ApiError::StaleTimestamp(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Unexpected(cause) = self {
+            tracing::error!(error = ?cause, "request failed");
+        }
+        let mut body = json!({
+            "code": self.code(),
+            "message": self.to_string(),
+            "retryable": matches!(self, ApiError::Unavailable { .. }),
+        });
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after() {
+            body["retryAfter"] = json!(secs);
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        response.json(json!({ "error": body }))
+    }
+}

@@ -1,0 +1,231 @@
+//! `POST /webhooks/{github,linear,agentapi}`: raw bytes → verified → parsed → committed
+//! → answered. Never answers 2xx for a delivery that is not committed, and never
+//! answers at all for a system whose secret is not configured (404, never open).
+
+use actix_web::http::header::HeaderMap;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::errors::ApiError;
+use super::AppState;
+use crate::actors::synchronizer::IntakeError;
+use crate::domain::SystemId;
+use crate::store::inbound::{NewDelivery, Stored};
+use crate::systems::{agentapi, github, linear, signature, Parsed, PayloadError};
+
+/// Delivery ids are echoed into logs and keys; anything longer is not a real one.
+const MAX_DELIVERY_ID_LEN: usize = 200;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/webhooks/github", web::post().to(github_delivery))
+        .route("/webhooks/linear", web::post().to(linear_delivery))
+        .route("/webhooks/agentapi", web::post().to(agentapi_delivery));
+}
+
+async fn github_delivery(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let secret = configured(
+        &state.settings.secrets.github_webhook_secret,
+        SystemId::Github,
+    )?;
+    let body = read_body(&req, payload, state.settings.http.max_body_bytes).await?;
+    signature::verify_github(
+        secret.expose_secret().as_bytes(),
+        &body,
+        header(req.headers(), "X-Hub-Signature-256"),
+    )
+    .map_err(|e| bad_signature(&state, SystemId::Github, "X-Hub-Signature-256", e))?;
+    let event = header(req.headers(), "X-GitHub-Event")
+        .ok_or_else(|| ApiError::Malformed("missing header `X-GitHub-Event`".into()))?;
+    let parsed = github::webhook::parse(event, &body).map_err(malformed)?;
+    let delivery_id = delivery_id(req.headers(), "X-GitHub-Delivery", &body)?;
+    accept(&state, SystemId::Github, &delivery_id, event, &body, parsed).await
+}
+
+async fn linear_delivery(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let secret = configured(
+        &state.settings.secrets.linear_webhook_secret,
+        SystemId::Linear,
+    )?;
+    let body = read_body(&req, payload, state.settings.http.max_body_bytes).await?;
+    signature::verify_linear(
+        secret.expose_secret().as_bytes(),
+        &body,
+        header(req.headers(), "Linear-Signature"),
+    )
+    .map_err(|e| bad_signature(&state, SystemId::Linear, "Linear-Signature", e))?;
+    let delivery = linear::webhook::parse(&body).map_err(malformed)?;
+    let tolerance_ms = state.settings.linear.webhook_tolerance_s as i64 * 1000;
+    linear::webhook::check_timestamp(
+        delivery.webhook_timestamp_ms,
+        chrono::Utc::now().timestamp_millis(),
+        tolerance_ms,
+    )
+    .map_err(|e| ApiError::StaleTimestamp(format!("webhookTimestamp: {e}")))?;
+    let event = header(req.headers(), "Linear-Event").unwrap_or("Issue");
+    let delivery_id = delivery_id(req.headers(), "Linear-Delivery", &body)?;
+    accept(
+        &state,
+        SystemId::Linear,
+        &delivery_id,
+        event,
+        &body,
+        delivery.parsed,
+    )
+    .await
+}
+
+async fn agentapi_delivery(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let secret = configured(
+        &state.settings.secrets.agentapi_webhook_secret,
+        SystemId::Agentapi,
+    )?;
+    let body = read_body(&req, payload, state.settings.http.max_body_bytes).await?;
+    signature::verify_prefixed(
+        secret.expose_secret().as_bytes(),
+        &body,
+        header(req.headers(), "X-Statsync-Signature"),
+    )
+    .map_err(|e| bad_signature(&state, SystemId::Agentapi, "X-Statsync-Signature", e))?;
+    let parsed = agentapi::webhook::parse(&body).map_err(malformed)?;
+    let delivery_id = delivery_id(req.headers(), "X-Statsync-Delivery", &body)?;
+    accept(
+        &state,
+        SystemId::Agentapi,
+        &delivery_id,
+        "report",
+        &body,
+        parsed,
+    )
+    .await
+}
+
+async fn accept(
+    state: &AppState,
+    system: SystemId,
+    delivery_id: &str,
+    event: &str,
+    body: &[u8],
+    parsed: Parsed,
+) -> Result<HttpResponse, ApiError> {
+    if let Parsed::Ignored { reason } = parsed {
+        state.sync.monitor_webhook(system, event, "ignored");
+        tracing::debug!(%system, delivery_id, %reason, "delivery ignored");
+        return Ok(HttpResponse::Ok().json(json!({ "status": "ignored", "reason": reason })));
+    }
+    let delivery = NewDelivery {
+        system,
+        delivery_id,
+        event_type: event,
+        priority: state.settings.engine.priorities.webhook.as_i16(),
+        body,
+    };
+    match state.sync.intake(&delivery).await {
+        Ok(Stored::New(id)) => {
+            state.sync.monitor_webhook(system, event, "accepted");
+            tracing::info!(%system, delivery_id, inbound_id = id, event, "delivery committed");
+            Ok(HttpResponse::Ok().json(json!({ "status": "accepted" })))
+        }
+        Ok(Stored::Duplicate) => {
+            state.sync.monitor_webhook(system, event, "duplicate");
+            tracing::info!(%system, delivery_id, "duplicate delivery");
+            Ok(HttpResponse::Ok().json(json!({ "status": "duplicate" })))
+        }
+        Err(e) => {
+            state.sync.monitor_webhook(system, event, "unavailable");
+            let retry_after_s = state.settings.engine.retry_after_s;
+            match &e {
+                IntakeError::QueueFull { .. } => {
+                    tracing::warn!(%system, error = %e, "delivery refused")
+                }
+                IntakeError::Store(cause) => {
+                    tracing::error!(%system, delivery_id, error = %cause, "delivery not committed")
+                }
+            }
+            Err(ApiError::Unavailable {
+                message: e.to_string(),
+                retry_after_s,
+            })
+        }
+    }
+}
+
+fn configured(secret: &Option<SecretString>, system: SystemId) -> Result<&SecretString, ApiError> {
+    secret.as_ref().ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "the {system} webhook is not enabled on this server (no webhook secret configured)"
+        ))
+    })
+}
+
+fn bad_signature(
+    state: &AppState,
+    system: SystemId,
+    header: &str,
+    e: signature::SignatureError,
+) -> ApiError {
+    state
+        .sync
+        .metrics()
+        .signature_failures
+        .with_label_values(&[system.as_str()])
+        .inc();
+    ApiError::BadSignature(format!("{header}: {e}"))
+}
+
+fn malformed(e: PayloadError) -> ApiError {
+    ApiError::Malformed(e.to_string())
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The sender's delivery id, else a digest of the body, so a resend of the same bytes
+/// is recognised either way.
+fn delivery_id(headers: &HeaderMap, name: &str, body: &[u8]) -> Result<String, ApiError> {
+    match header(headers, name).map(str::trim) {
+        Some(id) if id.is_empty() || id.len() > MAX_DELIVERY_ID_LEN => Err(ApiError::Malformed(
+            format!("header `{name}` must be 1 to {MAX_DELIVERY_ID_LEN} characters"),
+        )),
+        Some(id) => Ok(id.to_owned()),
+        None => Ok(format!("sha256:{}", hex::encode(Sha256::digest(body)))),
+    }
+}
+
+/// Reads the whole body, refusing (413) as soon as it passes the limit, so an oversized
+/// request never sits in memory.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    let declared = header(req.headers(), "content-length").and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::Malformed(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

@@ -1,0 +1,179 @@
+//! The one startup seam: `Application::build(settings)` wires the database, the actors
+//! and the HTTP server; `port()` tells where it listens (tests bind port 0);
+//! `run_until_stopped()` serves until SIGINT/SIGTERM and then releases everything,
+//! including an embedded PostgreSQL it started.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+use crate::actors::synchronizer::{Backlog, StatusSynchronizer};
+use crate::config::Settings;
+use crate::http::errors::ApiError;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::store::embedded::EmbeddedPostgres;
+use crate::store::{inbound, migrations, Store};
+
+/// The database statsync uses in the embedded cluster.
+const EMBEDDED_DATABASE: &str = "statsync";
+
+/// Where the data lives: a server named by DATABASE_URL, or a private cluster.
+pub struct Database {
+    pub url: String,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    pub async fn open(settings: &Settings) -> anyhow::Result<Database> {
+        if let Some(url) = &settings.secrets.database_url {
+            return Ok(Database {
+                url: url.expose_secret().to_owned(),
+                embedded: None,
+            });
+        }
+        let dir = &settings.database.embedded_dir;
+        tracing::info!(dir = %dir.display(), "DATABASE_URL is not set: using the embedded PostgreSQL");
+        let cluster = EmbeddedPostgres::start(Path::new(dir)).await?;
+        ensure_database(&cluster.url("postgres"), EMBEDDED_DATABASE).await?;
+        Ok(Database {
+            url: cluster.url(EMBEDDED_DATABASE),
+            embedded: Some(cluster),
+        })
+    }
+
+    pub async fn close(&self) {
+        if let Some(cluster) = &self.embedded {
+            if let Err(e) = cluster.stop().await {
+                tracing::error!(error = %e, "could not stop the embedded PostgreSQL");
+            }
+        }
+    }
+}
+
+/// CREATE DATABASE when it does not exist (the embedded cluster's first start).
+pub async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to the embedded PostgreSQL")?;
+    let conn = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        // identifiers cannot be bound as parameters; `name` is a constant of ours
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await?;
+    }
+    drop(client);
+    let _ = conn.await;
+    Ok(())
+}
+
+/// Applies migrations on a dedicated connection (the advisory lock is per session).
+pub async fn migrate(store: &Store) -> anyhow::Result<Vec<String>> {
+    let mut client = store.client().await.context("connecting to PostgreSQL")?;
+    let client: &mut tokio_postgres::Client = &mut client;
+    Ok(migrations::migrate(client).await?)
+}
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    database: Database,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let settings = Arc::new(settings);
+        let database = Database::open(&settings).await?;
+        let store = Store::connect(&database.url, &settings.database)?;
+        migrate(&store).await?;
+
+        let metrics = Arc::new(Metrics::new());
+        let backlog = Arc::new(Backlog::default());
+        backlog.set(inbound::count_pending(&store.client().await?).await?);
+        let sync = StatusSynchronizer::new(
+            store.clone(),
+            metrics.clone(),
+            backlog,
+            settings.engine.queue_capacity,
+            None,
+        );
+        let state = web::Data::new(AppState {
+            settings: settings.clone(),
+            store,
+            sync,
+        });
+
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
+            .with_context(|| format!("binding {}:{}", settings.http.host, settings.http.port))?;
+        let port = listener.local_addr()?.port();
+        let app_state = state.clone();
+        let limit = settings.http.max_body_bytes;
+        let mut server =
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(app_state.clone())
+                    .app_data(web::PayloadConfig::new(limit))
+                    .app_data(
+                        web::JsonConfig::default()
+                            .limit(limit)
+                            .error_handler(|e, _| {
+                                ApiError::Malformed(format!("invalid JSON body: {e}")).into()
+                            }),
+                    )
+                    .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                        ApiError::Malformed(format!("invalid query: {e}")).into()
+                    }))
+                    .app_data(web::PathConfig::default().error_handler(|e, _| {
+                        ApiError::Malformed(format!("invalid path: {e}")).into()
+                    }))
+                    .wrap(tracing_actix())
+                    .configure(http::routes)
+            })
+            .shutdown_timeout(settings.server.shutdown_grace_s)
+            .listen(listener)?;
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        let server = server.run();
+        tracing::info!(port, "statsync listening");
+        Ok(Application {
+            port,
+            server,
+            database,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Stops the server from outside (tests, signal handlers).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let served = self.server.await;
+        self.database.close().await;
+        served.context("HTTP server")
+    }
+}
+
+fn tracing_actix() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+}

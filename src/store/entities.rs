@@ -1,0 +1,358 @@
+//! `entities`, `entity_links`, `entity_sources`: canonical state and what it is linked
+//! to. Writers set `statsync.writer` for their transaction so the PostgreSQL-source
+//! trigger does not take statsync's own writes for another application's.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::domain::{CanonicalStatus, EntityKind, ExternalRef, SystemId};
+
+/// Marks the transaction's writes as statsync's own.
+pub const MARK_WRITER: &str = "SET LOCAL statsync.writer = 'on'";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityRow {
+    pub id: Uuid,
+    pub kind: EntityKind,
+    pub status: CanonicalStatus,
+    pub version: i64,
+    pub last_system: Option<SystemId>,
+    pub last_source_ts: Option<DateTime<Utc>>,
+    pub last_applied_at: Option<DateTime<Utc>>,
+    pub project: Option<String>,
+    pub title: Option<String>,
+    pub manual: bool,
+    pub metadata: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn corrupt(e: crate::domain::ParseError) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl TryFrom<&Row> for EntityRow {
+    type Error = StoreError;
+    fn try_from(r: &Row) -> Result<Self, StoreError> {
+        let kind: String = r.get("kind");
+        let status: String = r.get("status");
+        let last_system: Option<String> = r.get("last_system");
+        Ok(EntityRow {
+            id: r.get("id"),
+            kind: kind.parse().map_err(corrupt)?,
+            status: status.parse().map_err(corrupt)?,
+            version: r.get("version"),
+            last_system: last_system
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(corrupt)?,
+            last_source_ts: r.get("last_source_ts"),
+            last_applied_at: r.get("last_applied_at"),
+            project: r.get("project"),
+            title: r.get("title"),
+            manual: r.get("manual"),
+            metadata: r.get("metadata"),
+            updated_at: r.get("updated_at"),
+        })
+    }
+}
+
+const COLUMNS: &str = "id, kind, status, version, last_system, last_source_ts, last_applied_at, \
+                       project, title, manual, metadata, updated_at";
+
+/// A link as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Link {
+    pub system: SystemId,
+    pub external_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    pub role: String,
+}
+
+impl Link {
+    pub fn external_ref(&self) -> ExternalRef {
+        ExternalRef::new(self.system, self.external_id.clone())
+    }
+}
+
+const FIND: &str = "SELECT l.system, q.external_id, l.entity_id
+    FROM unnest($1::text[], $2::text[]) AS q(system, external_id)
+    JOIN entity_links l ON l.system = q.system
+        AND (l.external_id = q.external_id OR l.alias = q.external_id)";
+
+/// Which of `refs` are linked, and to which entity (by external id or alias).
+pub async fn find(
+    client: &impl GenericClient,
+    refs: &[ExternalRef],
+) -> Result<HashMap<ExternalRef, Uuid>, StoreError> {
+    if refs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let systems: Vec<&str> = refs.iter().map(|r| r.system.as_str()).collect();
+    let ids: Vec<&str> = refs.iter().map(|r| r.external_id.as_str()).collect();
+    let stmt = client.prepare_cached(FIND).await?;
+    let rows = client.query(&stmt, &[&systems, &ids]).await?;
+    let mut found = HashMap::new();
+    for r in rows {
+        let system: String = r.get(0);
+        let external_id: String = r.get(1);
+        found.insert(
+            ExternalRef::new(system.parse().map_err(corrupt)?, external_id),
+            r.get(2),
+        );
+    }
+    Ok(found)
+}
+
+/// Locks the rows (in id order, so concurrent appliers never deadlock on each other)
+/// and answers their current state.
+pub async fn lock(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, EntityRow>, StoreError> {
+    let mut sorted = ids.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let sql = format!("SELECT {COLUMNS} FROM entities WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &[&sorted]).await?;
+    rows.iter()
+        .map(|r| EntityRow::try_from(r).map(|e| (e.id, e)))
+        .collect()
+}
+
+pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<EntityRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM entities WHERE id = $1");
+    let stmt = client.prepare_cached(&sql).await?;
+    client
+        .query_opt(&stmt, &[&id])
+        .await?
+        .as_ref()
+        .map(EntityRow::try_from)
+        .transpose()
+}
+
+const INSERT: &str = "INSERT INTO entities (id, kind, status, version, project, title, metadata)
+    VALUES ($1, $2, $3, 0, $4, $5, $6)";
+
+/// A new entity at version 0; its first applied status makes it version 1.
+pub struct NewEntity<'a> {
+    pub id: Uuid,
+    pub kind: EntityKind,
+    pub status: CanonicalStatus,
+    pub project: Option<&'a str>,
+    pub title: Option<&'a str>,
+    pub metadata: &'a serde_json::Value,
+}
+
+pub async fn insert(client: &impl GenericClient, e: &NewEntity<'_>) -> Result<(), StoreError> {
+    let stmt = client.prepare_cached(INSERT).await?;
+    client
+        .execute(
+            &stmt,
+            &[
+                &e.id,
+                &e.kind.as_str(),
+                &e.status.as_str(),
+                &e.project,
+                &e.title,
+                e.metadata,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+const DELETE: &str = "DELETE FROM entities WHERE id = $1";
+
+pub async fn delete(client: &impl GenericClient, id: Uuid) -> Result<(), StoreError> {
+    let stmt = client.prepare_cached(DELETE).await?;
+    client.execute(&stmt, &[&id]).await?;
+    Ok(())
+}
+
+const LINK: &str = "INSERT INTO entity_links (system, external_id, entity_id, alias, role)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (system, external_id) DO NOTHING";
+const LINKED_TO: &str = "SELECT entity_id FROM entity_links WHERE system = $1 AND external_id = $2";
+const SET_ALIAS: &str = "UPDATE entity_links SET alias = $3
+    WHERE system = $1 AND external_id = $2 AND alias IS DISTINCT FROM $3
+      AND NOT EXISTS (SELECT 1 FROM entity_links WHERE system = $1 AND alias = $3)";
+
+/// Links `r` to `entity`; answers the entity it is linked to afterwards, which is
+/// another one when it was linked before (or by a concurrent writer).
+pub async fn link(
+    client: &impl GenericClient,
+    entity: Uuid,
+    r: &ExternalRef,
+    alias: Option<&str>,
+    role: &str,
+) -> Result<Uuid, StoreError> {
+    let stmt = client.prepare_cached(LINK).await?;
+    let inserted = client
+        .execute(
+            &stmt,
+            &[&r.system.as_str(), &r.external_id, &entity, &alias, &role],
+        )
+        .await?;
+    if inserted == 1 {
+        return Ok(entity);
+    }
+    let stmt = client.prepare_cached(LINKED_TO).await?;
+    let owner: Uuid = client
+        .query_one(&stmt, &[&r.system.as_str(), &r.external_id])
+        .await?
+        .get(0);
+    if let (Some(alias), true) = (alias, owner == entity) {
+        let stmt = client.prepare_cached(SET_ALIAS).await?;
+        client
+            .execute(&stmt, &[&r.system.as_str(), &r.external_id, &alias])
+            .await?;
+    }
+    Ok(owner)
+}
+
+const UNLINK: &str =
+    "DELETE FROM entity_links WHERE system = $1 AND (external_id = $2 OR alias = $2)";
+
+pub async fn unlink(client: &impl GenericClient, r: &ExternalRef) -> Result<u64, StoreError> {
+    let stmt = client.prepare_cached(UNLINK).await?;
+    Ok(client
+        .execute(&stmt, &[&r.system.as_str(), &r.external_id])
+        .await?)
+}
+
+const RELINK: &str =
+    "UPDATE entity_links SET external_id = $3 WHERE system = $1 AND external_id = $2";
+
+pub async fn relink(
+    client: &impl GenericClient,
+    from: &ExternalRef,
+    to: &str,
+) -> Result<u64, StoreError> {
+    let stmt = client.prepare_cached(RELINK).await?;
+    Ok(client
+        .execute(&stmt, &[&from.system.as_str(), &from.external_id, &to])
+        .await?)
+}
+
+const LINKS_OF: &str = "SELECT entity_id, system, external_id, alias, role FROM entity_links
+    WHERE entity_id = ANY($1) ORDER BY entity_id, system, external_id";
+
+pub async fn links_of(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<Link>>, StoreError> {
+    let stmt = client.prepare_cached(LINKS_OF).await?;
+    let rows = client.query(&stmt, &[&ids]).await?;
+    let mut out: HashMap<Uuid, Vec<Link>> = HashMap::new();
+    for r in rows {
+        let system: String = r.get(1);
+        out.entry(r.get(0)).or_default().push(Link {
+            system: system.parse().map_err(corrupt)?,
+            external_id: r.get(2),
+            alias: r.get(3),
+            role: r.get(4),
+        });
+    }
+    Ok(out)
+}
+
+/// A change to write back to a locked entity row.
+pub struct StatusWrite {
+    pub id: Uuid,
+    pub status: CanonicalStatus,
+    pub version: i64,
+    pub last_system: SystemId,
+    pub last_source_ts: DateTime<Utc>,
+    pub manual: bool,
+}
+
+const WRITE: &str = "UPDATE entities AS e
+    SET status = w.status, version = w.version, last_system = w.last_system,
+        last_source_ts = w.last_source_ts, last_applied_at = now(), manual = w.manual,
+        updated_at = now()
+    FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::bool[])
+         AS w(id, status, version, last_system, last_source_ts, manual)
+    WHERE e.id = w.id";
+
+pub async fn write(client: &impl GenericClient, writes: &[StatusWrite]) -> Result<(), StoreError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = writes.iter().map(|w| w.id).collect();
+    let statuses: Vec<&str> = writes.iter().map(|w| w.status.as_str()).collect();
+    let versions: Vec<i64> = writes.iter().map(|w| w.version).collect();
+    let systems: Vec<&str> = writes.iter().map(|w| w.last_system.as_str()).collect();
+    let ts: Vec<DateTime<Utc>> = writes.iter().map(|w| w.last_source_ts).collect();
+    let manual: Vec<bool> = writes.iter().map(|w| w.manual).collect();
+    let stmt = client.prepare_cached(WRITE).await?;
+    client
+        .execute(&stmt, &[&ids, &statuses, &versions, &systems, &ts, &manual])
+        .await?;
+    Ok(())
+}
+
+const SET_MANUAL: &str = "UPDATE entities SET manual = $2, updated_at = now() WHERE id = $1";
+
+pub async fn set_manual(
+    client: &impl GenericClient,
+    id: Uuid,
+    manual: bool,
+) -> Result<(), StoreError> {
+    let stmt = client.prepare_cached(SET_MANUAL).await?;
+    client.execute(&stmt, &[&id, &manual]).await?;
+    Ok(())
+}
+
+const SOURCES: &str = "SELECT entity_id, system, last_source_ts FROM entity_sources
+    WHERE entity_id = ANY($1)";
+
+/// The newest source timestamp seen from each system, per entity.
+pub async fn sources(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<(SystemId, DateTime<Utc>)>>, StoreError> {
+    let stmt = client.prepare_cached(SOURCES).await?;
+    let rows = client.query(&stmt, &[&ids]).await?;
+    let mut out: HashMap<Uuid, Vec<(SystemId, DateTime<Utc>)>> = HashMap::new();
+    for r in rows {
+        let system: String = r.get(1);
+        out.entry(r.get(0))
+            .or_default()
+            .push((system.parse().map_err(corrupt)?, r.get(2)));
+    }
+    Ok(out)
+}
+
+const UPSERT_SOURCES: &str =
+    "INSERT INTO entity_sources (entity_id, system, last_source_ts, last_status)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[])
+    ON CONFLICT (entity_id, system) DO UPDATE
+    SET last_source_ts = GREATEST(entity_sources.last_source_ts, EXCLUDED.last_source_ts),
+        last_status = EXCLUDED.last_status";
+
+pub async fn upsert_sources(
+    client: &impl GenericClient,
+    rows: &[(Uuid, SystemId, DateTime<Utc>, CanonicalStatus)],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let systems: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let ts: Vec<DateTime<Utc>> = rows.iter().map(|r| r.2).collect();
+    let statuses: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+    let stmt = client.prepare_cached(UPSERT_SOURCES).await?;
+    client
+        .execute(&stmt, &[&ids, &systems, &ts, &statuses])
+        .await?;
+    Ok(())
+}

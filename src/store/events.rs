@@ -1,0 +1,100 @@
+//! `events`: the log subscribers resume from. Every seq is taken from `event_seq`
+//! inside the writing transaction, so seqs have no gaps and follow commit order.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// An event about to be logged.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: Uuid,
+    pub event_type: String,
+    pub entity_id: Option<Uuid>,
+    pub rooms: Vec<String>,
+    pub data: serde_json::Value,
+}
+
+/// An event as logged and sent to subscribers (DESIGN.md, Events).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub seq: i64,
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub entity_id: Option<Uuid>,
+    pub rooms: Vec<String>,
+    pub timestamp: DateTime<Utc>,
+    pub data: serde_json::Value,
+}
+
+const TAKE_SEQ: &str = "UPDATE event_seq SET last_seq = last_seq + $1 RETURNING last_seq";
+// rooms travel as one comma-joined text per event: unnest would flatten a 2-D array
+const INSERT: &str = "INSERT INTO events (seq, id, type, entity_id, rooms, data)
+    SELECT s, i, t, e, string_to_array(r, ','), d
+    FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::jsonb[])
+         AS x(s, i, t, e, r, d)";
+
+/// Appends `events` in order. Call it last in the transaction: the `event_seq` row lock
+/// it takes is held until commit, and every event-writing transaction waits for it.
+pub async fn append(
+    client: &impl GenericClient,
+    events: &[NewEvent],
+) -> Result<Vec<i64>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = events.len() as i64;
+    let stmt = client.prepare_cached(TAKE_SEQ).await?;
+    let last: i64 = client.query_one(&stmt, &[&n]).await?.get(0);
+    let seqs: Vec<i64> = (last - n + 1..=last).collect();
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let entities: Vec<Option<Uuid>> = events.iter().map(|e| e.entity_id).collect();
+    let rooms: Vec<String> = events.iter().map(|e| e.rooms.join(",")).collect();
+    let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
+    let insert = client.prepare_cached(INSERT).await?;
+    client
+        .execute(&insert, &[&seqs, &ids, &types, &entities, &rooms, &data])
+        .await?;
+    Ok(seqs)
+}
+
+const AFTER: &str = "SELECT seq, id, type, entity_id, rooms, created_at, data FROM events
+    WHERE seq > $1 AND ($2::text[] IS NULL OR rooms && $2::text[])
+    ORDER BY seq LIMIT $3";
+
+/// Logged events after `seq`, in seq order, optionally only those in any of `rooms`.
+pub async fn after(
+    client: &impl GenericClient,
+    seq: i64,
+    rooms: Option<&[String]>,
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
+    let stmt = client.prepare_cached(AFTER).await?;
+    let rooms: Option<Vec<String>> = rooms.map(|r| r.to_vec());
+    let rows = client.query(&stmt, &[&seq, &rooms, &limit]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Event {
+            seq: r.get(0),
+            id: r.get(1),
+            event_type: r.get(2),
+            entity_id: r.get(3),
+            rooms: r.get(4),
+            timestamp: r.get(5),
+            data: r.get(6),
+        })
+        .collect())
+}
+
+const LAST_SEQ: &str = "SELECT last_seq FROM event_seq";
+
+pub async fn last_seq(client: &impl GenericClient) -> Result<i64, StoreError> {
+    let stmt = client.prepare_cached(LAST_SEQ).await?;
+    Ok(client.query_one(&stmt, &[]).await?.get(0))
+}

@@ -1,0 +1,136 @@
+//! `inbound_events`: raw deliveries, committed before they are acknowledged.
+
+use deadpool_postgres::GenericClient;
+
+use super::StoreError;
+use crate::domain::SystemId;
+
+/// A verified delivery about to be stored.
+pub struct NewDelivery<'a> {
+    pub system: SystemId,
+    pub delivery_id: &'a str,
+    pub event_type: &'a str,
+    pub priority: i16,
+    pub body: &'a [u8],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Committed now, with its row id.
+    New(i64),
+    /// A delivery with that id was stored before; nothing new was written.
+    Duplicate,
+}
+
+const INSERT: &str = "INSERT INTO inbound_events (system, delivery_id, event_type, priority, body)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (system, delivery_id) DO NOTHING
+    RETURNING id";
+
+/// Stores one delivery in its own (auto-committed) statement.
+pub async fn insert(
+    client: &impl GenericClient,
+    d: &NewDelivery<'_>,
+) -> Result<Stored, StoreError> {
+    let stmt = client.prepare_cached(INSERT).await?;
+    let row = client
+        .query_opt(
+            &stmt,
+            &[
+                &d.system.as_str(),
+                &d.delivery_id,
+                &d.event_type,
+                &d.priority,
+                &d.body,
+            ],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => Stored::New(r.get(0)),
+        None => Stored::Duplicate,
+    })
+}
+
+const COUNT_PENDING: &str = "SELECT count(*) FROM inbound_events WHERE state = 'pending'";
+
+pub async fn count_pending(client: &impl GenericClient) -> Result<i64, StoreError> {
+    let stmt = client.prepare_cached(COUNT_PENDING).await?;
+    Ok(client.query_one(&stmt, &[]).await?.get(0))
+}
+
+/// A stored delivery claimed for processing.
+pub struct Claimed {
+    pub id: i64,
+    pub system: SystemId,
+    pub event_type: String,
+    pub body: Vec<u8>,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+}
+
+// The row locks are held until the claiming transaction ends, so every replica can
+// claim and no delivery is processed twice; a crash releases them with the rollback.
+const CLAIM: &str = "SELECT id, system, event_type, body, received_at FROM inbound_events
+    WHERE state = 'pending' AND run_at <= now()
+    ORDER BY priority, id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED";
+
+pub async fn claim(client: &impl GenericClient, limit: i64) -> Result<Vec<Claimed>, StoreError> {
+    let stmt = client.prepare_cached(CLAIM).await?;
+    let rows = client.query(&stmt, &[&limit]).await?;
+    rows.iter()
+        .map(|r| {
+            let system: String = r.get(1);
+            Ok(Claimed {
+                id: r.get(0),
+                system: system
+                    .parse()
+                    .map_err(|e: crate::domain::ParseError| StoreError::Corrupt(e.to_string()))?,
+                event_type: r.get(2),
+                body: r.get(3),
+                received_at: r.get(4),
+            })
+        })
+        .collect()
+}
+
+const MARK: &str = "UPDATE inbound_events AS i
+    SET state = m.state, outcome = m.outcome, processed_at = now(), attempts = i.attempts + 1
+    FROM unnest($1::bigint[], $2::text[], $3::text[]) AS m(id, state, outcome)
+    WHERE i.id = m.id";
+
+/// How one claimed delivery ended.
+pub struct Outcome {
+    pub id: i64,
+    /// processed | ignored | failed
+    pub state: &'static str,
+    pub outcome: String,
+}
+
+pub async fn mark(client: &impl GenericClient, outcomes: &[Outcome]) -> Result<(), StoreError> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = outcomes.iter().map(|o| o.id).collect();
+    let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
+    let texts: Vec<&str> = outcomes.iter().map(|o| o.outcome.as_str()).collect();
+    let stmt = client.prepare_cached(MARK).await?;
+    client.execute(&stmt, &[&ids, &states, &texts]).await?;
+    Ok(())
+}
+
+const DEFER: &str = "UPDATE inbound_events SET attempts = attempts + 1, last_error = $2,
+    run_at = now() + make_interval(secs => $3)
+    WHERE id = $1";
+
+/// A delivery that failed for a reason that may pass: try it again later.
+pub async fn defer(
+    client: &impl GenericClient,
+    id: i64,
+    error: &str,
+    delay_s: f64,
+) -> Result<(), StoreError> {
+    let stmt = client.prepare_cached(DEFER).await?;
+    client.execute(&stmt, &[&id, &error, &delay_s]).await?;
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! PostgreSQL access: the pool, migrations, and the queries of each table grouped in
+//! the module named for it. SQL lives here and in `sql/`, nowhere else.
+
+pub mod embedded;
+pub mod entities;
+pub mod events;
+pub mod history;
+pub mod inbound;
+pub mod migrations;
+pub mod outbox;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::config::DatabaseSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no database connection available: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database error: {}", describe(.0))]
+    Db(#[from] tokio_postgres::Error),
+    #[error("invalid DATABASE_URL: {0}")]
+    Url(String),
+    #[error("migration {version} failed: {}", describe(.source))]
+    Migration {
+        version: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("migration {0} was changed after it was applied; migrations are forward-only: add a new one")]
+    MigrationChanged(String),
+    #[error("unexpected data in the database: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (connection lost, server restarting,
+    /// serialization failure, deadlock) as opposed to a bug or bad data.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Db(e) | StoreError::Migration { source: e, .. } => is_transient_db(e),
+            _ => false,
+        }
+    }
+}
+
+/// tokio-postgres says only "db error" at the top; the server's message is the source.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+pub fn is_transient_db(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        None => true, // I/O, closed connection, timeout
+        Some(code) => {
+            *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::TOO_MANY_CONNECTIONS
+                || code.code().starts_with("08")
+        }
+    }
+}
+
+/// The connection pool every part of statsync shares.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    pub fn connect(url: &str, settings: &DatabaseSettings) -> Result<Store, StoreError> {
+        let mut pg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
+        pg.connect_timeout(Duration::from_secs(settings.connect_timeout_s));
+        if pg.get_application_name().is_none() {
+            pg.application_name("statsync");
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let timeout = Duration::from_millis(settings.acquire_timeout_ms);
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(Duration::from_secs(settings.connect_timeout_s)))
+            .recycle_timeout(Some(timeout))
+            .build()
+            .map_err(|e| StoreError::Url(e.to_string()))?;
+        Ok(Store { pool })
+    }
+
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Readiness: the database answers and every migration shipped is applied.
+    pub async fn ready(&self) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        migrations::is_current(&client).await
+    }
+}

@@ -1,0 +1,534 @@
+//! GitHub webhook deliveries (`issues`, `pull_request`, `projects_v2_item`, anything else
+//! ignored) turned into `StatusUpdate`s, from a body whose signature is already checked.
+//! Reads only the fields it needs; never panics on any input, never does I/O.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::domain::{
+    EntityKind, ExternalRef, GithubIssueState, GithubPullRequestState, NativeStatus, StatusUpdate,
+    SystemId, UpdateAction,
+};
+use crate::systems::{
+    lookup, metadata, optional, parse_object, required, timestamp, Parsed, PayloadError,
+};
+
+/// Parses one delivery; `event` is the `X-GitHub-Event` header.
+pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
+    if body.starts_with(b"payload=") {
+        return Err(PayloadError::invalid(
+            "payload",
+            "form-encoded delivery; set the webhook's content type to application/json",
+        ));
+    }
+    let root = parse_object(body)?;
+    match event {
+        "issues" => issues(&root),
+        "pull_request" => pull_request(&root),
+        "projects_v2_item" => projects_v2_item(&root),
+        other => Ok(ignored(format!("GitHub event `{other}` is not handled"))),
+    }
+}
+
+fn issues(root: &Value) -> Result<Parsed, PayloadError> {
+    let action: String = required(root, "action")?;
+    let (action, explicit) = match action.as_str() {
+        "opened" => (status(GithubIssueState::Open), false),
+        "reopened" => (status(GithubIssueState::Open), true),
+        "closed" => {
+            let state_reason = optional(root, "issue.state_reason")?;
+            (status(GithubIssueState::Closed { state_reason }), false)
+        }
+        "deleted" => (UpdateAction::Removed, false),
+        "transferred" => {
+            let repo = repository_name(root, "changes.new_repository.full_name")?;
+            let number: u64 = required(root, "changes.new_issue.number")?;
+            let to = ExternalRef::new(SystemId::Github, format!("{repo}#{number}"));
+            (UpdateAction::Transferred { to }, false)
+        }
+        other => return Ok(not_a_status_change("issues", other)),
+    };
+    // An issue object that carries `pull_request` is the issue side of a pull request.
+    let kind = match lookup(root, "issue.pull_request")? {
+        Some(_) => EntityKind::PullRequest,
+        None => EntityKind::Issue,
+    };
+    let item = Item::read(root, "issue")?;
+    Ok(item.update(kind, action, explicit, None))
+}
+
+fn pull_request(root: &Value) -> Result<Parsed, PayloadError> {
+    let action: String = required(root, "action")?;
+    // Opened and reopened pull requests may be drafts.
+    let open_or_draft = || match optional::<bool>(root, "pull_request.draft") {
+        Ok(Some(true)) => Ok(GithubPullRequestState::Draft),
+        Ok(_) => Ok(GithubPullRequestState::Open),
+        Err(e) => Err(e),
+    };
+    let (pr, explicit) = match action.as_str() {
+        "opened" => (open_or_draft()?, false),
+        "reopened" => (open_or_draft()?, true),
+        "closed" => {
+            let merged: Option<bool> = optional(root, "pull_request.merged")?;
+            let merged_at: Option<String> = optional(root, "pull_request.merged_at")?;
+            if merged.unwrap_or(false) || merged_at.is_some() {
+                (GithubPullRequestState::Merged, false)
+            } else {
+                (GithubPullRequestState::ClosedUnmerged, false)
+            }
+        }
+        "converted_to_draft" => (GithubPullRequestState::Draft, false),
+        "ready_for_review" => (GithubPullRequestState::Open, false),
+        "review_requested" => (GithubPullRequestState::ReviewRequested, false),
+        other => return Ok(not_a_status_change("pull_request", other)),
+    };
+    let item = Item::read(root, "pull_request")?;
+    let branch: Option<String> = optional(root, "pull_request.head.ref")?;
+    let action = UpdateAction::Status {
+        native: NativeStatus::GithubPullRequest { pr },
+    };
+    Ok(item.update(EntityKind::PullRequest, action, explicit, branch))
+}
+
+/// A Projects v2 item's single-select field changed: the item (linked as a second ref)
+/// has a new Status, or another single-select field; the mapper tells them apart by
+/// `field_node_id`.
+fn projects_v2_item(root: &Value) -> Result<Parsed, PayloadError> {
+    let action: String = required(root, "action")?;
+    if action != "edited" {
+        return Ok(not_a_status_change("projects_v2_item", &action));
+    }
+    // An edit of a draft issue's body has `changes.body` and no field value.
+    let Some(field_type) = optional::<String>(root, "changes.field_value.field_type")? else {
+        return Ok(ignored("projects_v2_item edit changed no field value"));
+    };
+    if field_type != "single_select" {
+        return Ok(ignored(format!(
+            "projects_v2_item `{field_type}` field changes are not status changes"
+        )));
+    }
+    let item_id: String = required(root, "projects_v2_item.node_id")?;
+    let native = NativeStatus::GithubProjectItem {
+        project_node_id: required(root, "projects_v2_item.project_node_id")?,
+        field_node_id: required(root, "changes.field_value.field_node_id")?,
+        // Newer deliveries carry the new option; older ones only name the field.
+        option_name: optional(root, "changes.field_value.to.name")?,
+    };
+    let content_type: Option<String> = optional(root, "projects_v2_item.content_type")?;
+    let kind = match content_type.as_deref() {
+        Some("PullRequest") => EntityKind::PullRequest,
+        _ => EntityKind::Issue,
+    };
+    let sender: Option<String> = optional(root, "sender.login")?;
+    let sender_type: Option<String> = optional(root, "sender.type")?;
+    let content_node_id: Option<String> = optional(root, "projects_v2_item.content_node_id")?;
+    Ok(Parsed::Updates(vec![StatusUpdate {
+        source: SystemId::Github,
+        target: ExternalRef::new(SystemId::Github, item_id),
+        aliases: Vec::new(),
+        links: Vec::new(),
+        kind,
+        action: UpdateAction::Status { native },
+        source_timestamp: timestamp(root, "projects_v2_item.updated_at")?,
+        // An organization project spans repositories: no `owner/repo` room.
+        project: None,
+        // A person setting a board's Status is a deliberate change (a bot's is not).
+        explicit: sender_type.as_deref() == Some("User"),
+        title: None,
+        metadata: metadata([
+            ("sender", sender.map(Value::from)),
+            ("contentNodeId", content_node_id.map(Value::from)),
+        ]),
+    }]))
+}
+
+/// The fields an issue and a pull request share.
+struct Item {
+    repo: String,
+    number: u64,
+    title: Option<String>,
+    html_url: Option<String>,
+    updated_at: DateTime<Utc>,
+    sender: Option<String>,
+}
+
+impl Item {
+    /// `object` is `issue` or `pull_request`.
+    fn read(root: &Value, object: &str) -> Result<Self, PayloadError> {
+        let field = |name: &str| format!("{object}.{name}");
+        Ok(Item {
+            repo: repository_name(root, "repository.full_name")?,
+            number: required(root, &field("number"))?,
+            title: optional(root, &field("title"))?,
+            html_url: optional(root, &field("html_url"))?,
+            updated_at: timestamp(root, &field("updated_at"))?,
+            sender: optional(root, "sender.login")?,
+        })
+    }
+
+    fn update(
+        self,
+        kind: EntityKind,
+        action: UpdateAction,
+        explicit: bool,
+        branch: Option<String>,
+    ) -> Parsed {
+        Parsed::Updates(vec![StatusUpdate {
+            source: SystemId::Github,
+            target: ExternalRef::new(SystemId::Github, format!("{}#{}", self.repo, self.number)),
+            aliases: Vec::new(),
+            links: Vec::new(),
+            kind,
+            action,
+            source_timestamp: self.updated_at,
+            project: Some(self.repo),
+            explicit,
+            title: self.title,
+            metadata: metadata([
+                ("url", self.html_url.map(Value::from)),
+                ("sender", self.sender.map(Value::from)),
+                ("branch", branch.map(Value::from)),
+                ("number", Some(json!(self.number))),
+            ]),
+        }])
+    }
+}
+
+/// `owner/repo`, checked so that it can be part of an `owner/repo#12` ref.
+fn repository_name(root: &Value, path: &str) -> Result<String, PayloadError> {
+    let name: String = required(root, path)?;
+    match name.split_once('/') {
+        Some((owner, repo))
+            if !owner.is_empty()
+                && !repo.is_empty()
+                && !repo.contains('/')
+                && !name.contains(['#', ' ']) =>
+        {
+            Ok(name)
+        }
+        _ => Err(PayloadError::invalid(
+            path,
+            format!("`{name}` is not of the form owner/repo"),
+        )),
+    }
+}
+
+fn status(state: GithubIssueState) -> UpdateAction {
+    UpdateAction::Status {
+        native: NativeStatus::GithubIssue(state),
+    }
+}
+
+fn not_a_status_change(event: &str, action: &str) -> Parsed {
+    ignored(format!("{event} action `{action}` is not a status change"))
+}
+
+fn ignored(reason: impl Into<String>) -> Parsed {
+    Parsed::Ignored {
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::systems::test_support::{arb_json, at, edited, invalid_field, one, set};
+    use proptest::prelude::*;
+    use GithubPullRequestState as Pr;
+
+    macro_rules! fixtures {
+        ($($name:literal),+ $(,)?) => {
+            &[$(($name, include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/github/", $name, ".json"
+            )).as_slice())),+]
+        };
+    }
+
+    /// Every fixture, named `<event>.<action>` after its file.
+    const FIXTURES: &[(&str, &[u8])] = fixtures![
+        "issues.edited",
+        "issues.labeled",
+        "issues.opened",
+        "issues.reopened",
+        "ping",
+        "projects_v2_item.edited",
+        "pull_request.closed",
+        "pull_request.converted_to_draft",
+        "pull_request.opened",
+        "pull_request.ready_for_review",
+    ];
+
+    const REPO: &str = "Codertocat/Hello-World";
+    const ISSUE: &str = "issues.opened";
+    const PR: &str = "pull_request.opened";
+    const ITEM: &str = "projects_v2_item.edited";
+    const OPENED_AT: &str = "2019-05-15T15:20:18Z";
+    const PR_OPENED_AT: &str = "2019-05-15T15:20:33Z";
+    const LATER: &str = "2019-05-15T15:21:18Z";
+
+    /// Fixture `name` with some fields replaced (`None` removes one), parsed.
+    fn edit(name: &str, edits: &[(&str, Option<Value>)]) -> Result<Parsed, PayloadError> {
+        let (_, body) = FIXTURES.iter().find(|(n, _)| *n == name).unwrap();
+        let event = name.split('.').next().unwrap();
+        parse(event, &edited(serde_json::from_slice(body).unwrap(), edits))
+    }
+
+    fn pr(pr: Pr) -> UpdateAction {
+        UpdateAction::Status {
+            native: NativeStatus::GithubPullRequest { pr },
+        }
+    }
+
+    /// What fixture `name` (issue #1 or pull request #2 of Codertocat/Hello-World) must
+    /// parse into.
+    fn expected(name: &str, action: UpdateAction, ts: &str, explicit: bool) -> StatusUpdate {
+        let is_pr = name.starts_with("pull_request");
+        let (number, kind, path) = match is_pr {
+            true => (2u64, EntityKind::PullRequest, "pull/2"),
+            false => (1, EntityKind::Issue, "issues/1"),
+        };
+        let title = match is_pr {
+            true => "Update the README with new information.",
+            false => "Spelling error in the README file",
+        };
+        let url = format!("https://github.com/{REPO}/{path}");
+        StatusUpdate {
+            source: SystemId::Github,
+            target: ExternalRef::new(SystemId::Github, format!("{REPO}#{number}")),
+            aliases: vec![],
+            links: vec![],
+            kind,
+            action,
+            source_timestamp: at(ts),
+            project: Some(REPO.into()),
+            explicit,
+            title: Some(title.into()),
+            metadata: metadata([
+                ("url", Some(url.into())),
+                ("sender", Some("Codertocat".into())),
+                ("branch", is_pr.then(|| "changes".into())),
+                ("number", Some(number.into())),
+            ]),
+        }
+    }
+
+    #[test]
+    fn every_fixture_in_the_shared_folder_is_covered() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/github");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter_map(|n| n.strip_suffix(".json").map(str::to_owned))
+            .collect();
+        on_disk.sort();
+        let covered: Vec<&str> = FIXTURES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(on_disk, covered);
+    }
+
+    #[test]
+    fn fixtures_parse_into_the_exact_updates() {
+        let open = status(GithubIssueState::Open);
+        let cases = [
+            (ISSUE, open.clone(), OPENED_AT),
+            ("issues.reopened", open, "2021-10-11T16:40:56Z"),
+            (PR, pr(Pr::Open), PR_OPENED_AT),
+            ("pull_request.closed", pr(Pr::ClosedUnmerged), LATER),
+            ("pull_request.converted_to_draft", pr(Pr::Draft), LATER),
+            ("pull_request.ready_for_review", pr(Pr::Open), LATER),
+        ];
+        for (name, action, ts) in cases {
+            let want = expected(name, action, ts, name.ends_with("reopened"));
+            assert_eq!(one(edit(name, &[])), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_project_item_status_edit_targets_the_item() {
+        let native = NativeStatus::GithubProjectItem {
+            project_node_id: "PVT_kwDOAWcTxs07Gw".into(),
+            field_node_id: "PVTF_lADOAWcTxs07G84AAali".into(),
+            option_name: None,
+        };
+        let want = StatusUpdate {
+            source: SystemId::Github,
+            target: ExternalRef::new(SystemId::Github, "PVTI_lADOAWcTxs07G84AVqWu"),
+            aliases: vec![],
+            links: vec![],
+            kind: EntityKind::Issue,
+            action: UpdateAction::Status { native },
+            source_timestamp: at("2022-06-08T20:34:26Z"),
+            project: None,
+            explicit: true,
+            title: None,
+            metadata: json!({"sender": "wolfy1339", "contentNodeId": "DI_lADOAWcTxs07G84AIjOy"}),
+        };
+        assert_eq!(one(edit(ITEM, &[])), want);
+    }
+
+    #[test]
+    fn a_project_item_edit_reads_the_new_option_when_present() {
+        let to = json!({"id": "98236657", "name": "In Progress"});
+        let got = one(edit(ITEM, &[set("changes.field_value.to", to)]));
+        let want = NativeStatus::GithubProjectItem {
+            project_node_id: "PVT_kwDOAWcTxs07Gw".into(),
+            field_node_id: "PVTF_lADOAWcTxs07G84AAali".into(),
+            option_name: Some("In Progress".into()),
+        };
+        assert_eq!(got.action, UpdateAction::Status { native: want });
+        let bot = set("sender.type", json!("Bot"));
+        assert!(!one(edit(ITEM, &[bot])).explicit);
+    }
+
+    #[test]
+    fn other_project_item_edits_are_ignored() {
+        let date = [set("changes.field_value.field_type", json!("date"))];
+        let body = [("changes.field_value", None), set("changes.body", json!(1))];
+        let archived = [set("action", json!("archived"))];
+        for edits in [&date[..], &body[..], &archived[..]] {
+            let got = edit(ITEM, edits);
+            assert!(matches!(got, Ok(Parsed::Ignored { .. })), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn edits_labels_pings_and_other_events_are_deliberately_ignored() {
+        let cases = [("issues.edited", "edited"), ("issues.labeled", "labeled")];
+        for (name, word) in cases.into_iter().chain([("ping", "ping")]) {
+            match edit(name, &[]) {
+                Ok(Parsed::Ignored { reason }) => assert!(reason.contains(word), "{reason}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let star = parse("star", br#"{"action":"created"}"#);
+        let want = ignored("GitHub event `star` is not handled");
+        assert_eq!(star, Ok(want));
+    }
+
+    #[test]
+    fn closed_issues_carry_their_state_reason() {
+        for reason in ["completed", "not_planned", "duplicate"]
+            .map(Some)
+            .into_iter()
+            .chain([None])
+        {
+            let edits = [
+                set("action", json!("closed")),
+                set("issue.state", json!("closed")),
+                ("issue.state_reason", reason.map(Value::from)),
+            ];
+            let got = one(edit(ISSUE, &edits));
+            let state_reason = reason.map(str::to_owned);
+            let want = status(GithubIssueState::Closed { state_reason });
+            assert_eq!((got.action, got.explicit), (want, false));
+        }
+    }
+
+    #[test]
+    fn a_closed_pull_request_is_merged_or_not() {
+        let merged = [
+            set("pull_request.merged", json!(true)),
+            set("pull_request.merged_at", json!(LATER)),
+        ];
+        let got = one(edit("pull_request.closed", &merged));
+        assert_eq!(got.action, pr(Pr::Merged));
+        let unmerged = [set("pull_request.merged", Value::Null)];
+        let got = one(edit("pull_request.closed", &unmerged));
+        assert_eq!(got.action, pr(Pr::ClosedUnmerged));
+    }
+
+    #[test]
+    fn pull_request_actions_map_to_their_stages() {
+        let cases = [
+            ("review_requested", false, Pr::ReviewRequested, false),
+            ("opened", true, Pr::Draft, false),
+            ("reopened", false, Pr::Open, true),
+            ("reopened", true, Pr::Draft, true),
+        ];
+        for (action, draft, want, explicit) in cases {
+            let edits = [
+                set("action", json!(action)),
+                set("pull_request.draft", json!(draft)),
+            ];
+            let got = one(edit(PR, &edits));
+            assert_eq!((got.action, got.explicit), (pr(want), explicit), "{action}");
+        }
+        let sync = edit(PR, &[set("action", json!("synchronize"))]);
+        assert!(matches!(sync, Ok(Parsed::Ignored { reason }) if reason.contains("synchronize")));
+    }
+
+    #[test]
+    fn a_pull_request_with_a_null_body_parses() {
+        let got = one(edit(PR, &[set("pull_request.body", Value::Null)]));
+        assert_eq!(got, expected(PR, pr(Pr::Open), PR_OPENED_AT, false));
+    }
+
+    #[test]
+    fn an_issue_carrying_pull_request_is_a_pull_request() {
+        let link = json!({"url": "https://api.github.com/repos/o/r/pulls/1"});
+        let got = one(edit(ISSUE, &[set("issue.pull_request", link)]));
+        assert_eq!(got.kind, EntityKind::PullRequest);
+    }
+
+    #[test]
+    fn deleted_and_transferred_issues_change_the_link() {
+        let got = one(edit(ISSUE, &[set("action", json!("deleted"))]));
+        assert_eq!(got.action, UpdateAction::Removed);
+        assert_eq!(got.target.external_id, "Codertocat/Hello-World#1");
+        let new_repo = json!({"full_name": "Octocoders/Elsewhere"});
+        let edits = [
+            set("action", json!("transferred")),
+            set("changes.new_issue", json!({"number": 7, "title": "moved"})),
+            set("changes.new_repository", new_repo),
+        ];
+        let got = one(edit(ISSUE, &edits));
+        let to = ExternalRef::new(SystemId::Github, "Octocoders/Elsewhere#7");
+        assert_eq!(got.action, UpdateAction::Transferred { to });
+        assert_eq!(got.target.external_id, "Codertocat/Hello-World#1");
+        let missing = edit(ISSUE, &[set("action", json!("transferred"))]);
+        let want = PayloadError::Missing("changes.new_repository.full_name".into());
+        assert_eq!(missing, Err(want));
+    }
+
+    #[test]
+    fn malformed_deliveries_name_what_was_wrong() {
+        let (_, body) = FIXTURES[8];
+        let err = parse("pull_request", &body[..body.len() / 2]).unwrap_err();
+        assert!(matches!(&err, PayloadError::Json(m) if m.contains("line")));
+
+        let err = edit(PR, &[set("pull_request.number", json!("2"))]).unwrap_err();
+        let want = "field `pull_request.number` is invalid: invalid type: string";
+        assert!(err.to_string().starts_with(want), "{err}");
+
+        let err = edit(ISSUE, &[("repository", None)]).unwrap_err();
+        assert_eq!(err, PayloadError::Missing("repository.full_name".into()));
+
+        let err = edit(ISSUE, &[set("issue.updated_at", json!("last tuesday"))]);
+        assert_eq!(invalid_field(err.unwrap_err()), "issue.updated_at");
+        let err = edit(ISSUE, &[set("repository.full_name", json!("no-slash"))]);
+        assert_eq!(invalid_field(err.unwrap_err()), "repository.full_name");
+
+        let err = parse("ping", b"payload=%7B%7D").unwrap_err();
+        assert!(err.to_string().contains("application/json"), "{err}");
+        let not_utf8 = parse("ping", b"\xff\xfe");
+        assert!(matches!(not_utf8, Err(PayloadError::Json(_))));
+        let huge = br#"{"action":"opened","issue":{"number":1e400}}"#;
+        assert!(matches!(parse("issues", huge), Err(PayloadError::Json(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn any_value_in_any_read_field_never_panics(
+            which in 0usize..FIXTURES.len(),
+            path in prop::sample::select(vec![
+                "action", "issue", "issue.number", "issue.updated_at", "issue.state_reason",
+                "issue.pull_request", "pull_request", "pull_request.number", "pull_request.merged",
+                "pull_request.draft", "pull_request.head", "repository", "repository.full_name",
+                "sender", "changes", "changes.field_value", "changes.field_value.to",
+                "projects_v2_item", "projects_v2_item.updated_at",
+            ]),
+            replacement in prop::option::of(arb_json()),
+        ) {
+            let _ = edit(FIXTURES[which].0, &[(path, replacement)]);
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! Linear webhook deliveries (`Issue` create / update / remove; every other type
+//! ignored) turned into `StatusUpdate`s, plus the `webhookTimestamp` freshness check.
+//! Reads only the fields it needs; never panics on any input, never reads the clock
+//! (callers pass `now`), never does I/O.
+
+use serde_json::Value;
+
+use crate::domain::{EntityKind, ExternalRef, NativeStatus, StatusUpdate, SystemId, UpdateAction};
+use crate::systems::{
+    lookup, metadata, optional, parse_object, required, timestamp, Parsed, PayloadError,
+};
+
+/// How far `webhookTimestamp` may be from now (Linear's own SDK uses one minute).
+pub const TIMESTAMP_TOLERANCE_MS: i64 = 60_000;
+
+/// A parsed Linear delivery: its send time, to check against replay, and what it means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearDelivery {
+    /// `webhookTimestamp`: when Linear sent it, Unix milliseconds.
+    pub webhook_timestamp_ms: i64,
+    pub parsed: Parsed,
+}
+
+/// A delivery sent too long ago (a replay) or too far in the future (a skewed clock).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    #[error("webhookTimestamp is {age_ms} ms old, more than the {tolerance_ms} ms allowed")]
+    TooOld { age_ms: i128, tolerance_ms: i64 },
+    #[error(
+        "webhookTimestamp is {ahead_ms} ms in the future, more than the {tolerance_ms} ms allowed"
+    )]
+    InFuture { ahead_ms: i128, tolerance_ms: i64 },
+}
+
+/// Rejects a delivery whose `webhookTimestamp` is more than `tolerance_ms` from `now_ms`.
+pub fn check_timestamp(
+    webhook_timestamp_ms: i64,
+    now_ms: i64,
+    tolerance_ms: i64,
+) -> Result<(), TimestampError> {
+    // i128: no pair of i64 timestamps can overflow the difference.
+    let age_ms = i128::from(now_ms) - i128::from(webhook_timestamp_ms);
+    if age_ms > i128::from(tolerance_ms) {
+        Err(TimestampError::TooOld {
+            age_ms,
+            tolerance_ms,
+        })
+    } else if -age_ms > i128::from(tolerance_ms) {
+        Err(TimestampError::InFuture {
+            ahead_ms: -age_ms,
+            tolerance_ms,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses one delivery. `webhookTimestamp` is required for every type, even ignored
+/// ones, so that the caller can refuse replays (Linear's SDK lets its absence through).
+pub fn parse(body: &[u8]) -> Result<LinearDelivery, PayloadError> {
+    let root = parse_object(body)?;
+    let webhook_timestamp_ms = webhook_timestamp(&root)?;
+    let kind: String = required(&root, "type")?;
+    let action: String = required(&root, "action")?;
+    let parsed = if kind == "Issue" {
+        issue(&root, &action)?
+    } else {
+        ignored(format!("Linear `{kind}` events are not status changes"))
+    };
+    Ok(LinearDelivery {
+        webhook_timestamp_ms,
+        parsed,
+    })
+}
+
+fn issue(root: &Value, action: &str) -> Result<Parsed, PayloadError> {
+    let action = match action {
+        "create" => status(root)?,
+        "update" => {
+            // `updatedFrom` holds the previous value of every changed property: without
+            // `stateId` the state did not change (a title edit, a new label…).
+            if lookup(root, "updatedFrom.stateId")?.is_none() {
+                return Ok(ignored("state unchanged".into()));
+            }
+            status(root)?
+        }
+        "remove" => UpdateAction::Removed,
+        other => {
+            return Ok(ignored(format!(
+                "Linear Issue action `{other}` is not handled"
+            )))
+        }
+    };
+    let id: String = required(root, "data.id")?;
+    let identifier: Option<String> = optional(root, "data.identifier")?;
+    let team_key: Option<String> = optional(root, "data.team.key")?;
+    let project = team_key.or_else(|| identifier.as_deref().and_then(team_key_of));
+    let url: Option<String> = match optional(root, "url")? {
+        Some(url) => Some(url),
+        None => optional(root, "data.url")?,
+    };
+    let actor_name: Option<String> = optional(root, "actor.name")?;
+    Ok(Parsed::Updates(vec![StatusUpdate {
+        source: SystemId::Linear,
+        target: ExternalRef::new(SystemId::Linear, id),
+        aliases: identifier
+            .iter()
+            .map(|i| ExternalRef::new(SystemId::Linear, i.as_str()))
+            .collect(),
+        links: Vec::new(),
+        kind: EntityKind::Issue,
+        action,
+        source_timestamp: timestamp(root, "data.updatedAt")?,
+        project,
+        explicit: made_by_a_person(root)?,
+        title: optional(root, "data.title")?,
+        metadata: metadata([
+            ("url", url.map(Value::from)),
+            ("identifier", identifier.map(Value::from)),
+            ("actor", actor_name.map(Value::from)),
+        ]),
+    }]))
+}
+
+/// The issue's workflow state as the delivery tells it.
+fn status(root: &Value) -> Result<UpdateAction, PayloadError> {
+    let state_id: Option<String> = match optional(root, "data.stateId")? {
+        Some(id) => Some(id),
+        None => optional(root, "data.state.id")?,
+    };
+    if state_id.is_none() {
+        return Err(PayloadError::Missing("data.stateId".into()));
+    }
+    Ok(UpdateAction::Status {
+        native: NativeStatus::Linear {
+            state_id,
+            name: optional(root, "data.state.name")?,
+            state_type: optional(root, "data.state.type")?,
+        },
+    })
+}
+
+/// Whether a person made the change, which makes a state change an explicit reopen.
+/// The rule: an `actor` is present and its `type` is `user` (any case) or absent; an
+/// untyped actor is taken to be a person. Integrations, OAuth applications and
+/// deliveries without an actor (Linear's own automations) are not people.
+fn made_by_a_person(root: &Value) -> Result<bool, PayloadError> {
+    if lookup(root, "actor")?.is_none() {
+        return Ok(false);
+    }
+    let actor_type: Option<String> = optional(root, "actor.type")?;
+    Ok(match actor_type {
+        None => true,
+        Some(t) => t.eq_ignore_ascii_case("user"),
+    })
+}
+
+/// `webhookTimestamp` in ms: a JSON number (the schema says Float), whole or not.
+fn webhook_timestamp(root: &Value) -> Result<i64, PayloadError> {
+    const FIELD: &str = "webhookTimestamp";
+    let Some(value) = lookup(root, FIELD)? else {
+        return Err(PayloadError::Missing(FIELD.into()));
+    };
+    if let Some(ms) = value.as_i64() {
+        return Ok(ms);
+    }
+    match value.as_f64() {
+        // i64::MAX as f64 rounds up to 2^63, hence the strict upper bound.
+        Some(ms) if ms.is_finite() && ms >= i64::MIN as f64 && ms < i64::MAX as f64 => {
+            Ok(ms.trunc() as i64)
+        }
+        Some(ms) => Err(PayloadError::invalid(
+            FIELD,
+            format!("{ms} is out of range for milliseconds since 1970"),
+        )),
+        None => Err(PayloadError::invalid(
+            FIELD,
+            "expected a number of milliseconds since 1970",
+        )),
+    }
+}
+
+/// `ENG` from an issue identifier `ENG-123`; `None` for anything else (a UUID).
+pub(crate) fn team_key_of(identifier: &str) -> Option<String> {
+    let (key, number) = identifier.split_once('-')?;
+    let numeric = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
+    let key_like = key.starts_with(|c: char| c.is_ascii_alphabetic())
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    (numeric && key_like).then(|| key.to_owned())
+}
+
+fn ignored(reason: String) -> Parsed {
+    Parsed::Ignored { reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::systems::test_support::{arb_json, at, edited, invalid_field, one, set};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const SENT_MS: i64 = 1_714_564_800_000; // 2024-05-01T12:00:00Z
+    const ISSUE_ID: &str = "2f2a8f5e-3c6b-4c1e-9a7d-6f1c1b2e3d4a";
+
+    /// An `Issue` `update` delivery shaped like the ones Linear sends.
+    fn issue_update() -> Value {
+        json!({
+            "action": "update",
+            "type": "Issue",
+            "createdAt": "2024-05-01T11:59:59.512Z",
+            "actor": {"id": "5f6a1d9e-0c8e-4a51-9f0b-7d0f2b0d7e11", "name": "Ada Lovelace", "type": "user",
+                      "email": "ada@example.com", "url": "https://linear.app/acme/profiles/ada"},
+            "data": {
+                "id": ISSUE_ID,
+                "identifier": "ENG-123",
+                "number": 123,
+                "title": "Retry outbound writes",
+                "description": null,
+                "priority": 2,
+                "stateId": "8c1f6a0e-1111-4b2c-9d3e-000000000002",
+                "state": {"id": "8c1f6a0e-1111-4b2c-9d3e-000000000002", "name": "In Progress",
+                          "type": "started", "color": "#f2c94c"},
+                "teamId": "a1b2c3d4-0000-4000-8000-000000000001",
+                "team": {"id": "a1b2c3d4-0000-4000-8000-000000000001", "key": "ENG", "name": "Engineering"},
+                "labelIds": [],
+                "createdAt": "2024-04-30T09:00:00.000Z",
+                "updatedAt": "2024-05-01T11:59:59.500Z",
+                "url": "https://linear.app/acme/issue/ENG-123/retry-outbound-writes"
+            },
+            "updatedFrom": {"stateId": "8c1f6a0e-1111-4b2c-9d3e-000000000001",
+                            "updatedAt": "2024-05-01T10:00:00.000Z"},
+            "url": "https://linear.app/acme/issue/ENG-123/retry-outbound-writes",
+            "organizationId": "0f0e0d0c-0000-4000-8000-00000000000a",
+            "webhookTimestamp": SENT_MS,
+            "webhookId": "3d3c3b3a-0000-4000-8000-0000000000ff"
+        })
+    }
+
+    /// `issue_update()` with some fields replaced (`None` removes one), parsed.
+    fn edit(edits: &[(&str, Option<Value>)]) -> Result<LinearDelivery, PayloadError> {
+        parse(&edited(issue_update(), edits))
+    }
+
+    fn update_of(edits: &[(&str, Option<Value>)]) -> StatusUpdate {
+        one(edit(edits).map(|d| d.parsed))
+    }
+
+    fn in_progress() -> UpdateAction {
+        UpdateAction::Status {
+            native: NativeStatus::Linear {
+                state_id: Some("8c1f6a0e-1111-4b2c-9d3e-000000000002".into()),
+                name: Some("In Progress".into()),
+                state_type: Some("started".into()),
+            },
+        }
+    }
+
+    #[test]
+    fn a_state_change_is_an_explicit_update_of_the_issue() {
+        let delivery = edit(&[]).unwrap();
+        assert_eq!(delivery.webhook_timestamp_ms, SENT_MS);
+        let url = "https://linear.app/acme/issue/ENG-123/retry-outbound-writes";
+        let want = StatusUpdate {
+            source: SystemId::Linear,
+            target: ExternalRef::new(SystemId::Linear, ISSUE_ID),
+            aliases: vec![ExternalRef::new(SystemId::Linear, "ENG-123")],
+            links: vec![],
+            kind: EntityKind::Issue,
+            action: in_progress(),
+            source_timestamp: at("2024-05-01T11:59:59.500Z"),
+            project: Some("ENG".into()),
+            explicit: true,
+            title: Some("Retry outbound writes".into()),
+            metadata: json!({"url": url, "identifier": "ENG-123", "actor": "Ada Lovelace"}),
+        };
+        assert_eq!(one(Ok(delivery.parsed)), want);
+    }
+
+    #[test]
+    fn a_created_issue_reports_its_state() {
+        let got = update_of(&[set("action", json!("create")), ("updatedFrom", None)]);
+        assert_eq!(got.action, in_progress());
+    }
+
+    #[test]
+    fn an_update_that_leaves_the_state_is_ignored() {
+        let title_only = json!({"title": "Retry writes", "updatedAt": "2024-05-01T10:00:00Z"});
+        for updated_from in [Some(title_only), None] {
+            let delivery = edit(&[("updatedFrom", updated_from)]).unwrap();
+            assert_eq!(delivery.parsed, ignored("state unchanged".into()));
+        }
+    }
+
+    #[test]
+    fn a_removed_issue_drops_its_link() {
+        let got = update_of(&[set("action", json!("remove")), ("updatedFrom", None)]);
+        assert_eq!(got.action, UpdateAction::Removed);
+        assert_eq!(got.target.external_id, ISSUE_ID);
+    }
+
+    #[test]
+    fn other_types_are_ignored_but_still_timestamped() {
+        let comment = json!({
+            "action": "create", "type": "Comment", "webhookTimestamp": SENT_MS,
+            "data": {"id": "c-1", "body": "LGTM", "issueId": ISSUE_ID},
+            "organizationId": "o", "webhookId": "w", "createdAt": "2024-05-01T11:59:59.512Z"
+        });
+        let delivery = parse(&serde_json::to_vec(&comment).unwrap()).unwrap();
+        assert_eq!(delivery.webhook_timestamp_ms, SENT_MS);
+        let want = ignored("Linear `Comment` events are not status changes".into());
+        assert_eq!(delivery.parsed, want);
+    }
+
+    #[test]
+    fn only_people_make_explicit_changes() {
+        let cases = [
+            (json!({"id": "u", "name": "Ada"}), true),
+            (json!({"id": "u", "name": "Ada", "type": "user"}), true),
+            (
+                json!({"id": "i", "service": "github", "type": "integration"}),
+                false,
+            ),
+            (
+                json!({"id": "o", "name": "Agent", "type": "oauthClient"}),
+                false,
+            ),
+            (Value::Null, false),
+        ];
+        for (actor, explicit) in cases {
+            let got = update_of(&[set("actor", actor.clone())]);
+            assert_eq!(got.explicit, explicit, "{actor}");
+        }
+        assert!(!update_of(&[("actor", None)]).explicit);
+    }
+
+    #[test]
+    fn without_a_team_the_project_comes_from_the_identifier() {
+        let got = update_of(&[("data.team", None)]);
+        assert_eq!(got.project.as_deref(), Some("ENG"));
+        let got = update_of(&[("data.team", None), ("data.identifier", None)]);
+        assert_eq!((got.project, got.aliases), (None, vec![]));
+        assert_eq!(team_key_of("WEB2-7").as_deref(), Some("WEB2"));
+        assert_eq!(team_key_of("2f2a8f5e-3c6b-4c1e-9a7d-000000000001"), None);
+        assert_eq!(team_key_of("ENG-"), None);
+        assert_eq!(team_key_of("-12"), None);
+    }
+
+    #[test]
+    fn a_state_object_without_state_id_still_names_the_state() {
+        let got = update_of(&[("data.stateId", None)]);
+        assert_eq!(got.action, in_progress());
+        let err = edit(&[("data.stateId", None), ("data.state", None)]).unwrap_err();
+        assert_eq!(err, PayloadError::Missing("data.stateId".into()));
+    }
+
+    #[test]
+    fn a_missing_webhook_timestamp_is_rejected() {
+        let err = edit(&[("webhookTimestamp", None)]).unwrap_err();
+        assert_eq!(err, PayloadError::Missing("webhookTimestamp".into()));
+        assert_eq!(err.to_string(), "missing field `webhookTimestamp`");
+        for bad in [json!("1714564800000"), json!(1e300), json!(-1e300)] {
+            let err = edit(&[set("webhookTimestamp", bad)]).unwrap_err();
+            assert_eq!(invalid_field(err), "webhookTimestamp");
+        }
+        let float = edit(&[set("webhookTimestamp", json!(1_714_564_800_000.7))]);
+        assert_eq!(float.unwrap().webhook_timestamp_ms, SENT_MS);
+    }
+
+    #[test]
+    fn malformed_issue_deliveries_name_the_field() {
+        let err = edit(&[("data.id", None)]).unwrap_err();
+        assert_eq!(err, PayloadError::Missing("data.id".into()));
+        let err = edit(&[set("data.updatedAt", json!(17))]).unwrap_err();
+        assert_eq!(invalid_field(err), "data.updatedAt");
+        let err = edit(&[set("updatedFrom", json!("stateId"))]).unwrap_err();
+        assert_eq!(invalid_field(err), "updatedFrom");
+        let truncated = parse(br#"{"type":"Issue""#);
+        assert!(matches!(truncated, Err(PayloadError::Json(_))));
+    }
+
+    #[test]
+    fn timestamps_two_minutes_old_are_rejected_and_thirty_seconds_accepted() {
+        let check = |now: i64| check_timestamp(SENT_MS, now, TIMESTAMP_TOLERANCE_MS);
+        let err = check(SENT_MS + 120_000).unwrap_err();
+        let (age_ms, tolerance_ms) = (120_000, 60_000);
+        assert_eq!(
+            err,
+            TimestampError::TooOld {
+                age_ms,
+                tolerance_ms
+            }
+        );
+        let want = "webhookTimestamp is 120000 ms old, more than the 60000 ms allowed";
+        assert_eq!(err.to_string(), want);
+        for now in [
+            SENT_MS + 30_000,
+            SENT_MS + 60_000,
+            SENT_MS - 30_000,
+            SENT_MS,
+        ] {
+            assert_eq!(check(now), Ok(()));
+        }
+        let err = check(SENT_MS - 90_000).unwrap_err();
+        assert!(err.to_string().contains("90000 ms in the future"), "{err}");
+        assert!(check_timestamp(i64::MIN, i64::MAX, TIMESTAMP_TOLERANCE_MS).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_value_in_any_read_field_never_panics(
+            path in prop::sample::select(vec![
+                "action", "type", "webhookTimestamp", "url", "actor", "actor.type", "actor.name",
+                "data", "data.id", "data.identifier", "data.stateId", "data.state",
+                "data.state.type", "data.team", "data.team.key", "data.updatedAt", "data.title",
+                "updatedFrom", "updatedFrom.stateId",
+            ]),
+            replacement in prop::option::of(arb_json()),
+        ) {
+            let _ = edit(&[(path, replacement)]);
+        }
+
+        #[test]
+        fn check_timestamp_never_panics(ts in any::<i64>(), now in any::<i64>(), tol in any::<i64>()) {
+            let _ = check_timestamp(ts, now, tol);
+        }
+    }
+}
