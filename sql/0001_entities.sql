@@ -16,6 +16,8 @@ CREATE TABLE entities (
     title           text,
     -- set when conflicts escalate: every further update waits for a person
     manual          boolean NOT NULL DEFAULT false,
+    -- systems that asserted the current status since it was set (conflict detection)
+    confirmed_by    text[] NOT NULL DEFAULT '{}',
     metadata        jsonb NOT NULL DEFAULT '{}'::jsonb,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{EntityKind, SystemId};
+use crate::domain::{
+    CanonicalStatus, EntityKind, MappingTable, Policy, Strategy, SystemId, TransitionTable,
+};
 
 const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -113,27 +115,42 @@ pub struct EngineSettings {
     pub priorities: EnginePriorities,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StrategyName {
-    PriorityBased,
-    TimestampBased,
-    Manual,
-    Merge,
-}
-
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncSettings {
     pub auto_create: bool,
-    pub conflict_strategy: StrategyName,
+    pub conflict_strategy: Strategy,
     pub conflict_window_ms: u64,
     pub escalation_threshold: u32,
     pub max_retries: u32,
     pub reconcile_interval_s: u64,
     #[serde(default)]
-    pub strategy_by_kind: BTreeMap<EntityKind, StrategyName>,
+    pub strategy_by_kind: BTreeMap<EntityKind, Strategy>,
     pub priorities: BTreeMap<SystemId, u8>,
+    /// Under `merge`, the status listed first wins.
+    pub merge_precedence: Vec<CanonicalStatus>,
+    /// Allowed moves out of a status; a status not listed may move anywhere.
+    #[serde(default)]
+    pub transitions: BTreeMap<CanonicalStatus, Vec<CanonicalStatus>>,
+}
+
+impl SyncSettings {
+    /// The conflict-resolution policy these settings describe.
+    pub fn policy(&self) -> Policy {
+        let mut transitions = TransitionTable::default();
+        for (from, to) in &self.transitions {
+            transitions = transitions.restrict(*from, to.iter().copied());
+        }
+        Policy {
+            priorities: self.priorities.clone(),
+            strategy: self.conflict_strategy,
+            strategy_by_kind: self.strategy_by_kind.clone(),
+            conflict_window: chrono::TimeDelta::milliseconds(self.conflict_window_ms as i64),
+            escalation_threshold: self.escalation_threshold,
+            merge_precedence: self.merge_precedence.clone(),
+            transitions,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -320,6 +337,23 @@ impl Secrets {
     }
 }
 
+impl MappingSettings {
+    /// The shipped table, or the file named by `mappings.file` (which replaces it).
+    pub fn load(&self) -> Result<MappingTable, ConfigError> {
+        if self.file.is_empty() {
+            return Ok(MappingTable::default());
+        }
+        let text = std::fs::read_to_string(&self.file).map_err(|source| ConfigError::Read {
+            path: PathBuf::from(&self.file),
+            source,
+        })?;
+        MappingTable::from_toml_str(&text).map_err(|e| ConfigError::Invalid {
+            key: format!("mappings.file ({})", self.file),
+            why: e.to_string(),
+        })
+    }
+}
+
 impl Settings {
     /// Reads the layers from the process environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -424,6 +458,7 @@ impl Settings {
         if self.events.retention_days == 0 {
             return invalid("events.retention_days", "must be at least 1");
         }
+        self.mappings.load()?;
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return invalid("log.level", &format!("is not a log filter: {e}"));
         }

@@ -11,6 +11,11 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
+use actix::Actor;
+
+use crate::actors::conflict_resolver::ConflictResolver;
+use crate::actors::event_processor::{Engine, EventProcessor};
+use crate::actors::status_mapper::StatusMapper;
 use crate::actors::synchronizer::{Backlog, StatusSynchronizer};
 use crate::config::Settings;
 use crate::http::errors::ApiError;
@@ -100,12 +105,24 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let backlog = Arc::new(Backlog::default());
         backlog.set(inbound::count_pending(&store.client().await?).await?);
+        let mapper = StatusMapper::new(Arc::new(settings.mappings.load()?)).start();
+        let resolver = ConflictResolver::new(settings.sync.policy()).start();
+        let engine = Arc::new(Engine {
+            store: store.clone(),
+            mapper,
+            resolver,
+            settings: settings.clone(),
+            metrics: metrics.clone(),
+            backlog: backlog.clone(),
+            committed: Vec::new(),
+        });
+        let processor = EventProcessor::new(engine).start();
         let sync = StatusSynchronizer::new(
             store.clone(),
             metrics.clone(),
             backlog,
             settings.engine.queue_capacity,
-            None,
+            processor,
         );
         let state = web::Data::new(AppState {
             settings: settings.clone(),

@@ -34,6 +34,11 @@ impl Handler<Resolve> for ConflictResolver {
     type Result = MessageResult<Resolve>;
 
     fn handle(&mut self, msg: Resolve, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(decide(msg.current.as_ref(), &msg.incoming, &self.policy, msg.now))
+        MessageResult(decide(
+            msg.current.as_ref(),
+            &msg.incoming,
+            &self.policy,
+            msg.now,
+        ))
     }
 }

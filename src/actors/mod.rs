@@ -1,3 +1,6 @@
 //! The actors of DESIGN.md and the StatusSynchronizer that owns their addresses.
 
+pub mod conflict_resolver;
+pub mod event_processor;
+pub mod status_mapper;
 pub mod synchronizer;

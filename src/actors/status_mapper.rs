@@ -60,7 +60,8 @@ impl Handler<MapOutbound> for StatusMapper {
 
     fn handle(&mut self, msg: MapOutbound, _: &mut Context<Self>) -> Self::Result {
         MessageResult(if msg.project_item {
-            self.table.project_option_for(msg.status, msg.project.as_deref())
+            self.table
+                .project_option_for(msg.status, msg.project.as_deref())
         } else {
             self.table
                 .outbound_for(msg.system, msg.status, msg.project.as_deref())

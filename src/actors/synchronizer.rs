@@ -5,9 +5,19 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
 
-use crate::domain::SystemId;
+pub use super::event_processor::Target;
+use super::event_processor::{ApplyError, ApplyNow, EventProcessor, ItemOutcome, WorkItem};
+use crate::domain::{
+    CanonicalStatus, EntityKind, ExternalRef, NativeStatus, StatusUpdate, SystemId, UpdateAction,
+};
 use crate::metrics::Metrics;
+use crate::store::entities::{self, EntityRow, Link};
+use crate::store::events::{self, Event};
+use crate::store::history::{self, Conflict, Transition};
 use crate::store::inbound::{self, NewDelivery, Stored};
 use crate::store::{Store, StoreError};
 
@@ -16,12 +26,63 @@ use crate::store::{Store, StoreError};
 #[rtype(result = "()")]
 pub struct Wake;
 
+/// A transaction committed: events up to `last_seq` are logged, outbox rows written.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct EventsCommitted {
+    pub last_seq: Option<i64>,
+    pub outbox_rows: usize,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     #[error("the processing queue is full ({backlog} deliveries waiting); retry later")]
     QueueFull { backlog: i64 },
     #[error("the delivery could not be stored: {0}")]
     Store(#[from] StoreError),
+}
+
+/// Why an API call did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+impl From<StoreError> for SyncError {
+    fn from(e: StoreError) -> Self {
+        if e.is_transient() {
+            SyncError::Unavailable(e.to_string())
+        } else {
+            SyncError::Unexpected(e.into())
+        }
+    }
+}
+
+impl From<ApplyError> for SyncError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::NotFound(m) => SyncError::NotFound(m),
+            ApplyError::Store(s) => s.into(),
+            ApplyError::Mailbox(m) => {
+                SyncError::Unavailable(format!("the engine is not running: {m}"))
+            }
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for SyncError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::from(e).into()
+    }
 }
 
 /// Pending inbound work as this replica last saw it; webhooks refuse new deliveries
@@ -37,7 +98,64 @@ impl Backlog {
         self.0.store(n.max(0), Ordering::Relaxed)
     }
     pub fn add(&self, n: i64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some((v + n).max(0))
+            });
+    }
+}
+
+/// `POST /api/v1/status`.
+pub struct SubmitStatus {
+    pub target: Target,
+    pub status: CanonicalStatus,
+    pub source: SystemId,
+    pub source_timestamp: DateTime<Utc>,
+    pub kind: Option<EntityKind>,
+    pub metadata: serde_json::Value,
+}
+
+/// `POST /api/v1/links`.
+pub struct LinkRequest {
+    pub entity_id: Option<Uuid>,
+    pub kind: Option<EntityKind>,
+    pub status: Option<CanonicalStatus>,
+    pub refs: Vec<ExternalRef>,
+}
+
+/// An entity as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityView {
+    pub id: Uuid,
+    pub kind: EntityKind,
+    pub status: CanonicalStatus,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+    pub last_system: Option<SystemId>,
+    pub project: Option<String>,
+    pub title: Option<String>,
+    pub manual: bool,
+    pub links: Vec<Link>,
+    pub metadata: serde_json::Value,
+}
+
+impl EntityView {
+    fn new(row: EntityRow, links: Vec<Link>) -> Self {
+        EntityView {
+            id: row.id,
+            kind: row.kind,
+            status: row.status,
+            version: row.version,
+            updated_at: row.updated_at,
+            last_system: row.last_system,
+            project: row.project,
+            title: row.title,
+            manual: row.manual,
+            links,
+            metadata: row.metadata,
+        }
     }
 }
 
@@ -47,7 +165,7 @@ pub struct StatusSynchronizer {
     metrics: Arc<Metrics>,
     backlog: Arc<Backlog>,
     capacity: i64,
-    processor: Option<Recipient<Wake>>,
+    processor: Addr<EventProcessor>,
 }
 
 impl StatusSynchronizer {
@@ -56,7 +174,7 @@ impl StatusSynchronizer {
         metrics: Arc<Metrics>,
         backlog: Arc<Backlog>,
         capacity: i64,
-        processor: Option<Recipient<Wake>>,
+        processor: Addr<EventProcessor>,
     ) -> Self {
         StatusSynchronizer {
             store,
@@ -81,9 +199,7 @@ impl StatusSynchronizer {
         let stored = inbound::insert(&client, delivery).await?;
         if let Stored::New(_) = stored {
             self.backlog.add(1);
-            if let Some(processor) = &self.processor {
-                processor.do_send(Wake);
-            }
+            self.processor.do_send(Wake);
         }
         Ok(stored)
     }
@@ -93,5 +209,270 @@ impl StatusSynchronizer {
             .webhooks_received
             .with_label_values(&[system.as_str(), event, result])
             .inc();
+    }
+
+    async fn apply(&self, item: WorkItem) -> Result<ItemOutcome, SyncError> {
+        Ok(self
+            .processor
+            .send(ApplyNow(item))
+            .await
+            .map_err(|e| SyncError::Unavailable(format!("the engine is not running: {e}")))??)
+    }
+
+    /// Synchronizes one status from any source and answers the decision.
+    pub async fn submit(&self, req: SubmitStatus) -> Result<ItemOutcome, SyncError> {
+        let item = api_item(
+            req.target,
+            req.status,
+            req.source,
+            req.source_timestamp,
+            req.kind,
+            req.metadata,
+        );
+        self.apply(item).await
+    }
+
+    pub async fn entity(&self, id: Uuid) -> Result<Option<EntityView>, SyncError> {
+        let client = self.store.client().await?;
+        let Some(row) = entities::get(&client, id).await? else {
+            return Ok(None);
+        };
+        let links = entities::links_of(&client, &[id])
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
+        Ok(Some(EntityView::new(row, links)))
+    }
+
+    pub async fn lookup(&self, r: &ExternalRef) -> Result<Option<EntityView>, SyncError> {
+        let client = self.store.client().await?;
+        let found = entities::find(&client, std::slice::from_ref(r)).await?;
+        drop(client);
+        match found.get(r) {
+            Some(id) => self.entity(*id).await,
+            None => Ok(None),
+        }
+    }
+
+    pub async fn history(&self, id: Uuid, limit: i64) -> Result<Vec<Transition>, SyncError> {
+        let client = self.store.client().await?;
+        if entities::get(&client, id).await?.is_none() {
+            return Err(SyncError::NotFound(format!("no entity {id}")));
+        }
+        Ok(history::history(&client, id, limit).await?)
+    }
+
+    /// Restores the status the entity had at `version`, as a new change.
+    pub async fn rollback(&self, id: Uuid, version: i64) -> Result<ItemOutcome, SyncError> {
+        let client = self.store.client().await?;
+        let entity = entities::get(&client, id)
+            .await?
+            .ok_or_else(|| SyncError::NotFound(format!("no entity {id}")))?;
+        let status = history::status_at_version(&client, id, version)
+            .await?
+            .ok_or_else(|| {
+                SyncError::Conflict(format!(
+                    "entity {id} never had version {version} (it is at version {})",
+                    entity.version
+                ))
+            })?;
+        drop(client);
+        let status: CanonicalStatus = status
+            .parse()
+            .map_err(|e: crate::domain::ParseError| SyncError::Unexpected(e.into()))?;
+        let mut item = api_item(
+            Target::Entity(id),
+            status,
+            SystemId::Postgresql,
+            Utc::now(),
+            None,
+            serde_json::json!({ "rollbackTo": version }),
+        );
+        item.forced = true;
+        self.apply(item).await
+    }
+
+    /// Links external refs to an entity, creating it when none is named or linked.
+    pub async fn link(&self, req: LinkRequest) -> Result<(EntityView, bool), SyncError> {
+        let mut client = self.store.client().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute(entities::MARK_WRITER).await?;
+        let found = entities::find(&tx, &req.refs).await?;
+        let mut owners: Vec<Uuid> = found.values().copied().collect();
+        owners.sort();
+        owners.dedup();
+        let (id, created) = match (req.entity_id, owners.as_slice()) {
+            (Some(id), _) => {
+                if entities::lock(&tx, &[id]).await?.is_empty() {
+                    return Err(SyncError::NotFound(format!("no entity {id}")));
+                }
+                (id, false)
+            }
+            (None, [one]) => (*one, false),
+            (None, []) => {
+                let id = Uuid::new_v4();
+                let kind = req.kind.unwrap_or(match req.refs[0].system {
+                    SystemId::Agentapi => EntityKind::Task,
+                    _ => EntityKind::Issue,
+                });
+                entities::insert(
+                    &tx,
+                    &entities::NewEntity {
+                        id,
+                        kind,
+                        status: req.status.unwrap_or(CanonicalStatus::Todo),
+                        project: None,
+                        title: None,
+                        metadata: &serde_json::json!({}),
+                    },
+                )
+                .await?;
+                (id, true)
+            }
+            (None, many) => {
+                return Err(SyncError::Conflict(format!(
+                    "these refs are linked to different entities: {}",
+                    many.iter()
+                        .map(Uuid::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+        };
+        for r in &req.refs {
+            match found.get(r) {
+                Some(owner) if *owner == id => continue,
+                Some(owner) => {
+                    return Err(SyncError::Conflict(format!(
+                        "{r} is already linked to entity {owner}"
+                    )))
+                }
+                None => {}
+            }
+            let role = if r.system == SystemId::Github && r.external_id.starts_with("PVTI_") {
+                "project_item"
+            } else {
+                "primary"
+            };
+            let owner = entities::link(&tx, id, r, None, role).await?;
+            if owner != id {
+                return Err(SyncError::Conflict(format!(
+                    "{r} is already linked to entity {owner}"
+                )));
+            }
+        }
+        tx.commit().await?;
+        drop(client);
+        if created {
+            if let Some(status) = req.status {
+                // The first status goes through the engine: version 1, history, events.
+                self.submit(SubmitStatus {
+                    target: Target::Entity(id),
+                    status,
+                    source: SystemId::Postgresql,
+                    source_timestamp: Utc::now(),
+                    kind: None,
+                    metadata: serde_json::json!({}),
+                })
+                .await?;
+            }
+        }
+        let view = self
+            .entity(id)
+            .await?
+            .ok_or_else(|| SyncError::NotFound(format!("no entity {id}")))?;
+        Ok((view, created))
+    }
+
+    pub async fn conflicts(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Conflict>, SyncError> {
+        let client = self.store.client().await?;
+        Ok(history::list_conflicts(&client, state, limit).await?)
+    }
+
+    /// A person's decision: applies `status` (forced) and closes the entity's conflicts.
+    pub async fn resolve_conflict(
+        &self,
+        id: Uuid,
+        status: CanonicalStatus,
+        by: &str,
+    ) -> Result<ItemOutcome, SyncError> {
+        let client = self.store.client().await?;
+        let conflict = history::get_conflict(&client, id)
+            .await?
+            .ok_or_else(|| SyncError::NotFound(format!("no conflict {id}")))?;
+        drop(client);
+        if conflict.state != "open" {
+            return Err(SyncError::Conflict(format!(
+                "conflict {id} is already {}",
+                conflict.state
+            )));
+        }
+        let mut item = api_item(
+            Target::Entity(conflict.entity_id),
+            status,
+            SystemId::Postgresql,
+            Utc::now(),
+            None,
+            serde_json::json!({ "resolvedConflict": id, "resolvedBy": by }),
+        );
+        item.forced = true;
+        item.resolves = Some((id, by.to_owned()));
+        self.apply(item).await
+    }
+
+    pub async fn events(
+        &self,
+        after: i64,
+        rooms: Option<&[String]>,
+        limit: i64,
+    ) -> Result<Vec<Event>, SyncError> {
+        let client = self.store.client().await?;
+        Ok(events::after(&client, after, rooms, limit).await?)
+    }
+}
+
+/// An update made through the API: canonical, explicit, applied at high priority.
+fn api_item(
+    target: Target,
+    status: CanonicalStatus,
+    source: SystemId,
+    source_timestamp: DateTime<Utc>,
+    kind: Option<EntityKind>,
+    metadata: serde_json::Value,
+) -> WorkItem {
+    let reference = match &target {
+        Target::Ref(r) => r.clone(),
+        Target::Entity(id) => ExternalRef::new(SystemId::Postgresql, id.to_string()),
+    };
+    let kind = kind.unwrap_or(match reference.system {
+        SystemId::Agentapi => EntityKind::Task,
+        _ => EntityKind::Issue,
+    });
+    WorkItem {
+        inbound_id: None,
+        received_at: None,
+        target,
+        update: StatusUpdate {
+            source,
+            target: reference,
+            aliases: Vec::new(),
+            links: Vec::new(),
+            kind,
+            action: UpdateAction::Status {
+                native: NativeStatus::Canonical { status },
+            },
+            source_timestamp,
+            project: None,
+            explicit: true,
+            title: None,
+            metadata,
+        },
+        forced: false,
+        resolves: None,
+        direct_write_from: None,
     }
 }

@@ -45,10 +45,12 @@ impl From<SyncError> for ApiError {
 
 /// Parses a canonical status, answering 422 with the valid ones.
 fn status(value: &str) -> Result<CanonicalStatus, ApiError> {
-    value.parse().map_err(|e: crate::domain::ParseError| ApiError::Unprocessable {
-        code: "INVALID_STATUS",
-        message: e.to_string(),
-    })
+    value
+        .parse()
+        .map_err(|e: crate::domain::ParseError| ApiError::Unprocessable {
+            code: "INVALID_STATUS",
+            message: e.to_string(),
+        })
 }
 
 fn system(value: &str) -> Result<SystemId, ApiError> {
@@ -58,7 +60,8 @@ fn system(value: &str) -> Result<SystemId, ApiError> {
 }
 
 fn uuid(value: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(value).map_err(|_| ApiError::NotFound(format!("no entity `{value}`: not a UUID")))
+    Uuid::parse_str(value)
+        .map_err(|_| ApiError::NotFound(format!("no entity `{value}`: not a UUID")))
 }
 
 #[derive(Deserialize)]
@@ -73,7 +76,10 @@ impl RefBody {
         if self.external_id.trim().is_empty() {
             return Err(ApiError::Malformed("`externalId` must not be empty".into()));
         }
-        Ok(ExternalRef::new(system(&self.system)?, self.external_id.trim()))
+        Ok(ExternalRef::new(
+            system(&self.system)?,
+            self.external_id.trim(),
+        ))
     }
 }
 
@@ -97,7 +103,12 @@ async fn submit_status(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let status = status(&body.status)?;
-    let source = body.source.as_deref().map(system).transpose()?.unwrap_or(SystemId::Postgresql);
+    let source = body
+        .source
+        .as_deref()
+        .map(system)
+        .transpose()?
+        .unwrap_or(SystemId::Postgresql);
     let target = match (body.entity_id, body.reference) {
         (Some(id), None) => crate::actors::synchronizer::Target::Entity(id),
         (None, Some(r)) => crate::actors::synchronizer::Target::Ref(r.to_ref()?),
@@ -110,7 +121,10 @@ async fn submit_status(
     let kind = body
         .kind
         .as_deref()
-        .map(|k| k.parse::<EntityKind>().map_err(|e| ApiError::Malformed(e.to_string())))
+        .map(|k| {
+            k.parse::<EntityKind>()
+                .map_err(|e| ApiError::Malformed(e.to_string()))
+        })
         .transpose()?;
     let outcome = state
         .sync
@@ -210,13 +224,22 @@ async fn link(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if body.refs.is_empty() {
-        return Err(ApiError::Malformed("`refs` must name at least one external object".into()));
+        return Err(ApiError::Malformed(
+            "`refs` must name at least one external object".into(),
+        ));
     }
-    let refs = body.refs.iter().map(RefBody::to_ref).collect::<Result<Vec<_>, _>>()?;
+    let refs = body
+        .refs
+        .iter()
+        .map(RefBody::to_ref)
+        .collect::<Result<Vec<_>, _>>()?;
     let kind = body
         .kind
         .as_deref()
-        .map(|k| k.parse::<EntityKind>().map_err(|e| ApiError::Malformed(e.to_string())))
+        .map(|k| {
+            k.parse::<EntityKind>()
+                .map_err(|e| ApiError::Malformed(e.to_string()))
+        })
         .transpose()?;
     let initial = body.status.as_deref().map(status).transpose()?;
     let (entity, created) = state

@@ -1,7 +1,7 @@
 //! actix-web: the HTTP surface of DESIGN.md. Handlers are thin: they verify, parse and
 //! hand over to the StatusSynchronizer.
 
-// pub mod api;
+pub mod api;
 pub mod auth;
 pub mod errors;
 pub mod health;
@@ -25,4 +25,5 @@ pub struct AppState {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
     webhooks::routes(cfg);
+    api::routes(cfg);
 }

@@ -28,6 +28,7 @@ pub struct EntityRow {
     pub project: Option<String>,
     pub title: Option<String>,
     pub manual: bool,
+    pub confirmed_by: Vec<SystemId>,
     pub metadata: serde_json::Value,
     pub updated_at: DateTime<Utc>,
 }
@@ -42,6 +43,7 @@ impl TryFrom<&Row> for EntityRow {
         let kind: String = r.get("kind");
         let status: String = r.get("status");
         let last_system: Option<String> = r.get("last_system");
+        let confirmed_by: Vec<String> = r.get("confirmed_by");
         Ok(EntityRow {
             id: r.get("id"),
             kind: kind.parse().map_err(corrupt)?,
@@ -56,6 +58,11 @@ impl TryFrom<&Row> for EntityRow {
             project: r.get("project"),
             title: r.get("title"),
             manual: r.get("manual"),
+            confirmed_by: confirmed_by
+                .iter()
+                .map(|s| s.parse())
+                .collect::<Result<_, _>>()
+                .map_err(corrupt)?,
             metadata: r.get("metadata"),
             updated_at: r.get("updated_at"),
         })
@@ -63,7 +70,7 @@ impl TryFrom<&Row> for EntityRow {
 }
 
 const COLUMNS: &str = "id, kind, status, version, last_system, last_source_ts, last_applied_at, \
-                       project, title, manual, metadata, updated_at";
+                       project, title, manual, confirmed_by, metadata, updated_at";
 
 /// A link as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -270,17 +277,26 @@ pub struct StatusWrite {
     pub id: Uuid,
     pub status: CanonicalStatus,
     pub version: i64,
-    pub last_system: SystemId,
-    pub last_source_ts: DateTime<Utc>,
+    pub last_system: Option<SystemId>,
+    pub last_source_ts: Option<DateTime<Utc>>,
+    pub last_applied_at: Option<DateTime<Utc>>,
     pub manual: bool,
+    pub confirmed_by: Vec<SystemId>,
+    pub project: Option<String>,
+    pub title: Option<String>,
 }
 
+// confirmed_by travels comma-joined: unnest would flatten a 2-D array
 const WRITE: &str = "UPDATE entities AS e
     SET status = w.status, version = w.version, last_system = w.last_system,
-        last_source_ts = w.last_source_ts, last_applied_at = now(), manual = w.manual,
+        last_source_ts = w.last_source_ts, last_applied_at = w.last_applied_at,
+        manual = w.manual, confirmed_by = string_to_array(w.confirmed_by, ','),
+        project = COALESCE(e.project, w.project), title = COALESCE(w.title, e.title),
         updated_at = now()
-    FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::bool[])
-         AS w(id, status, version, last_system, last_source_ts, manual)
+    FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[],
+                $6::timestamptz[], $7::bool[], $8::text[], $9::text[], $10::text[])
+         AS w(id, status, version, last_system, last_source_ts, last_applied_at, manual,
+              confirmed_by, project, title)
     WHERE e.id = w.id";
 
 pub async fn write(client: &impl GenericClient, writes: &[StatusWrite]) -> Result<(), StoreError> {
@@ -290,25 +306,35 @@ pub async fn write(client: &impl GenericClient, writes: &[StatusWrite]) -> Resul
     let ids: Vec<Uuid> = writes.iter().map(|w| w.id).collect();
     let statuses: Vec<&str> = writes.iter().map(|w| w.status.as_str()).collect();
     let versions: Vec<i64> = writes.iter().map(|w| w.version).collect();
-    let systems: Vec<&str> = writes.iter().map(|w| w.last_system.as_str()).collect();
-    let ts: Vec<DateTime<Utc>> = writes.iter().map(|w| w.last_source_ts).collect();
+    let systems: Vec<Option<&str>> = writes
+        .iter()
+        .map(|w| w.last_system.map(|s| s.as_str()))
+        .collect();
+    let ts: Vec<Option<DateTime<Utc>>> = writes.iter().map(|w| w.last_source_ts).collect();
+    let applied: Vec<Option<DateTime<Utc>>> = writes.iter().map(|w| w.last_applied_at).collect();
     let manual: Vec<bool> = writes.iter().map(|w| w.manual).collect();
+    let confirmed: Vec<String> = writes
+        .iter()
+        .map(|w| {
+            w.confirmed_by
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    let projects: Vec<Option<&str>> = writes.iter().map(|w| w.project.as_deref()).collect();
+    let titles: Vec<Option<&str>> = writes.iter().map(|w| w.title.as_deref()).collect();
     let stmt = client.prepare_cached(WRITE).await?;
     client
-        .execute(&stmt, &[&ids, &statuses, &versions, &systems, &ts, &manual])
+        .execute(
+            &stmt,
+            &[
+                &ids, &statuses, &versions, &systems, &ts, &applied, &manual, &confirmed,
+                &projects, &titles,
+            ],
+        )
         .await?;
-    Ok(())
-}
-
-const SET_MANUAL: &str = "UPDATE entities SET manual = $2, updated_at = now() WHERE id = $1";
-
-pub async fn set_manual(
-    client: &impl GenericClient,
-    id: Uuid,
-    manual: bool,
-) -> Result<(), StoreError> {
-    let stmt = client.prepare_cached(SET_MANUAL).await?;
-    client.execute(&stmt, &[&id, &manual]).await?;
     Ok(())
 }
 

@@ -203,12 +203,11 @@ pub async fn list_conflicts(
     Ok(rows.iter().map(conflict_from).collect())
 }
 
-/// Locks an open conflict for resolution.
-pub async fn lock_conflict(
+pub async fn get_conflict(
     client: &impl GenericClient,
     id: Uuid,
 ) -> Result<Option<Conflict>, StoreError> {
-    let sql = format!("SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE id = $1 FOR UPDATE");
+    let sql = format!("SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE id = $1");
     let stmt = client.prepare_cached(&sql).await?;
     Ok(client
         .query_opt(&stmt, &[&id])

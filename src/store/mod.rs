@@ -8,6 +8,7 @@ pub mod history;
 pub mod inbound;
 pub mod migrations;
 pub mod outbox;
+pub mod pg_source;
 
 use std::time::Duration;
 
@@ -61,7 +62,11 @@ fn describe(e: &tokio_postgres::Error) -> String {
 pub fn is_transient_db(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     match e.code() {
-        None => true, // I/O, closed connection, timeout
+        // No SQL state: a lost connection is transient; a client-side error (wrong
+        // parameters, a type that does not convert) is a bug and retrying cannot help.
+        None => {
+            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
         Some(code) => {
             *code == SqlState::T_R_SERIALIZATION_FAILURE
                 || *code == SqlState::T_R_DEADLOCK_DETECTED

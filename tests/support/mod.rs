@@ -176,6 +176,49 @@ impl TestApp {
             .await
     }
 
+    /// An authenticated API call.
+    pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+        let url = format!("{}{path}", self.address);
+        let mut req = match method {
+            "GET" => self.http.get(url),
+            "POST" => self.http.post(url),
+            other => panic!("method {other}"),
+        }
+        .bearer_auth(API_TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        answer(req.send().await.expect("request")).await
+    }
+
+    /// `POST /api/v1/status`, expecting 200.
+    pub async fn set_status(&self, body: Value) -> Value {
+        let r = self.api("POST", "/api/v1/status", Some(body)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+
+    /// Waits until every stored delivery is processed.
+    pub async fn drained(&self) {
+        let db = self.db().await;
+        eventually(
+            "every stored delivery is processed",
+            Duration::from_secs(30),
+            || async {
+                let n: i64 = db
+                    .query_one(
+                        "SELECT count(*) FROM inbound_events WHERE state = 'pending'",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                n == 0
+            },
+        )
+        .await;
+    }
+
     pub async fn db(&self) -> tokio_postgres::Client {
         connect(&self.database_url).await
     }
@@ -218,6 +261,73 @@ where
     loop {
         if check().await {
             return;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A Linear `Issue` update delivery moving `id` to a state.
+pub fn linear_issue_update(
+    id: &str,
+    identifier: &str,
+    state_name: &str,
+    state_type: &str,
+    updated_at: chrono::DateTime<chrono::Utc>,
+) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "action": "update",
+        "type": "Issue",
+        "createdAt": updated_at,
+        "organizationId": "org-1",
+        "webhookId": "hook-1",
+        "webhookTimestamp": chrono::Utc::now().timestamp_millis(),
+        "url": format!("https://linear.app/acme/issue/{identifier}"),
+        "actor": {"id": "user-1", "name": "Ada", "type": "user"},
+        "data": {
+            "id": id,
+            "identifier": identifier,
+            "title": "Fix login",
+            "stateId": format!("state-{state_type}"),
+            "state": {"id": format!("state-{state_type}"), "name": state_name, "type": state_type, "color": "#f2c94c"},
+            "team": {"id": "team-1", "key": identifier.split('-').next().unwrap_or("ENG"), "name": "Engineering"},
+            "teamId": "team-1",
+            "updatedAt": updated_at
+        },
+        "updatedFrom": {"stateId": "state-previous", "updatedAt": updated_at - chrono::TimeDelta::seconds(60)}
+    }))
+    .unwrap()
+}
+
+/// A GitHub fixture with its object's `updated_at` (and `closed_at`) moved to `at`.
+pub fn github_fixture_at(
+    file: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    edit: impl FnOnce(&mut Value),
+) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&fixture(&format!("github/{file}"))).unwrap();
+    for key in ["issue", "pull_request"] {
+        if let Some(o) = v.get_mut(key) {
+            o["updated_at"] =
+                serde_json::json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+    }
+    edit(&mut v);
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// Polls `probe` until it yields a value, failing the test with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
         }
         if Instant::now() > deadline {
             panic!("timed out after {timeout:?} waiting for: {what}");

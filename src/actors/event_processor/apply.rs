@@ -1,0 +1,517 @@
+//! One transaction's worth of updates: find or create their entities, lock them in id
+//! order, ask the StatusMapper and the ConflictResolver, and write every effect
+//! (entity, history, conflicts, outbox, events) in the caller's transaction.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::effects::{Effects, EntityState};
+use crate::actors::conflict_resolver::{ConflictResolver, Resolve};
+use crate::actors::status_mapper::{MapInbound, StatusMapper};
+use crate::actors::synchronizer::{Backlog, EventsCommitted};
+use crate::config::Settings;
+use crate::domain::{
+    CanonicalStatus, EntitySnapshot, ExternalRef, InboundMapping, Incoming, MappingError,
+    StatusUpdate, UpdateAction,
+};
+use crate::metrics::Metrics;
+use crate::store::{entities, history, Store, StoreError};
+
+/// What the engine's workers share.
+pub struct Engine {
+    pub store: Store,
+    pub mapper: Addr<StatusMapper>,
+    pub resolver: Addr<ConflictResolver>,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+    pub backlog: Arc<Backlog>,
+    /// Told after every commit that logged events (WebSocket fan-out, dispatcher).
+    pub committed: Vec<Recipient<EventsCommitted>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the engine is not running: {0}")]
+    Mailbox(#[from] MailboxError),
+}
+
+impl ApplyError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApplyError::Store(e) => e.is_transient(),
+            ApplyError::NotFound(_) => false,
+            ApplyError::Mailbox(_) => true,
+        }
+    }
+}
+
+/// Which entity an update is about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// An external object, linked (or created and linked) on sight.
+    Ref(ExternalRef),
+    /// A known entity (the API by id, PostgreSQL as a source, rollbacks).
+    Entity(Uuid),
+}
+
+/// One update to apply.
+#[derive(Debug, Clone)]
+pub struct WorkItem {
+    pub inbound_id: Option<i64>,
+    /// When the delivery was committed, for the webhook → canonical latency metric.
+    pub received_at: Option<DateTime<Utc>>,
+    pub target: Target,
+    pub update: StatusUpdate,
+    /// A manual resolution or rollback: applied past conflicts and guards.
+    pub forced: bool,
+    /// A conflict this update settles (closed in the same transaction).
+    pub resolves: Option<(Uuid, String)>,
+    /// Another application already wrote this status into the row directly; the
+    /// decision is taken against the status it replaced.
+    pub direct_write_from: Option<CanonicalStatus>,
+}
+
+/// The outcome of an item whose entity does not exist (the API answers 404).
+pub const NOT_FOUND: &str = "not_found";
+
+/// What became of one item: the API's answer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemOutcome {
+    pub decision: String,
+    pub entity_id: Option<Uuid>,
+    pub status: Option<CanonicalStatus>,
+    pub version: Option<i64>,
+    pub reason: String,
+    #[serde(skip)]
+    pub inbound_id: Option<i64>,
+}
+
+/// Applies `items` in order inside `tx`; the caller commits.
+pub async fn apply_items(
+    tx: &Transaction<'_>,
+    engine: &Engine,
+    items: &[WorkItem],
+    now: DateTime<Utc>,
+) -> Result<(Vec<ItemOutcome>, Effects), ApplyError> {
+    tx.batch_execute(entities::MARK_WRITER)
+        .await
+        .map_err(StoreError::from)?;
+    let mappings = map_all(engine, items).await?;
+
+    // Which entity each item is about, as far as links already tell.
+    let mut refs = Vec::new();
+    for item in items {
+        if let Target::Ref(r) = &item.target {
+            refs.push(r.clone());
+            refs.extend(item.update.aliases.iter().cloned());
+            refs.extend(item.update.links.iter().cloned());
+        }
+    }
+    let mut found = entities::find(tx, &refs).await?;
+    let mut entity_of: Vec<Option<Uuid>> = items.iter().map(|i| known_entity(i, &found)).collect();
+
+    let ids: Vec<Uuid> = entity_of.iter().flatten().copied().collect();
+    let rows = entities::lock(tx, &ids).await?;
+    let mut states: HashMap<Uuid, EntityState> = rows
+        .into_iter()
+        .map(|(id, row)| (id, EntityState::loaded(row)))
+        .collect();
+    load_context(tx, engine, &mut states, now).await?;
+
+    let mut effects = Effects::default();
+    let mut outcomes = Vec::with_capacity(items.len());
+    for (idx, item) in items.iter().enumerate() {
+        // An earlier item of this batch may have created the entity since.
+        if entity_of[idx].is_none() {
+            entity_of[idx] = known_entity(item, &found);
+        }
+        let outcome = apply_one(
+            tx,
+            engine,
+            item,
+            &mappings[idx],
+            &mut entity_of[idx],
+            &mut states,
+            &mut found,
+            &mut effects,
+            now,
+        )
+        .await?;
+        outcomes.push(outcome);
+    }
+    effects.write(tx, &states).await?;
+    Ok((outcomes, effects))
+}
+
+fn known_entity(item: &WorkItem, found: &HashMap<ExternalRef, Uuid>) -> Option<Uuid> {
+    match &item.target {
+        Target::Entity(id) => Some(*id),
+        Target::Ref(r) => std::iter::once(r)
+            .chain(&item.update.aliases)
+            .chain(&item.update.links)
+            .find_map(|r| found.get(r).copied()),
+    }
+}
+
+async fn map_all(
+    engine: &Engine,
+    items: &[WorkItem],
+) -> Result<Vec<Option<Result<InboundMapping, MappingError>>>, ApplyError> {
+    let natives: Vec<_> = items
+        .iter()
+        .filter_map(|i| match &i.update.action {
+            UpdateAction::Status { native } => Some((native.clone(), i.update.project.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut mapped = engine.mapper.send(MapInbound(natives)).await?.into_iter();
+    Ok(items
+        .iter()
+        .map(|i| match i.update.action {
+            UpdateAction::Status { .. } => mapped.next(),
+            _ => None,
+        })
+        .collect())
+}
+
+async fn load_context(
+    tx: &Transaction<'_>,
+    engine: &Engine,
+    states: &mut HashMap<Uuid, EntityState>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let ids: Vec<Uuid> = states.keys().copied().collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let window = chrono::TimeDelta::milliseconds(engine.settings.sync.conflict_window_ms as i64);
+    let mut sources = entities::sources(tx, &ids).await?;
+    let mut links = entities::links_of(tx, &ids).await?;
+    let conflicts = history::recent_conflicts(tx, &ids, now - window).await?;
+    for (id, state) in states.iter_mut() {
+        state.set_context(
+            sources.remove(id).unwrap_or_default(),
+            links.remove(id).unwrap_or_default(),
+            conflicts.get(id).copied().unwrap_or(0),
+        );
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_one(
+    tx: &Transaction<'_>,
+    engine: &Engine,
+    item: &WorkItem,
+    mapping: &Option<Result<InboundMapping, MappingError>>,
+    entity: &mut Option<Uuid>,
+    states: &mut HashMap<Uuid, EntityState>,
+    found: &mut HashMap<ExternalRef, Uuid>,
+    effects: &mut Effects,
+    now: DateTime<Utc>,
+) -> Result<ItemOutcome, ApplyError> {
+    let update = &item.update;
+    if let Target::Entity(id) = item.target {
+        if !states.contains_key(&id) {
+            return Ok(ItemOutcome::ignored_with(
+                item,
+                NOT_FOUND,
+                &format!("no entity {id}"),
+            ));
+        }
+    }
+    match &update.action {
+        UpdateAction::Removed => {
+            let Target::Ref(r) = &item.target else {
+                return Ok(ItemOutcome::ignored(item, "removal needs an external ref"));
+            };
+            entities::unlink(tx, r).await?;
+            found.remove(r);
+            let Some(id) = *entity else {
+                return Ok(ItemOutcome::ignored(item, &format!("{r} was not linked")));
+            };
+            let state = states.get_mut(&id).ok_or_else(|| missing(id))?;
+            state.links.retain(|l| l.external_ref() != *r);
+            let reason = format!("{r} was removed in {}; unlinked", r.system);
+            effects.record_noop(state, item, &reason);
+            return Ok(ItemOutcome::of(item, "noop", state, reason));
+        }
+        UpdateAction::Transferred { to } => {
+            let Target::Ref(r) = &item.target else {
+                return Ok(ItemOutcome::ignored(item, "transfer needs an external ref"));
+            };
+            let Some(id) = *entity else {
+                return Ok(ItemOutcome::ignored(item, &format!("{r} was not linked")));
+            };
+            entities::relink(tx, r, &to.external_id).await?;
+            found.remove(r);
+            found.insert(to.clone(), id);
+            let state = states.get_mut(&id).ok_or_else(|| missing(id))?;
+            for l in state.links.iter_mut().filter(|l| l.external_ref() == *r) {
+                l.external_id = to.external_id.clone();
+            }
+            let reason = format!("{r} was transferred to {to}; link moved");
+            effects.record_noop(state, item, &reason);
+            return Ok(ItemOutcome::of(item, "noop", state, reason));
+        }
+        UpdateAction::Status { .. } => {}
+    }
+
+    let mapping = match mapping {
+        Some(Ok(m)) => m,
+        Some(Err(e @ MappingError::NeedsLookup { .. })) => {
+            // Not a bad value: the delivery did not carry it. The GitHub connector
+            // reads it back; until then nothing changes.
+            let reason = e.to_string();
+            if let Some(state) = entity.and_then(|id| states.get(&id)) {
+                effects.record_noop(state, item, &reason);
+                return Ok(ItemOutcome::of(item, "noop", state, reason));
+            }
+            return Ok(ItemOutcome::ignored(item, &reason));
+        }
+        Some(Err(e)) => {
+            let reason = e.to_string();
+            if let Some(state) = entity.and_then(|id| states.get(&id)) {
+                effects.record_unmapped(state, item, e);
+                return Ok(ItemOutcome::of(item, "rejected", state, reason));
+            }
+            effects.record_unmapped_unlinked(item, e);
+            return Ok(ItemOutcome::ignored_with(item, "rejected", &reason));
+        }
+        None => return Ok(ItemOutcome::ignored(item, "no status in this update")),
+    };
+
+    if entity.is_none() {
+        if !engine.settings.sync.auto_create {
+            let reason = format!(
+                "{} is not linked to any entity and sync.auto_create is off",
+                describe_target(item)
+            );
+            return Ok(ItemOutcome::ignored(item, &reason));
+        }
+        let id = create_entity(tx, item, mapping.default_status(), states, found).await?;
+        *entity = Some(id);
+    }
+    let id = entity.ok_or_else(|| ApplyError::NotFound(describe_target(item)))?;
+    ensure_links(tx, item, id, states, found).await?;
+
+    let state = states.get_mut(&id).ok_or_else(|| missing(id))?;
+    state.adopt_details(update);
+    if let Some(previous) = item.direct_write_from {
+        state.revert_direct_write(previous);
+    }
+    let incoming = Incoming {
+        source: update.source,
+        mapping: mapping.clone(),
+        source_ts: update.source_timestamp,
+        explicit: update.explicit,
+        forced: item.forced,
+    };
+    let current = state.snapshot();
+    let decision = engine
+        .resolver
+        .send(Resolve {
+            current: current.clone(),
+            incoming: incoming.clone(),
+            now,
+        })
+        .await?;
+    let next = EntitySnapshot::after(current.as_ref(), state.kind(), &incoming, &decision, now);
+    engine
+        .metrics
+        .decisions
+        .with_label_values(&[update.source.as_str(), decision.kind()])
+        .inc();
+    effects.record_decision(state, item, &incoming, &decision, next, now);
+    if let Some((conflict, by)) = &item.resolves {
+        effects.resolve_conflicts(state, *conflict, by, now);
+    }
+    if item.direct_write_from.is_some() {
+        // The row holds what the other application wrote: make it agree with the
+        // decision either way.
+        state.dirty = true;
+    }
+    Ok(ItemOutcome::of(
+        item,
+        decision.kind(),
+        state,
+        decision.reason().to_owned(),
+    ))
+}
+
+fn missing(id: Uuid) -> ApplyError {
+    ApplyError::NotFound(format!("entity {id} vanished during the transaction"))
+}
+
+fn describe_target(item: &WorkItem) -> String {
+    match &item.target {
+        Target::Ref(r) => r.to_string(),
+        Target::Entity(id) => format!("entity {id}"),
+    }
+}
+
+/// Creates the entity for an unlinked object and links it; when a concurrent
+/// transaction linked the object first, uses (and locks) that entity instead.
+async fn create_entity(
+    tx: &Transaction<'_>,
+    item: &WorkItem,
+    initial: CanonicalStatus,
+    states: &mut HashMap<Uuid, EntityState>,
+    found: &mut HashMap<ExternalRef, Uuid>,
+) -> Result<Uuid, ApplyError> {
+    let Target::Ref(target) = &item.target else {
+        return Err(ApplyError::NotFound(describe_target(item)));
+    };
+    let update = &item.update;
+    let id = Uuid::new_v4();
+    entities::insert(
+        tx,
+        &entities::NewEntity {
+            id,
+            kind: update.kind,
+            status: initial,
+            project: update.project.as_deref(),
+            title: update.title.as_deref(),
+            metadata: &update.metadata,
+        },
+    )
+    .await?;
+    let alias = alias_for(update, target);
+    let owner = entities::link(tx, id, target, alias.as_deref(), role_of(target)).await?;
+    if owner != id {
+        entities::delete(tx, id).await?;
+        let mut rows = entities::lock(tx, &[owner]).await?;
+        let row = rows.remove(&owner).ok_or_else(|| missing(owner))?;
+        let mut state = EntityState::loaded(row);
+        let sources = entities::sources(tx, &[owner])
+            .await?
+            .remove(&owner)
+            .unwrap_or_default();
+        let links = entities::links_of(tx, &[owner])
+            .await?
+            .remove(&owner)
+            .unwrap_or_default();
+        state.set_context(sources, links, 0);
+        states.insert(owner, state);
+        found.insert(target.clone(), owner);
+        return Ok(owner);
+    }
+    let state = EntityState::created(id, update, initial);
+    states.insert(id, state);
+    found.insert(target.clone(), id);
+    Ok(id)
+}
+
+/// Links the update's object, its aliases and the objects it names (`issue` of an agent
+/// task) to the entity, unless they belong to another one.
+async fn ensure_links(
+    tx: &Transaction<'_>,
+    item: &WorkItem,
+    id: Uuid,
+    states: &mut HashMap<Uuid, EntityState>,
+    found: &mut HashMap<ExternalRef, Uuid>,
+) -> Result<(), ApplyError> {
+    let Target::Ref(target) = &item.target else {
+        return Ok(());
+    };
+    let update = &item.update;
+    let mut wanted: Vec<(ExternalRef, Option<String>)> = Vec::new();
+    if found.get(target) != Some(&id) {
+        wanted.push((target.clone(), alias_for(update, target)));
+    }
+    for r in &update.links {
+        if !found.contains_key(r) {
+            wanted.push((r.clone(), None));
+        }
+    }
+    let known: BTreeSet<ExternalRef> = states
+        .get(&id)
+        .map(|s| s.links.iter().map(|l| l.external_ref()).collect())
+        .unwrap_or_default();
+    for (r, alias) in wanted {
+        if known.contains(&r) {
+            found.insert(r, id);
+            continue;
+        }
+        // A Linear issue first linked by its identifier (`ENG-123`, from an agent
+        // report) is renamed to its UUID once a delivery tells both.
+        if let Some(a) = &alias {
+            let by_identifier = ExternalRef::new(r.system, a.clone());
+            if found.get(&by_identifier) == Some(&id) {
+                entities::relink(tx, &by_identifier, &r.external_id).await?;
+            }
+        }
+        let owner = entities::link(tx, id, &r, alias.as_deref(), role_of(&r)).await?;
+        found.insert(r.clone(), owner);
+        if owner == id {
+            if let Some(state) = states.get_mut(&id) {
+                state
+                    .links
+                    .retain(|l| Some(&l.external_id) != alias.as_ref() || l.system != r.system);
+                state.links.push(entities::Link {
+                    system: r.system,
+                    external_id: r.external_id.clone(),
+                    alias: alias.clone(),
+                    role: role_of(&r).to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The alias kept next to a link: a Linear issue's identifier.
+fn alias_for(update: &StatusUpdate, target: &ExternalRef) -> Option<String> {
+    update
+        .aliases
+        .iter()
+        .find(|a| a.system == target.system && a.external_id != target.external_id)
+        .map(|a| a.external_id.clone())
+}
+
+fn role_of(r: &ExternalRef) -> &'static str {
+    if r.system == crate::domain::SystemId::Github && r.external_id.starts_with("PVTI_") {
+        "project_item"
+    } else {
+        "primary"
+    }
+}
+
+impl ItemOutcome {
+    fn of(item: &WorkItem, decision: &str, state: &EntityState, reason: String) -> Self {
+        ItemOutcome {
+            decision: decision.to_owned(),
+            entity_id: Some(state.id()),
+            status: Some(state.status()),
+            version: Some(state.version()),
+            reason,
+            inbound_id: item.inbound_id,
+        }
+    }
+
+    fn ignored(item: &WorkItem, reason: &str) -> Self {
+        Self::ignored_with(item, "noop", reason)
+    }
+
+    fn ignored_with(item: &WorkItem, decision: &str, reason: &str) -> Self {
+        ItemOutcome {
+            decision: decision.to_owned(),
+            entity_id: None,
+            status: None,
+            version: None,
+            reason: reason.to_owned(),
+            inbound_id: item.inbound_id,
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! What a transaction's decisions do, gathered in memory and written at the end in a
+//! few set-based statements: entity rows, source timestamps, history, conflicts, outbox
+//! rows, and last the events (whose seq lock is held until commit).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::apply::{Target, WorkItem};
+use crate::domain::{
+    CanonicalStatus, ConflictOutcome, Decision, EntityKind, EntitySnapshot, Incoming, MappingError,
+    StatusUpdate, SystemId,
+};
+use crate::store::entities::{self, EntityRow, Link, StatusWrite};
+use crate::store::events::{self, NewEvent};
+use crate::store::history::{self, Conflict, Transition};
+use crate::store::outbox::{self, NewOutboxRow};
+use crate::store::StoreError;
+
+/// An entity as the transaction sees it, evolving with each decision.
+pub struct EntityState {
+    row: EntityRow,
+    per_system: BTreeMap<SystemId, DateTime<Utc>>,
+    confirmed_by: BTreeSet<SystemId>,
+    recent_conflicts: u32,
+    pub links: Vec<Link>,
+    pub dirty: bool,
+    touched_sources: BTreeSet<SystemId>,
+}
+
+impl EntityState {
+    pub fn loaded(row: EntityRow) -> Self {
+        let confirmed_by = row.confirmed_by.iter().copied().collect();
+        EntityState {
+            row,
+            per_system: BTreeMap::new(),
+            confirmed_by,
+            recent_conflicts: 0,
+            links: Vec::new(),
+            dirty: false,
+            touched_sources: BTreeSet::new(),
+        }
+    }
+
+    /// A row inserted by this transaction at version 0: no status applied yet.
+    pub fn created(id: Uuid, update: &StatusUpdate, initial: CanonicalStatus) -> Self {
+        let now = Utc::now();
+        Self::loaded(EntityRow {
+            id,
+            kind: update.kind,
+            status: initial,
+            version: 0,
+            last_system: None,
+            last_source_ts: None,
+            last_applied_at: None,
+            project: update.project.clone(),
+            title: update.title.clone(),
+            manual: false,
+            confirmed_by: Vec::new(),
+            metadata: update.metadata.clone(),
+            updated_at: now,
+        })
+    }
+
+    pub fn set_context(
+        &mut self,
+        sources: Vec<(SystemId, DateTime<Utc>)>,
+        links: Vec<Link>,
+        recent_conflicts: u32,
+    ) {
+        self.per_system = sources.into_iter().collect();
+        self.links = links;
+        self.recent_conflicts = recent_conflicts;
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.row.id
+    }
+    pub fn status(&self) -> CanonicalStatus {
+        self.row.status
+    }
+    pub fn version(&self) -> i64 {
+        self.row.version
+    }
+    pub fn kind(&self) -> EntityKind {
+        self.row.kind
+    }
+
+    /// Fills in the room key and title an update tells and the entity lacks.
+    pub fn adopt_details(&mut self, update: &StatusUpdate) {
+        if self.row.project.is_none() && update.project.is_some() {
+            self.row.project = update.project.clone();
+            self.dirty = true;
+        }
+        if update.title.is_some() && self.row.title != update.title {
+            self.row.title = update.title.clone();
+            self.dirty = true;
+        }
+    }
+
+    /// Decide against the status another application's direct write replaced.
+    pub fn revert_direct_write(&mut self, previous: CanonicalStatus) {
+        self.row.status = previous;
+    }
+
+    /// `None` until a first status is applied.
+    pub fn snapshot(&self) -> Option<EntitySnapshot> {
+        (self.row.version > 0).then(|| EntitySnapshot {
+            status: self.row.status,
+            version: self.row.version,
+            kind: self.row.kind,
+            last_system: self.row.last_system,
+            last_source_ts: self.row.last_source_ts,
+            last_applied_at: self.row.last_applied_at,
+            per_system_last_ts: self.per_system.clone(),
+            confirmed_by: self.confirmed_by.clone(),
+            recent_conflicts: self.recent_conflicts,
+            manual: self.row.manual,
+        })
+    }
+
+    fn take(&mut self, next: EntitySnapshot) {
+        for (system, ts) in &next.per_system_last_ts {
+            if self.per_system.get(system) != Some(ts) {
+                self.touched_sources.insert(*system);
+            }
+        }
+        self.row.status = next.status;
+        self.row.version = next.version;
+        self.row.last_system = next.last_system;
+        self.row.last_source_ts = next.last_source_ts;
+        self.row.last_applied_at = next.last_applied_at;
+        self.row.manual = next.manual;
+        self.per_system = next.per_system_last_ts;
+        self.confirmed_by = next.confirmed_by;
+        self.recent_conflicts = next.recent_conflicts;
+        self.dirty = true;
+    }
+
+    fn rooms(&self, source: SystemId) -> Vec<String> {
+        let mut rooms = vec!["all".to_owned(), format!("entity:{}", self.row.id)];
+        if let Some(p) = &self.row.project {
+            rooms.push(format!("project:{p}"));
+        }
+        rooms.push(format!("system:{source}"));
+        rooms
+    }
+}
+
+/// Everything the batch's decisions will write.
+#[derive(Default)]
+pub struct Effects {
+    transitions: Vec<Transition>,
+    conflicts: Vec<Conflict>,
+    resolutions: Vec<(Uuid, String, CanonicalStatus)>,
+    outbox: Vec<NewOutboxRow>,
+    events: Vec<NewEvent>,
+    /// Filled by `write`: the seqs logged, for the post-commit wake-ups.
+    pub seqs: Vec<i64>,
+}
+
+impl Effects {
+    pub fn record_noop(&mut self, state: &EntityState, item: &WorkItem, reason: &str) {
+        self.transition(state, None, item, state.status(), "noop", reason);
+    }
+
+    /// A native value with no mapping: recorded on the entity and announced, never
+    /// guessed.
+    pub fn record_unmapped(&mut self, state: &EntityState, item: &WorkItem, e: &MappingError) {
+        self.transition(
+            state,
+            None,
+            item,
+            state.status(),
+            "rejected",
+            &e.to_string(),
+        );
+        self.event(
+            "mapping_failed",
+            Some(state.id()),
+            state.rooms(item.update.source),
+            unmapped_data(item, e),
+        );
+    }
+
+    pub fn record_unmapped_unlinked(&mut self, item: &WorkItem, e: &MappingError) {
+        let source = item.update.source;
+        self.event(
+            "mapping_failed",
+            None,
+            vec!["all".to_owned(), format!("system:{source}")],
+            unmapped_data(item, e),
+        );
+    }
+
+    pub fn record_decision(
+        &mut self,
+        state: &mut EntityState,
+        item: &WorkItem,
+        incoming: &Incoming,
+        decision: &Decision,
+        next: Option<EntitySnapshot>,
+        now: DateTime<Utc>,
+    ) {
+        let before = state.snapshot().map(|s| s.status);
+        let proposed = incoming.mapping.default_status();
+        let current_system = state.row.last_system;
+        if let Some(next) = next {
+            if Some(&next) != state.snapshot().as_ref() {
+                state.take(next);
+            }
+        }
+        let to = decision.applied_status().unwrap_or(proposed);
+        self.transition(state, before, item, to, decision.kind(), decision.reason());
+        let source = incoming.source;
+        if let Some(status) = decision.applied_status() {
+            let operation = Uuid::new_v4();
+            let exclude = match &item.target {
+                Target::Ref(r) => Some(r.clone()),
+                Target::Entity(_) => None,
+            };
+            for link in &state.links {
+                let r = link.external_ref();
+                if r.system == SystemId::Postgresql || Some(&r) == exclude.as_ref() {
+                    continue;
+                }
+                self.outbox.push(NewOutboxRow {
+                    entity_id: state.id(),
+                    target: r,
+                    status,
+                    previous_status: before,
+                    entity_version: state.version(),
+                    operation_id: operation,
+                });
+            }
+            self.event(
+                "status_changed",
+                Some(state.id()),
+                state.rooms(source),
+                json!({
+                    "from": before,
+                    "to": status,
+                    "version": state.version(),
+                    "source": source,
+                    "sourceTimestamp": incoming.source_ts,
+                    "decision": decision.kind(),
+                    "reason": decision.reason(),
+                    "operationId": operation,
+                    "projectId": state.row.project,
+                    "timestamp": now,
+                }),
+            );
+        }
+        if let Decision::Conflict {
+            outcome,
+            strategy,
+            rivals,
+            reason,
+        } = decision
+        {
+            let current = before.unwrap_or(proposed);
+            let (state_name, winner) = match outcome {
+                ConflictOutcome::Won { to } => ("resolved", Some((source, *to))),
+                ConflictOutcome::Lost { keep } => ("resolved", current_system.map(|s| (s, *keep))),
+                ConflictOutcome::Manual { .. } | ConflictOutcome::Escalated { .. } => {
+                    ("open", None)
+                }
+            };
+            let escalated = matches!(outcome, ConflictOutcome::Escalated { .. });
+            let conflict = Conflict {
+                id: Uuid::new_v4(),
+                entity_id: state.id(),
+                state: state_name.to_owned(),
+                strategy: strategy.as_str().to_owned(),
+                escalated,
+                current_status: current.as_str().to_owned(),
+                current_system: current_system.map(|s| s.as_str().to_owned()),
+                incoming_status: proposed.as_str().to_owned(),
+                incoming_system: source.as_str().to_owned(),
+                incoming_timestamp: incoming.source_ts,
+                winner_system: winner.map(|(s, _)| s.as_str().to_owned()),
+                winner_status: winner.map(|(_, st)| st.as_str().to_owned()),
+                reason: reason.clone(),
+                created_at: None,
+                resolved_at: None,
+                resolved_by: None,
+                resolution_status: None,
+            };
+            let data = json!({
+                "conflictId": conflict.id,
+                "strategy": strategy.as_str(),
+                "current": {"status": current, "system": current_system},
+                "incoming": {"status": proposed, "system": source, "sourceTimestamp": incoming.source_ts},
+                "rivals": rivals,
+                "outcome": outcome,
+                "reason": reason,
+                "projectId": state.row.project,
+                "timestamp": now,
+            });
+            self.event(
+                "conflict_detected",
+                Some(state.id()),
+                state.rooms(source),
+                data.clone(),
+            );
+            if state_name == "resolved" {
+                self.event(
+                    "conflict_resolved",
+                    Some(state.id()),
+                    state.rooms(source),
+                    data.clone(),
+                );
+            }
+            if escalated {
+                self.event(
+                    "alert_fired",
+                    Some(state.id()),
+                    state.rooms(source),
+                    json!({
+                        "alert": "conflict_escalated",
+                        "severity": "warning",
+                        "message": format!(
+                            "entity {} escalated to manual resolution after repeated conflicts",
+                            state.id()
+                        ),
+                        "conflictId": conflict.id,
+                        "projectId": state.row.project,
+                        "timestamp": now,
+                    }),
+                );
+            }
+            if let (ConflictOutcome::Lost { keep }, Target::Ref(r)) = (outcome, &item.target) {
+                // The losing system still shows its own value: correct it outward.
+                self.outbox.push(NewOutboxRow {
+                    entity_id: state.id(),
+                    target: r.clone(),
+                    status: *keep,
+                    previous_status: Some(proposed),
+                    entity_version: state.version(),
+                    operation_id: Uuid::new_v4(),
+                });
+            }
+            self.conflicts.push(conflict);
+        }
+    }
+
+    /// Closes the entity's open conflicts after a person's resolution was applied.
+    pub fn resolve_conflicts(
+        &mut self,
+        state: &mut EntityState,
+        conflict: Uuid,
+        by: &str,
+        now: DateTime<Utc>,
+    ) {
+        self.resolutions
+            .push((state.id(), by.to_owned(), state.status()));
+        state.row.manual = false;
+        state.dirty = true;
+        self.event(
+            "conflict_resolved",
+            Some(state.id()),
+            state.rooms(SystemId::Postgresql),
+            json!({
+                "conflictId": conflict,
+                "resolvedBy": by,
+                "status": state.status(),
+                "manual": true,
+                "projectId": state.row.project,
+                "timestamp": now,
+            }),
+        );
+    }
+
+    fn transition(
+        &mut self,
+        state: &EntityState,
+        from: Option<CanonicalStatus>,
+        item: &WorkItem,
+        to: CanonicalStatus,
+        decision: &str,
+        reason: &str,
+    ) {
+        self.transitions.push(Transition {
+            entity_id: state.id(),
+            from_status: from.map(|s| s.as_str().to_owned()),
+            to_status: to.as_str().to_owned(),
+            system: item.update.source.as_str().to_owned(),
+            source_timestamp: item.update.source_timestamp,
+            decision: decision.to_owned(),
+            reason: reason.to_owned(),
+            version: state.version(),
+            inbound_event_id: item.inbound_id,
+            created_at: None,
+        });
+    }
+
+    fn event(
+        &mut self,
+        kind: &str,
+        entity: Option<Uuid>,
+        rooms: Vec<String>,
+        data: serde_json::Value,
+    ) {
+        self.events.push(NewEvent {
+            id: Uuid::new_v4(),
+            event_type: kind.to_owned(),
+            entity_id: entity,
+            rooms,
+            data,
+        });
+    }
+
+    /// Writes everything, events last.
+    pub async fn write(
+        &mut self,
+        tx: &Transaction<'_>,
+        states: &HashMap<Uuid, EntityState>,
+    ) -> Result<(), StoreError> {
+        let mut writes = Vec::new();
+        let mut sources = Vec::new();
+        for state in states.values() {
+            if state.dirty {
+                writes.push(StatusWrite {
+                    id: state.id(),
+                    status: state.status(),
+                    version: state.version(),
+                    last_system: state.row.last_system,
+                    last_source_ts: state.row.last_source_ts,
+                    last_applied_at: state.row.last_applied_at,
+                    manual: state.row.manual,
+                    confirmed_by: state.confirmed_by.iter().copied().collect(),
+                    project: state.row.project.clone(),
+                    title: state.row.title.clone(),
+                });
+            }
+            for system in &state.touched_sources {
+                if let Some(ts) = state.per_system.get(system) {
+                    sources.push((state.id(), *system, *ts, state.status()));
+                }
+            }
+        }
+        entities::write(tx, &writes).await?;
+        entities::upsert_sources(tx, &sources).await?;
+        history::insert_transitions(tx, &self.transitions).await?;
+        for c in &self.conflicts {
+            history::insert_conflict(tx, c).await?;
+        }
+        for (entity, by, status) in &self.resolutions {
+            history::resolve_open(tx, *entity, by, status.as_str()).await?;
+        }
+        outbox::insert(tx, &self.outbox).await?;
+        self.seqs = events::append(tx, &self.events).await?;
+        Ok(())
+    }
+
+    pub fn outbox_rows(&self) -> usize {
+        self.outbox.len()
+    }
+}
+
+fn unmapped_data(item: &WorkItem, e: &MappingError) -> serde_json::Value {
+    let value = match e {
+        MappingError::Unmapped { value, .. } => value.clone(),
+        MappingError::NeedsLookup { what, .. } => what.clone(),
+    };
+    json!({
+        "system": item.update.source,
+        "value": value,
+        "error": e.to_string(),
+        "target": match &item.target {
+            Target::Ref(r) => json!(r),
+            Target::Entity(id) => json!({"entityId": id}),
+        },
+        "projectId": item.update.project,
+        "timestamp": Utc::now(),
+    })
+}

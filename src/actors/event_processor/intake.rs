@@ -1,0 +1,302 @@
+//! The EventProcessor's loops: claim stored deliveries in priority order, apply them in
+//! one transaction per batch, mark them processed in that same transaction, and tell
+//! listeners after the commit. Transient database failures back off and retry; a
+//! delivery that fails on its own is isolated and marked failed with its error, never
+//! dropped silently and never allowed to block the rest.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::apply::{apply_items, ApplyError, Engine, ItemOutcome, Target, WorkItem, NOT_FOUND};
+use super::effects::Effects;
+use crate::actors::synchronizer::EventsCommitted;
+use crate::domain::{EntityKind, ExternalRef, NativeStatus, StatusUpdate, SystemId, UpdateAction};
+use crate::store::inbound::{self, Claimed, Outcome};
+use crate::store::{pg_source, StoreError};
+use crate::systems::{agentapi, github, linear, Parsed, PayloadError};
+
+/// Consecutive transient failures after which a loop gives up until the next wake-up.
+const MAX_TRANSIENT_FAILURES: u32 = 6;
+
+/// Applies pending deliveries until none is left.
+pub async fn drain(engine: &Engine) {
+    let configured = engine.settings.engine.batch_size as i64;
+    let mut limit = configured;
+    let mut failures = 0;
+    loop {
+        match run_batch(engine, limit).await {
+            Ok(0) => return,
+            Ok(_) => {
+                failures = 0;
+                limit = configured;
+            }
+            Err((error, _)) if error.is_transient() => {
+                failures += 1;
+                if failures > MAX_TRANSIENT_FAILURES {
+                    tracing::warn!(error = %error, "giving up until the next poll");
+                    return;
+                }
+                tracing::warn!(error = %error, attempt = failures, "batch failed; retrying");
+                actix::clock::sleep(backoff(failures)).await;
+            }
+            Err((error, first)) if limit > 1 => {
+                // One delivery may be to blame: go one at a time until it is found.
+                tracing::warn!(error = %error, inbound_id = ?first, "batch failed; isolating");
+                limit = 1;
+            }
+            Err((error, first)) => {
+                tracing::error!(error = %error, inbound_id = ?first, "delivery cannot be applied");
+                if let Some(id) = first {
+                    if let Err(e) = mark_failed(engine, id, &error.to_string()).await {
+                        tracing::error!(error = %e, inbound_id = id, "could not record the failure");
+                        return;
+                    }
+                }
+                limit = configured;
+            }
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = 50u64 << attempt.min(6);
+    Duration::from_millis(base + rand::random::<u64>() % base)
+}
+
+async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Option<i64>)> {
+    let fail = |first: Option<i64>| move |e: StoreError| (ApplyError::from(e), first);
+    let mut client = engine.store.client().await.map_err(fail(None))?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| (ApplyError::from(StoreError::from(e)), None))?;
+    let claimed = inbound::claim(&tx, limit).await.map_err(fail(None))?;
+    let Some(first) = claimed.first().map(|c| c.id) else {
+        return Ok(0);
+    };
+    let mut items = Vec::new();
+    let mut marks = Vec::new();
+    for c in &claimed {
+        match parse(c) {
+            Ok(Parsed::Updates(updates)) => items.extend(updates.into_iter().map(|u| WorkItem {
+                inbound_id: Some(c.id),
+                received_at: Some(c.received_at),
+                target: Target::Ref(u.target.clone()),
+                update: u,
+                forced: false,
+                resolves: None,
+                direct_write_from: None,
+            })),
+            Ok(Parsed::Ignored { reason }) => marks.push(Outcome {
+                id: c.id,
+                state: "ignored",
+                outcome: reason,
+            }),
+            Err(e) => marks.push(Outcome {
+                id: c.id,
+                state: "failed",
+                outcome: format!("stored delivery cannot be parsed: {e}"),
+            }),
+        }
+    }
+    let now = Utc::now();
+    let (outcomes, effects) = apply_items(&tx, engine, &items, now)
+        .await
+        .map_err(|e| (e, Some(first)))?;
+    marks.extend(summarize(&claimed, &outcomes));
+    inbound::mark(&tx, &marks)
+        .await
+        .map_err(fail(Some(first)))?;
+    tx.commit()
+        .await
+        .map_err(|e| (ApplyError::from(StoreError::from(e)), Some(first)))?;
+
+    let done = Utc::now();
+    for item in &items {
+        if let Some(at) = item.received_at {
+            let secs = (done - at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            engine
+                .metrics
+                .webhook_to_commit
+                .with_label_values(&[item.update.source.as_str()])
+                .observe(secs.max(0.0));
+        }
+    }
+    engine
+        .metrics
+        .batch_size
+        .with_label_values(&["inbound"])
+        .observe(claimed.len() as f64);
+    engine.backlog.add(-(claimed.len() as i64));
+    announce(engine, &effects);
+    Ok(claimed.len())
+}
+
+/// One line per delivery: what each of its updates came to.
+fn summarize(claimed: &[Claimed], outcomes: &[ItemOutcome]) -> Vec<Outcome> {
+    claimed
+        .iter()
+        .filter_map(|c| {
+            let mine: Vec<String> = outcomes
+                .iter()
+                .filter(|o| o.inbound_id == Some(c.id))
+                .map(|o| format!("{}: {}", o.decision, o.reason))
+                .collect();
+            (!mine.is_empty()).then(|| Outcome {
+                id: c.id,
+                state: "processed",
+                outcome: mine.join("; "),
+            })
+        })
+        .collect()
+}
+
+fn parse(c: &Claimed) -> Result<Parsed, PayloadError> {
+    match c.system {
+        SystemId::Github => github::webhook::parse(&c.event_type, &c.body),
+        SystemId::Linear => linear::webhook::parse(&c.body).map(|d| d.parsed),
+        SystemId::Agentapi => agentapi::webhook::parse(&c.body),
+        SystemId::Postgresql => Ok(Parsed::Ignored {
+            reason: "postgresql updates are not stored as deliveries".into(),
+        }),
+    }
+}
+
+async fn mark_failed(engine: &Engine, id: i64, error: &str) -> Result<(), StoreError> {
+    let client = engine.store.client().await?;
+    inbound::mark(
+        &client,
+        &[Outcome {
+            id,
+            state: "failed",
+            outcome: format!("cannot be applied: {error}"),
+        }],
+    )
+    .await?;
+    engine.backlog.add(-1);
+    Ok(())
+}
+
+/// Applies one update in its own transaction and answers what became of it.
+pub async fn apply_now(
+    engine: &Engine,
+    item: WorkItem,
+    now: chrono::DateTime<Utc>,
+) -> Result<ItemOutcome, ApplyError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match apply_once(engine, &item, now).await {
+            Err(e) if e.is_transient() && attempt < 4 => {
+                actix::clock::sleep(backoff(attempt)).await
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn apply_once(
+    engine: &Engine,
+    item: &WorkItem,
+    now: chrono::DateTime<Utc>,
+) -> Result<ItemOutcome, ApplyError> {
+    let mut client = engine.store.client().await?;
+    let tx = client.transaction().await.map_err(StoreError::from)?;
+    let (mut outcomes, effects) = apply_items(&tx, engine, std::slice::from_ref(item), now).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    announce(engine, &effects);
+    match outcomes.pop() {
+        Some(o) if o.decision == NOT_FOUND => Err(ApplyError::NotFound(o.reason)),
+        Some(o) => Ok(o),
+        None => Err(ApplyError::NotFound(
+            "the update produced no outcome".into(),
+        )),
+    }
+}
+
+fn announce(engine: &Engine, effects: &Effects) {
+    if effects.seqs.is_empty() && effects.outbox_rows() == 0 {
+        return;
+    }
+    let msg = EventsCommitted {
+        last_seq: effects.seqs.last().copied(),
+        outbox_rows: effects.outbox_rows(),
+    };
+    for r in &engine.committed {
+        r.do_send(msg.clone());
+    }
+}
+
+/// Keeps the intake limit honest: the real number of pending deliveries, which other
+/// replicas change too.
+pub async fn refresh_backlog(engine: &Engine) {
+    match engine.store.client().await {
+        Ok(client) => match inbound::count_pending(&client).await {
+            Ok(n) => {
+                engine.backlog.set(n);
+                engine.metrics.inbound_backlog.set(n);
+            }
+            Err(e) => tracing::debug!(error = %e, "backlog refresh failed"),
+        },
+        Err(e) => tracing::debug!(error = %e, "backlog refresh failed"),
+    }
+}
+
+/// Treats status writes other applications made directly in PostgreSQL as updates.
+pub async fn drain_postgresql_changes(engine: &Engine) {
+    loop {
+        match postgresql_batch(engine).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "applying direct PostgreSQL writes failed");
+                return;
+            }
+        }
+    }
+}
+
+async fn postgresql_batch(engine: &Engine) -> Result<usize, ApplyError> {
+    let mut client = engine.store.client().await?;
+    let tx = client.transaction().await.map_err(StoreError::from)?;
+    let writes = pg_source::claim(&tx, engine.settings.engine.batch_size as i64).await?;
+    if writes.is_empty() {
+        return Ok(0);
+    }
+    let items: Vec<WorkItem> = writes
+        .iter()
+        .map(|w| WorkItem {
+            inbound_id: None,
+            received_at: None,
+            target: Target::Entity(w.entity_id),
+            update: StatusUpdate {
+                source: SystemId::Postgresql,
+                target: ExternalRef::new(SystemId::Postgresql, w.entity_id.to_string()),
+                aliases: Vec::new(),
+                links: Vec::new(),
+                kind: EntityKind::Issue,
+                action: UpdateAction::Status {
+                    native: NativeStatus::Canonical {
+                        status: w.new_status,
+                    },
+                },
+                source_timestamp: w.changed_at,
+                project: None,
+                // A deliberate write to the canonical store is an explicit change.
+                explicit: true,
+                title: None,
+                metadata: serde_json::json!({ "via": "direct UPDATE of entities.status" }),
+            },
+            forced: false,
+            resolves: None,
+            direct_write_from: Some(w.old_status),
+        })
+        .collect();
+    let (_, effects) = apply_items(&tx, engine, &items, Utc::now()).await?;
+    let ids: Vec<i64> = writes.iter().map(|w| w.id).collect();
+    pg_source::done(&tx, &ids).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    announce(engine, &effects);
+    Ok(writes.len())
+}

@@ -1,0 +1,110 @@
+//! EventProcessor: applies stored deliveries and API updates to the canonical store,
+//! exactly once and in order per entity. Work is claimed from PostgreSQL (never held
+//! only in memory), so a crash or restart loses nothing: what was not committed is
+//! claimed again by whichever replica looks next.
+
+mod apply;
+mod effects;
+mod intake;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+
+pub use apply::{ApplyError, Engine, ItemOutcome, Target, WorkItem};
+
+use super::synchronizer::Wake;
+
+/// Apply one update now, in its own transaction (API calls, rollbacks, resolutions).
+#[derive(Message)]
+#[rtype(result = "Result<ItemOutcome, apply::ApplyError>")]
+pub struct ApplyNow(pub WorkItem);
+
+pub struct EventProcessor {
+    engine: Arc<Engine>,
+    running: usize,
+    /// A wake-up came while every worker was busy: look again when one finishes.
+    rewake: bool,
+}
+
+impl EventProcessor {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        EventProcessor {
+            engine,
+            running: 0,
+            rewake: false,
+        }
+    }
+
+    fn wake(&mut self, ctx: &mut Context<Self>) {
+        if !self.engine.settings.server.worker_enabled {
+            return;
+        }
+        if self.running >= self.engine.settings.engine.workers {
+            self.rewake = true;
+            return;
+        }
+        self.running += 1;
+        let engine = self.engine.clone();
+        ctx.spawn(
+            async move { intake::drain(&engine).await }
+                .into_actor(self)
+                .map(|_, act, ctx| {
+                    act.running -= 1;
+                    if std::mem::take(&mut act.rewake) {
+                        act.wake(ctx);
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for EventProcessor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if !self.engine.settings.server.worker_enabled {
+            // API-only replica: applies API updates, leaves stored deliveries to workers.
+            return;
+        }
+        // Re-queue whatever a previous run (of any replica) left unprocessed.
+        self.wake(ctx);
+        let poll = Duration::from_millis(self.engine.settings.engine.poll_interval_ms);
+        ctx.run_interval(poll, |act, ctx| act.wake(ctx));
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            let engine = act.engine.clone();
+            ctx.spawn(
+                async move { intake::refresh_backlog(&engine).await }
+                    .into_actor(act)
+                    .map(|_, _, _| ()),
+            );
+        });
+        ctx.run_interval(poll, |act, ctx| {
+            let engine = act.engine.clone();
+            ctx.spawn(
+                async move { intake::drain_postgresql_changes(&engine).await }
+                    .into_actor(act)
+                    .map(|_, _, _| ()),
+            );
+        });
+    }
+}
+
+impl Handler<Wake> for EventProcessor {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.wake(ctx);
+    }
+}
+
+impl Handler<ApplyNow> for EventProcessor {
+    type Result = ResponseFuture<Result<ItemOutcome, apply::ApplyError>>;
+
+    fn handle(&mut self, msg: ApplyNow, _: &mut Context<Self>) -> Self::Result {
+        let engine = self.engine.clone();
+        Box::pin(async move { intake::apply_now(&engine, msg.0, Utc::now()).await })
+    }
+}

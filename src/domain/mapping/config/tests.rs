@@ -1,0 +1,142 @@
+//! Configuration errors: every one names the key path and the bad value.
+
+use super::MappingConfigError;
+use crate::domain::mapping::{MappingTable, SHIPPED_MAPPINGS};
+
+/// The shipped file with `extra` appended.
+fn with(extra: &str) -> Result<MappingTable, MappingConfigError> {
+    MappingTable::from_toml_str(&format!("{SHIPPED_MAPPINGS}\n{extra}"))
+}
+
+fn invalid(result: Result<MappingTable, MappingConfigError>) -> (String, String, String) {
+    match result {
+        Err(MappingConfigError::Invalid {
+            path,
+            value,
+            problem,
+        }) => (path, value, problem),
+        other => panic!("expected an Invalid error, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_status_names_are_refused_with_their_key_path() {
+    let (path, value, problem) = invalid(with(
+        "[linear.teams.ENG.states]\n\"With QA\" = \"reviewing\"\n",
+    ));
+    assert_eq!(
+        (path.as_str(), value.as_str()),
+        ("linear.teams.ENG.states.\"With QA\"", "reviewing")
+    );
+    assert!(problem.contains("in_review"), "{problem}");
+
+    let text = SHIPPED_MAPPINGS.replace("default = \"todo\"", "default = \"to_do\"");
+    let (path, value, _) = invalid(MappingTable::from_toml_str(&text));
+    assert_eq!(
+        (path.as_str(), value.as_str()),
+        ("github.issue.open.default", "to_do")
+    );
+
+    let text = SHIPPED_MAPPINGS.replace("working = \"in_progress\"", "working = \"doing\"");
+    let err = MappingTable::from_toml_str(&text).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "mappings.toml: `agentapi.states.working` = `doing`: not a canonical status; expected \
+         one of: triage, backlog, todo, in_progress, in_review, blocked, done, cancelled"
+    );
+
+    let (path, value, _) = invalid(with(
+        "[github.repos.\"a/b\".project.outbound]\nreviewing = \"QA\"\n",
+    ));
+    assert_eq!(
+        (path.as_str(), value.as_str()),
+        (
+            "github.repos.\"a/b\".project.outbound.reviewing",
+            "reviewing"
+        )
+    );
+}
+
+#[test]
+fn noop_is_refused_in_name_tables() {
+    let (path, value, _) = invalid(with("[linear.teams.ENG.states]\n\"Parked\" = \"noop\"\n"));
+    assert_eq!(
+        (path.as_str(), value.as_str()),
+        ("linear.teams.ENG.states.Parked", "noop")
+    );
+}
+
+#[test]
+fn a_default_outside_its_set_is_refused() {
+    let text = SHIPPED_MAPPINGS.replace(
+        "open = { compatible = [\"in_progress\", \"in_review\"], default = \"in_progress\" }",
+        "open = { compatible = [\"in_progress\", \"in_review\"], default = \"todo\" }",
+    );
+    let (path, value, _) = invalid(MappingTable::from_toml_str(&text));
+    assert_eq!(
+        (path.as_str(), value.as_str()),
+        ("github.pull_request.open.default", "todo")
+    );
+}
+
+#[test]
+fn an_outbound_value_that_would_echo_back_as_a_change_is_refused() {
+    // Writing "QA" for in_review, without mapping "QA" inbound, would come back as
+    // in_progress (its type) and undo the change.
+    let (path, _, problem) = invalid(with(
+        "[linear.teams.ENG.outbound]\nin_review = { type = \"started\", name = \"QA\" }\n",
+    ));
+    assert_eq!(path, "linear.teams.ENG.outbound.in_review");
+    assert!(problem.contains("in_progress"), "{problem}");
+
+    let (path, _, problem) = invalid(with(
+        "[github.repos.\"acme/api\".project.outbound]\nin_review = \"QA\"\n",
+    ));
+    assert_eq!(path, "github.repos.\"acme/api\".project.outbound.in_review");
+    assert!(problem.contains("`QA`"), "{problem}");
+}
+
+#[test]
+fn missing_and_unknown_keys_are_refused() {
+    let text = SHIPPED_MAPPINGS.replace("merged = \"done\"\n", "");
+    assert_eq!(
+        MappingTable::from_toml_str(&text).unwrap_err(),
+        MappingConfigError::Missing {
+            path: "github.pull_request.merged".into()
+        }
+    );
+    let text = SHIPPED_MAPPINGS.replace("blocked = \"input_required\"\n", "");
+    assert_eq!(
+        MappingTable::from_toml_str(&text).unwrap_err(),
+        MappingConfigError::Missing {
+            path: "agentapi.outbound.blocked".into()
+        }
+    );
+    let text = SHIPPED_MAPPINGS.replace("closed_unmerged = ", "closed_unmergd = ");
+    let err = MappingTable::from_toml_str(&text).unwrap_err();
+    assert!(err.to_string().contains("closed_unmergd"), "{err}");
+    assert!(matches!(err, MappingConfigError::Syntax(_)), "{err}");
+    let err = MappingTable::from_toml_str(
+        &SHIPPED_MAPPINGS.replace("[agentapi.outbound]", "[agentapi.outbund]"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("outbund"), "{err}");
+}
+
+#[test]
+fn names_differing_only_in_case_are_refused() {
+    let (path, value, _) = invalid(with(
+        "[linear.teams.ENG.states]\n\"QA\" = \"in_review\"\n\"qa\" = \"blocked\"\n",
+    ));
+    assert_eq!(value, "qa");
+    assert!(path.starts_with("linear.teams.ENG.states"), "{path}");
+}
+
+#[test]
+fn a_value_of_the_wrong_shape_says_what_to_write() {
+    let err = with("[linear.teams.ENG.states]\nQA = 1\n").unwrap_err();
+    assert!(matches!(err, MappingConfigError::Syntax(_)));
+    assert!(err.to_string().contains("compatible = [...]"), "{err}");
+    let err = with("[linear.teams.ENG.states]\nQA = { compatible = [\"todo\"] }\n").unwrap_err();
+    assert!(err.to_string().contains("missing field `default`"), "{err}");
+}
