@@ -6,6 +6,7 @@
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
@@ -14,7 +15,7 @@ use secrecy::ExposeSecret;
 use actix::Actor;
 
 use crate::actors::conflict_resolver::ConflictResolver;
-use crate::actors::event_processor::{Engine, EventProcessor};
+use crate::actors::event_processor::{Engine, EventProcessor, Lifecycle};
 use crate::actors::status_mapper::StatusMapper;
 use crate::actors::synchronizer::{Backlog, StatusSynchronizer};
 use crate::config::Settings;
@@ -93,6 +94,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     database: Database,
     state: web::Data<AppState>,
+    engine: Arc<Engine>,
 }
 
 impl Application {
@@ -115,8 +117,9 @@ impl Application {
             metrics: metrics.clone(),
             backlog: backlog.clone(),
             committed: Vec::new(),
+            lifecycle: Lifecycle::default(),
         });
-        let processor = EventProcessor::new(engine).start();
+        let processor = EventProcessor::new(engine.clone()).start();
         let sync = StatusSynchronizer::new(
             store.clone(),
             metrics.clone(),
@@ -168,6 +171,7 @@ impl Application {
             server,
             database,
             state,
+            engine,
         })
     }
 
@@ -186,6 +190,10 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = self.server.await;
+        // Requests are finished; let the engine commit what it holds, then release
+        // the database.
+        let grace = Duration::from_secs(self.engine.settings.server.shutdown_grace_s);
+        self.engine.lifecycle.stop(grace).await;
         self.database.close().await;
         served.context("HTTP server")
     }

@@ -16,7 +16,14 @@ use support::*;
 
 const TASKS: usize = 100;
 const REPORTS_PER_TASK: usize = 10;
-const STATES: [&str; 6] = ["queued", "working", "input_required", "working", "complete", "failure"];
+const STATES: [&str; 6] = [
+    "queued",
+    "working",
+    "input_required",
+    "working",
+    "complete",
+    "failure",
+];
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -79,7 +86,12 @@ fn delivery(n: usize) -> (String, Vec<u8>) {
 }
 
 /// Sends every delivery in `ids` (8 at a time) and answers those acknowledged with 2xx.
-async fn send_all(http: &reqwest::Client, base: &str, ids: Vec<usize>, kill_after: Option<(usize, &mut Option<Child>)>) -> Vec<usize> {
+async fn send_all(
+    http: &reqwest::Client,
+    base: &str,
+    ids: Vec<usize>,
+    kill_after: Option<(usize, &mut Option<Child>)>,
+) -> Vec<usize> {
     let acked = Arc::new(AtomicUsize::new(0));
     let (limit, mut victim) = match kill_after {
         Some((n, child)) => (n, child.take()),
@@ -126,7 +138,8 @@ async fn send_all(http: &reqwest::Client, base: &str, ids: Vec<usize>, kill_afte
 #[actix_web::test]
 async fn a_killed_server_applies_every_acknowledged_delivery_exactly_once_after_restart() {
     let url = cluster::fresh_database().await;
-    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("faults-{}.log", std::process::id()));
+    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("faults-{}.log", std::process::id()));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -137,9 +150,18 @@ async fn a_killed_server_applies_every_acknowledged_delivery_exactly_once_after_
 
     let total = TASKS * REPORTS_PER_TASK;
     let mut child = Some(first.child);
-    let acked_before = send_all(&http, &first.base, (0..total).collect(), Some((total * 2 / 5, &mut child))).await;
+    let acked_before = send_all(
+        &http,
+        &first.base,
+        (0..total).collect(),
+        Some((total * 2 / 5, &mut child)),
+    )
+    .await;
     assert!(child.is_none(), "the server was killed mid-stream");
-    assert!(acked_before.len() < total, "some deliveries were refused while it was down");
+    assert!(
+        acked_before.len() < total,
+        "some deliveries were refused while it was down"
+    );
     assert!(acked_before.len() >= total * 2 / 5);
 
     // Restart on the same database; the senders retry what was not acknowledged.
@@ -147,23 +169,41 @@ async fn a_killed_server_applies_every_acknowledged_delivery_exactly_once_after_
     until_ready(&http, &second.base).await;
     let missing: Vec<usize> = (0..total).filter(|n| !acked_before.contains(n)).collect();
     let acked_after = send_all(&http, &second.base, missing.clone(), None).await;
-    assert_eq!(acked_after.len(), missing.len(), "every retried delivery is acknowledged");
+    assert_eq!(
+        acked_after.len(),
+        missing.len(),
+        "every retried delivery is acknowledged"
+    );
     // A retry of something already acknowledged is a duplicate, not a second application.
     let again = send_all(&http, &second.base, acked_before[..50].to_vec(), None).await;
     assert_eq!(again.len(), 50);
 
     let db = connect(&url).await;
-    wait_for("every delivery is processed", Duration::from_secs(60), || async {
-        let pending: i64 = db
-            .query_one("SELECT count(*) FROM inbound_events WHERE state <> 'processed'", &[])
-            .await
-            .unwrap()
-            .get(0);
-        (pending == 0).then_some(())
-    })
+    wait_for(
+        "every delivery is processed",
+        Duration::from_secs(60),
+        || async {
+            let pending: i64 = db
+                .query_one(
+                    "SELECT count(*) FROM inbound_events WHERE state <> 'processed'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (pending == 0).then_some(())
+        },
+    )
     .await;
-    let stored: i64 = db.query_one("SELECT count(*) FROM inbound_events", &[]).await.unwrap().get(0);
-    assert_eq!(stored as usize, total, "one row per delivery id, duplicates included");
+    let stored: i64 = db
+        .query_one("SELECT count(*) FROM inbound_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stored as usize, total,
+        "one row per delivery id, duplicates included"
+    );
     // Exactly once: each delivery produced exactly one decision.
     let per_delivery = db
         .query(
@@ -175,7 +215,10 @@ async fn a_killed_server_applies_every_acknowledged_delivery_exactly_once_after_
         .await
         .unwrap();
     let wrong: Vec<(String, i64)> = per_delivery.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert!(wrong.is_empty(), "deliveries applied other than once: {wrong:?}");
+    assert!(
+        wrong.is_empty(),
+        "deliveries applied other than once: {wrong:?}"
+    );
     // Every entity's version counts exactly its applied changes.
     let off: i64 = db
         .query_one(
@@ -188,7 +231,11 @@ async fn a_killed_server_applies_every_acknowledged_delivery_exactly_once_after_
         .unwrap()
         .get(0);
     assert_eq!(off, 0);
-    let entities: i64 = db.query_one("SELECT count(*) FROM entities", &[]).await.unwrap().get(0);
+    let entities: i64 = db
+        .query_one("SELECT count(*) FROM entities", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(entities as usize, TASKS);
 
     let mut second = second.child;

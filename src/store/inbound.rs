@@ -94,8 +94,10 @@ pub async fn claim(client: &impl GenericClient, limit: i64) -> Result<Vec<Claime
         .collect()
 }
 
+// clock_timestamp(), not now(): now() is when the transaction began, and the latency
+// that matters ends at the commit that follows this statement.
 const MARK: &str = "UPDATE inbound_events AS i
-    SET state = m.state, outcome = m.outcome, processed_at = now(), attempts = i.attempts + 1
+    SET state = m.state, outcome = m.outcome, processed_at = clock_timestamp(), attempts = i.attempts + 1
     FROM unnest($1::bigint[], $2::text[], $3::text[]) AS m(id, state, outcome)
     WHERE i.id = m.id";
 

@@ -19,7 +19,7 @@ use crate::config::DatabaseSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("no database connection available: {0}")]
+    #[error("no database connection available: {}", describe_pool(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
@@ -45,6 +45,13 @@ impl StoreError {
             StoreError::Db(e) | StoreError::Migration { source: e, .. } => is_transient_db(e),
             _ => false,
         }
+    }
+}
+
+fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(db) => describe(db),
+        other => other.to_string(),
     }
 }
 

@@ -33,6 +33,31 @@ pub struct Engine {
     pub backlog: Arc<Backlog>,
     /// Told after every commit that logged events (WebSocket fan-out, dispatcher).
     pub committed: Vec<Recipient<EventsCommitted>>,
+    pub lifecycle: Lifecycle,
+}
+
+/// Shutdown coordination: no new work once `stopping`, and the application waits for
+/// `running` loops to commit what they hold before the database goes away.
+#[derive(Default)]
+pub struct Lifecycle {
+    pub stopping: std::sync::atomic::AtomicBool,
+    pub running: std::sync::atomic::AtomicUsize,
+}
+
+impl Lifecycle {
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops new work and waits up to `grace` for loops in flight to finish.
+    pub async fn stop(&self, grace: std::time::Duration) {
+        use std::sync::atomic::Ordering;
+        self.stopping.store(true, Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + grace;
+        while self.running.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            actix::clock::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

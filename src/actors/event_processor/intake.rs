@@ -19,12 +19,23 @@ use crate::systems::{agentapi, github, linear, Parsed, PayloadError};
 /// Consecutive transient failures after which a loop gives up until the next wake-up.
 const MAX_TRANSIENT_FAILURES: u32 = 6;
 
-/// Applies pending deliveries until none is left.
+/// Runs `work` unless shutting down, counted so shutdown can wait for it.
+pub async fn guarded(engine: &Engine, work: impl std::future::Future<Output = ()>) {
+    use std::sync::atomic::Ordering;
+    if engine.lifecycle.stopping() {
+        return;
+    }
+    engine.lifecycle.running.fetch_add(1, Ordering::SeqCst);
+    work.await;
+    engine.lifecycle.running.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Applies pending deliveries until none is left (or shutdown begins).
 pub async fn drain(engine: &Engine) {
     let configured = engine.settings.engine.batch_size as i64;
     let mut limit = configured;
     let mut failures = 0;
-    loop {
+    while !engine.lifecycle.stopping() {
         match run_batch(engine, limit).await {
             Ok(0) => return,
             Ok(_) => {
@@ -245,7 +256,7 @@ pub async fn refresh_backlog(engine: &Engine) {
 
 /// Treats status writes other applications made directly in PostgreSQL as updates.
 pub async fn drain_postgresql_changes(engine: &Engine) {
-    loop {
+    while !engine.lifecycle.stopping() {
         match postgresql_batch(engine).await {
             Ok(0) => return,
             Ok(_) => {}

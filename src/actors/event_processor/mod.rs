@@ -13,7 +13,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::Utc;
 
-pub use apply::{ApplyError, Engine, ItemOutcome, Target, WorkItem};
+pub use apply::{ApplyError, Engine, ItemOutcome, Lifecycle, Target, WorkItem};
 
 use super::synchronizer::Wake;
 
@@ -39,7 +39,7 @@ impl EventProcessor {
     }
 
     fn wake(&mut self, ctx: &mut Context<Self>) {
-        if !self.engine.settings.server.worker_enabled {
+        if !self.engine.settings.server.worker_enabled || self.engine.lifecycle.stopping() {
             return;
         }
         if self.running >= self.engine.settings.engine.workers {
@@ -49,7 +49,7 @@ impl EventProcessor {
         self.running += 1;
         let engine = self.engine.clone();
         ctx.spawn(
-            async move { intake::drain(&engine).await }
+            async move { intake::guarded(&engine, intake::drain(&engine)).await }
                 .into_actor(self)
                 .map(|_, act, ctx| {
                     act.running -= 1;
@@ -84,7 +84,9 @@ impl Actor for EventProcessor {
         ctx.run_interval(poll, |act, ctx| {
             let engine = act.engine.clone();
             ctx.spawn(
-                async move { intake::drain_postgresql_changes(&engine).await }
+                async move {
+                    intake::guarded(&engine, intake::drain_postgresql_changes(&engine)).await
+                }
                     .into_actor(act)
                     .map(|_, _, _| ()),
             );

@@ -1,0 +1,204 @@
+//! Sustained apply benchmark: signed agent-API deliveries over HTTP at a target rate,
+//! spread over N entities, against the real service; reports acknowledged deliveries,
+//! applied updates per second and webhook-commit → canonical-commit latency (from the
+//! rows' own timestamps) as JSON. Loopback only; bounded by `--seconds`.
+//!
+//! cargo run --release --example apply_bench -- --rate 5000 --seconds 20 --entities 10000
+//!
+//! With DATABASE_URL set it uses that server; otherwise a private durable cluster
+//! (fsync on) under target/bench-pg, removed afterwards.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures_util::StreamExt;
+use statsync::config::Settings;
+use statsync::startup::{ensure_database, Application};
+use statsync::store::embedded::EmbeddedPostgres;
+use statsync::systems::signature;
+
+#[derive(Parser)]
+struct Args {
+    /// Deliveries per second to offer.
+    #[arg(long, default_value_t = 5000)]
+    rate: u64,
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    #[arg(long, default_value_t = 10_000)]
+    entities: u64,
+    /// Concurrent HTTP connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+}
+
+const SECRET: &str = "bench-secret";
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = actix_web::rt::System::new();
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-pg");
+    let (url, cluster) = match std::env::var("DATABASE_URL") {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let _ = std::fs::remove_dir_all(&root);
+            let cluster = EmbeddedPostgres::start(&root).await?;
+            ensure_database(&cluster.url("postgres"), "bench").await?;
+            (cluster.url("bench"), Some(cluster))
+        }
+    };
+    std::env::set_var("DATABASE_URL", &url);
+    std::env::set_var("AGENTAPI_WEBHOOK_SECRET", SECRET);
+    std::env::set_var("STATSYNC__HTTP__PORT", "0");
+    std::env::set_var("STATSYNC__LOG__LEVEL", "warn");
+    std::env::set_var("STATSYNC__ENGINE__QUEUE_CAPACITY", "10000000");
+    let settings = Settings::load(None)?;
+    statsync::telemetry::init(&settings.log);
+    let app = Application::build(settings).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+
+    // The load runs on its own thread and runtime, like a separate client process.
+    let acked = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let (a, r) = (acked.clone(), refused.clone());
+    let started = Instant::now();
+    let offered = args.rate * args.seconds;
+    let load = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(offer(args, base, a, r))
+    });
+    load.join()
+        .map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+    let send_secs = started.elapsed().as_secs_f64();
+
+    let db = connect(&url).await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let pending: i64 = db
+            .query_one(
+                "SELECT count(*) FROM inbound_events WHERE state = 'pending'",
+                &[],
+            )
+            .await?
+            .get(0);
+        if pending == 0 || Instant::now() > deadline {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = db
+        .query_one(
+            "SELECT count(*),
+                    extract(epoch FROM max(processed_at) - min(received_at))::float8,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)),
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)),
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)),
+                    max(extract(epoch FROM processed_at - received_at))::float8
+             FROM inbound_events WHERE state = 'processed'",
+            &[],
+        )
+        .await?;
+    let applied: i64 = db
+        .query_one(
+            "SELECT count(*) FROM status_transitions WHERE decision = 'applied'",
+            &[],
+        )
+        .await?
+        .get(0);
+    let entities: i64 = db
+        .query_one("SELECT count(*) FROM entities", &[])
+        .await?
+        .get(0);
+    let processed: i64 = row.get(0);
+    let span: f64 = row.get::<_, Option<f64>>(1).unwrap_or(0.0);
+    let ms = |i: usize| row.get::<_, Option<f64>>(i).unwrap_or(0.0) * 1000.0;
+    let report = serde_json::json!({
+        "offered": offered,
+        "acknowledged": acked.load(Ordering::Relaxed),
+        "refused": refused.load(Ordering::Relaxed),
+        "sendSeconds": send_secs,
+        "processed": processed,
+        "appliedChanges": applied,
+        "entities": entities,
+        "processedPerSecond": if span > 0.0 { processed as f64 / span } else { 0.0 },
+        "commitToCommitMs": {"p50": ms(2), "p95": ms(3), "p99": ms(4), "max": ms(5)},
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    handle.stop(true).await;
+    if let Some(c) = cluster {
+        c.stop().await?;
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    Ok(())
+}
+
+async fn offer(
+    args: Args,
+    base: String,
+    acked: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let total = args.rate * args.seconds;
+    let start = Instant::now();
+    let url = format!("{base}/webhooks/agentapi");
+    let entities = args.entities;
+    let rate = args.rate;
+    let epoch = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    futures_util::stream::iter(0..total)
+        .map(|n| {
+            let http = http.clone();
+            let url = url.clone();
+            let (acked, refused) = (acked.clone(), refused.clone());
+            async move {
+                // open-loop pacing: delivery n is due at n / rate seconds
+                let due = start + Duration::from_secs_f64(n as f64 / rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let step = n / entities;
+                let body = serde_json::to_vec(&serde_json::json!({
+                    "taskId": format!("task-{}", n % entities),
+                    "state": if step % 2 == 0 { "working" } else { "input_required" },
+                    "timestamp": (epoch + chrono::TimeDelta::seconds(step as i64)).to_rfc3339(),
+                }))
+                .unwrap_or_default();
+                let sig = signature::sign_prefixed(SECRET.as_bytes(), &body);
+                let ok = http
+                    .post(&url)
+                    .header("X-Statsync-Signature", sig)
+                    .header("X-Statsync-Delivery", format!("bench-{n}"))
+                    .body(body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    acked.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    refused.fetch_add(1, Ordering::Relaxed)
+                };
+            }
+        })
+        .buffer_unordered(args.connections)
+        .collect::<()>()
+        .await;
+    Ok(())
+}
+
+async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    actix_web::rt::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
