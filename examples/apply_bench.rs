@@ -70,13 +70,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (a, r) = (acked.clone(), refused.clone());
     let started = Instant::now();
     let offered = args.rate * args.seconds;
-    let load = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    // Never block this thread: the actors and pooled connections made here run on it.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()?;
-        rt.block_on(offer(args, base, a, r))
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(offer(args, base, a, r)));
+        let _ = done_tx.send(result);
     });
-    load.join()
+    done_rx
+        .await
         .map_err(|_| anyhow::anyhow!("load thread panicked"))??;
     let send_secs = started.elapsed().as_secs_f64();
 
