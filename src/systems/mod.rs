@@ -7,6 +7,7 @@
 pub mod agentapi;
 pub mod github;
 pub mod linear;
+pub mod outbound;
 pub mod signature;
 
 use chrono::{DateTime, Utc};
