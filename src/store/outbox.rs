@@ -180,14 +180,15 @@ const FINISH: &str = "UPDATE sync_outbox
     SET state = $3,
         attempt_count = attempt_count - $7,
         run_at = CASE WHEN $3 = 'pending' THEN now() + make_interval(secs => $4::float8 / 1000) ELSE run_at END,
-        error_code = CASE WHEN $7 = 1 THEN error_code ELSE $5 END,
-        last_error = CASE WHEN $7 = 1 THEN last_error ELSE $6 END,
+        error_code = CASE WHEN $7 = 1 THEN error_code ELSE COALESCE($5, error_code) END,
+        last_error = CASE WHEN $7 = 1 THEN last_error ELSE COALESCE($6, last_error) END,
         lease_expires_at = NULL,
         updated_at = now(),
         completed_at = CASE WHEN $3 IN ('done', 'noop', 'dead') THEN now() ELSE NULL END
     WHERE id = $1 AND state = 'in_flight' AND attempt_count = $2";
 
-/// Records the end of attempt `attempt` of row `id`. `false` when the lease was lost
+/// Records the end of attempt `attempt` of row `id`. A row that succeeds after failures
+/// keeps the code and message of its last failure, for the record. `false` when the lease was lost
 /// (the row expired and another replica took it): that replica's outcome stands.
 pub async fn finish(
     client: &impl GenericClient,
