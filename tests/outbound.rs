@@ -422,6 +422,133 @@ async fn a_thousand_changes_under_a_limit_never_exceed_it_in_any_second_and_all_
     assert_eq!(objects, CHANGES, "every issue was written");
 }
 
+#[actix_web::test]
+async fn newer_changes_supersede_older_ones_and_an_entity_never_has_two_calls_in_flight() {
+    let (gh, lin) = (fakes::github().await, fakes::linear().await);
+    let app = spawn_outbound(&gh, &lin, &[]).await;
+    let issue = "acme/order#1";
+    // The first write is slow to answer, so the next changes queue up behind it.
+    gh.script(issue, vec![Reply::Slow(Duration::from_millis(500))]);
+    let id = entity_on_github(&app.address, issue, "in_progress").await;
+    wait_for(
+        "the first write is in flight",
+        Duration::from_secs(10),
+        || async { (!gh.requests().is_empty()).then_some(()) },
+    )
+    .await;
+    for status in ["done", "in_progress", "cancelled"] {
+        app.set_status(json!({"entityId": id, "status": status}))
+            .await;
+    }
+    row_reaches(&app, issue, "done").await;
+    let states: Vec<String> = outbox_rows(&app, issue)
+        .await
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(states, ["done", "superseded", "superseded", "done"]);
+    let r = gh.requests_for("/issues/1");
+    assert_eq!(r.len(), 2, "only the newest status is sent after the first");
+    assert_eq!(
+        r[1].body,
+        json!({"state": "closed", "state_reason": "not_planned"})
+    );
+    assert!(
+        r[1].at - r[0].at >= Duration::from_millis(450),
+        "the second call waited for the first to finish"
+    );
+}
+
+#[actix_web::test]
+async fn a_linear_rate_limit_pauses_linear_while_github_flows_and_agents_get_signed_notices() {
+    let (gh, lin, agent) = (
+        fakes::github().await,
+        fakes::linear().await,
+        fakes::agent().await,
+    );
+    let app = spawn_outbound(
+        &gh,
+        &lin,
+        &[("STATSYNC__AGENTAPI__URL", format!("{}/agent", agent.url))],
+    )
+    .await;
+    // Linear says: budget spent, back in 1.5 s (a 400 carrying RATELIMITED, as Linear does).
+    let reset = (Utc::now() + TimeDelta::milliseconds(1500)).timestamp_millis();
+    lin.script(
+        LINEAR_ID,
+        vec![Reply::status(
+            400,
+            json!({"errors": [{"message": "Rate limit exceeded", "extensions": {"code": "RATELIMITED"}}]}),
+        )
+        .with_header("x-ratelimit-requests-remaining", "0")
+        .with_header("x-ratelimit-requests-reset", &reset.to_string())],
+    );
+    let body =
+        json!({"refs": [{"system": "linear", "externalId": LINEAR_ID}], "status": "in_review"});
+    let (code, _) = call(&app.address, "POST", "/api/v1/links", body).await;
+    assert_eq!(code, 201);
+    wait_for(
+        "Linear answered RATELIMITED",
+        Duration::from_secs(10),
+        || async { (!lin.requests().is_empty()).then_some(()) },
+    )
+    .await;
+    // GitHub and the agent API keep flowing while Linear waits.
+    let body = json!({"refs": [
+        {"system": "github", "externalId": GITHUB_ISSUE},
+        {"system": "agentapi", "externalId": "task-7"}
+    ], "status": "in_progress"});
+    let (code, created) = call(&app.address, "POST", "/api/v1/links", body).await;
+    assert_eq!(code, 201);
+    row_reaches(&app, GITHUB_ISSUE, "done").await;
+    row_reaches(&app, "task-7", "done").await;
+    let (_, attempts, code) = row_reaches(&app, LINEAR_ID, "done").await;
+    assert_eq!((attempts, code.as_deref()), (2, Some("RATE_LIMIT")));
+    let linear = lin.requests();
+    let github = gh.requests();
+    assert!(
+        github[0].at < linear[1].at,
+        "GitHub was not held up by Linear's limit"
+    );
+    assert!(
+        linear[1].at - linear[0].at >= Duration::from_millis(1300),
+        "Linear was paused until its reset, not retried in a loop"
+    );
+    let update = linear
+        .iter()
+        .find(|r| {
+            r.body["query"]
+                .as_str()
+                .unwrap_or("")
+                .contains("issueUpdate")
+        })
+        .unwrap();
+    assert_eq!(
+        update.body["variables"]["stateId"], "st-review",
+        "the configured name `In Review`"
+    );
+
+    // The agent notice: DESIGN.md's body, signed like the inbound agent webhook.
+    let notices = agent.requests();
+    assert_eq!(notices.len(), 1);
+    let n = &notices[0];
+    statsync::systems::signature::verify_agentapi(
+        AGENT_SECRET.as_bytes(),
+        &n.raw,
+        n.headers.get("x-statsync-signature").map(String::as_str),
+    )
+    .expect("a valid signature");
+    assert_eq!(n.body["entityId"], created["id"]);
+    assert_eq!(n.body["status"], "in_progress");
+    assert_eq!(n.body["version"], 1);
+    assert!(n.body["timestamp"].is_string());
+    let links = n.body["links"].as_array().unwrap();
+    assert!(
+        links.contains(&json!({"system": "github", "externalId": GITHUB_ISSUE})),
+        "{links:?}"
+    );
+}
+
 /// A free loopback port for a child process (bound, read, released).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

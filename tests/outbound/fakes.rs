@@ -18,6 +18,7 @@ pub struct Recorded {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub body: Value,
+    pub raw: Vec<u8>,
 }
 
 /// A scripted answer for one request.
@@ -146,6 +147,7 @@ fn arrive(
             .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
             .collect(),
         body: serde_json::from_slice(body).unwrap_or(Value::Null),
+        raw: body.to_vec(),
     });
     let scripted = s.script.get_mut(key).and_then(|q| q.pop_front());
     let reply = scripted.or_else(|| s.always.get(key).cloned());
@@ -315,4 +317,28 @@ async fn linear_graphql(
             (chrono::Utc::now().timestamp_millis() + 3_600_000).to_string(),
         ))
         .json(json!({ "data": data }))
+}
+
+// ------------------------------------------------------------------------ Agent API
+
+pub async fn agent() -> Fake {
+    start(|cfg| {
+        cfg.route("/agent", web::post().to(agent_notice));
+    })
+    .await
+}
+
+async fn agent_notice(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Mutex<FakeState>>,
+) -> HttpResponse {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let key = v["entityId"].as_str().unwrap_or("").to_owned();
+    let (reply, latency) = arrive(&state, &req, &body, &key);
+    wait(&reply, latency).await;
+    match reply.as_ref().and_then(scripted) {
+        Some(r) => r,
+        None => HttpResponse::Accepted().json(json!({"status": "received"})),
+    }
 }
