@@ -191,43 +191,83 @@ async fn a_linear_change_reaches_github_its_echo_goes_nowhere_and_a_later_github
         assert!(types.contains(&t.to_owned()), "{t} in {types:?}");
     }
 
-    // GitHub sends the webhook about that very write: recognised, goes nowhere.
+    // Linear moves on before GitHub's webhook about the close arrives: GitHub is
+    // reopened (a second write, whose echo is on its way too).
+    let doing = linear_issue_update(LINEAR_ID, "ENG-123", "In Progress", "started", Utc::now());
+    assert_eq!(app.linear("lin-doing", &doing).await.status, 200);
+    wait_for(
+        "the reopen reaches GitHub",
+        Duration::from_secs(20),
+        || async { (gh.requests_for("/issues/1").len() == 2).then_some(()) },
+    )
+    .await;
+    row_reaches(&app, GITHUB_ISSUE, "done").await;
+    assert_eq!(
+        gh.requests_for("/issues/1")[1].body,
+        json!({"state": "open", "state_reason": "reopened"})
+    );
+
+    // Now GitHub's webhooks about both writes arrive, late. Taken for changes, the
+    // `closed` one would drag the entity back to done and write that to Linear.
+    // GitHub stamps them with the time it applied each write, after Linear's last
+    // change (dispatch takes time), so timestamps alone cannot tell them from changes.
     let rows_before = app.count("SELECT count(*) FROM sync_outbox").await;
-    let echo = github_fixture_at("issues.reopened.json", Utc::now(), |v| {
+    let at = Utc::now() + TimeDelta::seconds(2);
+    let closed_echo = github_fixture_at("issues.reopened.json", at, |v| {
         v["action"] = json!("closed");
         v["issue"]["state"] = json!("closed");
         v["issue"]["state_reason"] = json!("completed");
     });
-    assert_eq!(app.github("issues", "gh-echo", &echo).await.status, 200);
-    app.drained().await;
-    let h = history(&app, &id).await;
-    assert_eq!(h[0]["decision"], "noop", "{h:?}");
-    assert!(
-        h[0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("echo of statsync's own write"),
-        "{}",
-        h[0]
+    assert_eq!(
+        app.github("issues", "gh-echo-1", &closed_echo).await.status,
+        200
     );
+    app.drained().await;
+    let reopened_echo =
+        github_fixture_at("issues.reopened.json", at + TimeDelta::seconds(1), |_| {});
+    assert_eq!(
+        app.github("issues", "gh-echo-2", &reopened_echo)
+            .await
+            .status,
+        200
+    );
+    app.drained().await;
     assert_eq!(
         app.count("SELECT count(*) FROM sync_outbox").await,
         rows_before,
         "no further write"
     );
+    let h = history(&app, &id).await;
+    for t in &h[..2] {
+        assert_eq!(t["decision"], "noop", "{h:?}");
+        assert!(
+            t["reason"]
+                .as_str()
+                .unwrap()
+                .contains("echo of statsync's own write"),
+            "{t}"
+        );
+    }
     assert_eq!(
         app.count("SELECT count(*) FROM sync_echoes").await,
         0,
-        "the echo is consumed"
+        "both echoes consumed"
     );
+    let e = app
+        .api("GET", &format!("/api/v1/entities/{id}"), None)
+        .await
+        .body;
+    assert_eq!(e["status"], "in_progress");
+    assert!(lin.requests().is_empty(), "nothing was written to Linear");
 
-    // A person reopens the issue on GitHub: a genuine change, which reaches Linear.
-    let reopen = github_fixture_at(
-        "issues.reopened.json",
-        Utc::now() + TimeDelta::seconds(1),
-        |_| {},
-    );
-    assert_eq!(app.github("issues", "gh-reopen", &reopen).await.status, 200);
+    // A person closes the issue on GitHub as not planned: a genuine change, which
+    // reaches Linear.
+    let close = github_fixture_at("issues.reopened.json", at + TimeDelta::seconds(5), |v| {
+        v["action"] = json!("closed");
+        v["issue"]["state"] = json!("closed");
+        v["issue"]["state_reason"] = json!("not_planned");
+    });
+    assert_eq!(app.github("issues", "gh-close", &close).await.status, 200);
     row_reaches(&app, LINEAR_ID, "done").await;
     let updates: Vec<_> = lin
         .requests()
@@ -242,15 +282,15 @@ async fn a_linear_change_reaches_github_its_echo_goes_nowhere_and_a_later_github
     assert_eq!(updates.len(), 1);
     assert_eq!(
         updates[0].body["variables"],
-        json!({"id": LINEAR_ID, "stateId": "st-todo"})
+        json!({"id": LINEAR_ID, "stateId": "st-cancel"})
     );
     assert_eq!(updates[0].headers["authorization"], LINEAR_KEY);
-    assert_eq!(lin.object(LINEAR_ID).unwrap().0, "st-todo");
+    assert_eq!(lin.object(LINEAR_ID).unwrap().0, "st-cancel");
     let e = app
         .api("GET", &format!("/api/v1/entities/{id}"), None)
         .await
         .body;
-    assert_eq!(e["status"], "todo");
+    assert_eq!(e["status"], "cancelled");
 }
 
 #[actix_web::test]
