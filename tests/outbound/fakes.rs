@@ -189,7 +189,8 @@ pub async fn github() -> Fake {
         cfg.route(
             "/repos/{owner}/{repo}/issues/{number}",
             web::patch().to(github_patch),
-        );
+        )
+        .route("/graphql", web::post().to(github_graphql));
     })
     .await
 }
@@ -239,6 +240,62 @@ async fn github_patch(
             "state_reason": reason,
             "html_url": format!("https://github.com/{owner}/{repo}/issues/{number}"),
         }))
+}
+
+/// Projects v2: one board whose Status field has the shipped option names.
+async fn github_graphql(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Mutex<FakeState>>,
+) -> HttpResponse {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let query = v["query"].as_str().unwrap_or("").to_owned();
+    let vars = v["variables"].clone();
+    let item = vars["item"].as_str().unwrap_or("").to_owned();
+    let (reply, latency) = arrive(&state, &req, &body, &item);
+    wait(&reply, latency).await;
+    if let Some(r) = reply.as_ref().and_then(scripted) {
+        return r;
+    }
+    let options = [
+        "Backlog",
+        "Todo",
+        "In Progress",
+        "In Review",
+        "Blocked",
+        "Done",
+    ];
+    let data = if query.contains("updateProjectV2ItemFieldValue") {
+        if vars["project"] != "PVT_board" || vars["field"] != "PVTSSF_status" {
+            return HttpResponse::Ok().json(json!({
+                "data": null,
+                "errors": [{"type": "NOT_FOUND", "message": "Could not resolve to a node"}]
+            }));
+        }
+        let option = vars["option"].as_str().unwrap_or("").to_owned();
+        state
+            .lock()
+            .unwrap()
+            .objects
+            .insert(item.clone(), (option, None));
+        json!({"updateProjectV2ItemFieldValue": {"projectV2Item": {"id": item}}})
+    } else if query.contains("node(id:") {
+        json!({"node": {"id": item, "project": {"id": "PVT_board", "field": {
+            "id": "PVTSSF_status",
+            "options": options.iter().map(|o| json!({"id": format!("opt-{}", o.to_lowercase().replace(' ', "-")), "name": o})).collect::<Vec<_>>()
+        }}}})
+    } else {
+        return HttpResponse::Ok().json(json!({
+            "errors": [{"type": "INVALID_QUERY", "message": "unexpected document"}]
+        }));
+    };
+    HttpResponse::Ok()
+        .insert_header(("x-ratelimit-remaining", "4990"))
+        .insert_header((
+            "x-ratelimit-reset",
+            (chrono::Utc::now().timestamp() + 3600).to_string(),
+        ))
+        .json(json!({ "data": data }))
 }
 
 pub fn github_error(status: u16, message: &str) -> Reply {
