@@ -10,7 +10,6 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::limiter::Wait;
 use super::retry::Next;
 use super::DispatchContext;
 use crate::actors::status_mapper::MapOutbound;
@@ -28,8 +27,13 @@ const MAPPER_RETRY: Duration = Duration::from_secs(1);
 /// Runs one attempt of `row` to its recorded end.
 pub async fn deliver(ctx: &DispatchContext, row: OutboxRow) {
     let system = row.system;
-    // The budget first: a call that may not start now does not count as an attempt.
-    if let Some(paused) = wait_for_slot(ctx, system).await {
+    // A system paused by its API since the claim: this does not count as an attempt.
+    // (The connector takes a token per HTTP request, waiting for one if need be.)
+    let paused = ctx
+        .budgets
+        .get(&system)
+        .and_then(|b| b.lock().paused(Instant::now()));
+    if let Some(paused) = paused {
         let delay = paused.saturating_duration_since(Instant::now());
         record(
             ctx,
@@ -112,24 +116,6 @@ enum Announce {
     Failed(OutboundError),
 }
 
-/// Takes a token from the system's budget, waiting for one; `Some(until)` when the
-/// system is paused by what its API said.
-async fn wait_for_slot(ctx: &DispatchContext, system: SystemId) -> Option<Instant> {
-    loop {
-        let wait = {
-            let limiter = ctx.limiters.get(&system)?;
-            // A poisoned limiter still holds valid timestamps.
-            let mut l = limiter.lock().unwrap_or_else(|p| p.into_inner());
-            match l.try_acquire(Instant::now()) {
-                Ok(()) => return None,
-                Err(Wait::Paused(until)) => return Some(until),
-                Err(Wait::Until(at)) => at,
-            }
-        };
-        actix::clock::sleep(wait.saturating_duration_since(Instant::now())).await;
-    }
-}
-
 /// What the API said about its budget: a spent budget or a rate-limit answer pauses
 /// the whole system's queue until the reset.
 fn observe_rate(
@@ -144,10 +130,10 @@ fn observe_rate(
         _ => None,
     }
     .or_else(|| rate.exhausted_until().map(|at| until(at, now)));
-    let Some(limiter) = ctx.limiters.get(&system) else {
+    let Some(budget) = ctx.budgets.get(&system) else {
         return;
     };
-    let mut l = limiter.lock().unwrap_or_else(|p| p.into_inner());
+    let mut l = budget.lock();
     if let Some(wait) = pause {
         tracing::warn!(
             system = system.as_str(),

@@ -3,23 +3,21 @@
 //! rows are reclaimed when their lease expires), at most `dispatch.concurrency` calls in
 //! flight per system, never two for one entity+system, oldest first, newer rows
 //! superseding older ones for the same object. Each claimed row is delivered by
-//! `deliver.rs`; budgets live in `limiter.rs`, retry timing in `retry.rs`.
+//! `deliver.rs`; retry timing lives in `retry.rs`, budgets in `systems/limiter.rs`.
 //! Woken after every commit that wrote outbox rows, and by a poll as the backstop. It
 //! never holds a row lock or a pooled connection across an outbound HTTP call.
 
 mod deliver;
-mod limiter;
 mod retry;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use anyhow::Context as _;
 use secrecy::SecretString;
 
-pub use limiter::RateLimiter;
 pub use retry::{Next, RetryPolicy};
 
 use crate::actors::status_mapper::StatusMapper;
@@ -31,6 +29,7 @@ use crate::store::outbox::OutboxRow;
 use crate::store::{echoes, events, outbox, Store, StoreError};
 use crate::systems::agentapi::client::AgentClient;
 use crate::systems::github::client::GithubClient;
+use crate::systems::limiter::Budget;
 use crate::systems::linear::client::LinearClient;
 
 /// The systems statsync writes to.
@@ -44,7 +43,11 @@ pub struct Connectors {
 }
 
 impl Connectors {
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Connectors> {
+    pub fn from_settings(
+        settings: &Settings,
+        budgets: &HashMap<SystemId, Budget>,
+    ) -> anyhow::Result<Connectors> {
+        let budget = |s: SystemId| budgets.get(&s).cloned().unwrap_or_else(|| Budget::new(1));
         let timeout = Duration::from_millis(settings.dispatch.request_timeout_ms);
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -58,16 +61,19 @@ impl Connectors {
                 &settings.github.api_url,
                 &settings.github.graphql_url,
                 secret(&settings.secrets.github_token),
+                budget(SystemId::Github),
             ),
             linear: LinearClient::new(
                 http.clone(),
                 &settings.linear.api_url,
                 secret(&settings.secrets.linear_api_key),
+                budget(SystemId::Linear),
             ),
             agent: AgentClient::new(
                 http,
                 &settings.agentapi.url,
                 secret(&settings.secrets.agentapi_webhook_secret),
+                budget(SystemId::Agentapi),
             ),
         })
     }
@@ -80,7 +86,7 @@ pub struct DispatchContext {
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
     pub connectors: Connectors,
-    pub limiters: HashMap<SystemId, Mutex<RateLimiter>>,
+    pub budgets: HashMap<SystemId, Budget>,
     pub retry: RetryPolicy,
 }
 
@@ -91,15 +97,15 @@ impl DispatchContext {
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<DispatchContext> {
-        let connectors = Connectors::from_settings(&settings)?;
-        let limiters = [
+        let budgets: HashMap<SystemId, Budget> = [
             (SystemId::Github, settings.github.requests_per_second),
             (SystemId::Linear, settings.linear.requests_per_second),
             (SystemId::Agentapi, settings.agentapi.requests_per_second),
         ]
         .into_iter()
-        .map(|(s, rps)| (s, Mutex::new(RateLimiter::new(rps))))
+        .map(|(s, rps)| (s, Budget::new(rps)))
         .collect();
+        let connectors = Connectors::from_settings(&settings, &budgets)?;
         let retry = RetryPolicy {
             max_attempts: settings.sync.max_retries.max(1),
             base: Duration::from_millis(settings.dispatch.retry_base_ms),
@@ -111,15 +117,13 @@ impl DispatchContext {
             settings,
             metrics,
             connectors,
-            limiters,
+            budgets,
             retry,
         })
     }
 
     fn paused(&self, system: SystemId) -> Option<Instant> {
-        let limiter = self.limiters.get(&system)?;
-        let mut l = limiter.lock().unwrap_or_else(|p| p.into_inner());
-        l.paused(Instant::now())
+        self.budgets.get(&system)?.lock().paused(Instant::now())
     }
 }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{CanonicalStatus, ExternalRef};
+use crate::systems::limiter::Budget;
 use crate::systems::outbound::{
     classify_status, excerpt, retry_after, Delivered, ErrorCode, OutboundError, OutboundWrite,
     RateInfo, Written,
@@ -28,17 +29,25 @@ pub struct AgentNotice<'a> {
 }
 
 pub struct AgentClient {
+    /// One token per HTTP request; shared with the dispatcher.
+    budget: Budget,
     http: reqwest::Client,
     url: String,
     secret: Option<SecretString>,
 }
 
 impl AgentClient {
-    pub fn new(http: reqwest::Client, url: &str, secret: Option<SecretString>) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        url: &str,
+        secret: Option<SecretString>,
+        budget: Budget,
+    ) -> Self {
         AgentClient {
             http,
             url: url.to_owned(),
             secret,
+            budget,
         }
     }
 
@@ -67,6 +76,7 @@ impl AgentClient {
             OutboundError::new(ErrorCode::ValidationFailed, format!("cannot encode: {e}"))
         })?;
         let signature = sign_prefixed(secret.expose_secret().as_bytes(), &body);
+        self.budget.acquire().await?;
         let response = self
             .http
             .post(&self.url)

@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use crate::domain::{CanonicalStatus, EntityKind, GithubState, GithubStateReason, OutboundNative};
+use crate::systems::limiter::Budget;
 use crate::systems::outbound::{
     classify_status, excerpt, retry_after, until, Delivered, ErrorCode, OutboundError,
     OutboundWrite, RateInfo, Written,
@@ -56,6 +57,8 @@ struct StatusField {
 }
 
 pub struct GithubClient {
+    /// One token per HTTP request; shared with the dispatcher.
+    budget: Budget,
     http: reqwest::Client,
     api_url: String,
     graphql_url: String,
@@ -95,12 +98,14 @@ impl GithubClient {
         api_url: &str,
         graphql_url: &str,
         token: Option<SecretString>,
+        budget: Budget,
     ) -> Self {
         GithubClient {
             http,
             api_url: api_url.trim_end_matches('/').to_owned(),
             graphql_url: graphql_url.to_owned(),
             token,
+            budget,
             fields: Mutex::new(HashMap::new()),
         }
     }
@@ -172,6 +177,7 @@ impl GithubClient {
             "{}/repos/{}/{}/issues/{}",
             self.api_url, issue.owner, issue.repo, issue.number
         );
+        self.budget.acquire().await?;
         let response = self
             .request(reqwest::Method::PATCH, &url)?
             .json(&body)
@@ -277,6 +283,7 @@ impl GithubClient {
         query: &str,
         variables: Value,
     ) -> Result<(Value, RateInfo), OutboundError> {
+        self.budget.acquire().await?;
         let response = self
             .request(reqwest::Method::POST, &self.graphql_url)?
             .json(&json!({ "query": query, "variables": variables }))

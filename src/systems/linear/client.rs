@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::domain::OutboundNative;
+use crate::systems::limiter::Budget;
 use crate::systems::outbound::{
     classify_status, excerpt, retry_after, until, Delivered, ErrorCode, OutboundError,
     OutboundWrite, RateInfo, Written,
@@ -53,6 +54,8 @@ pub struct WorkflowState {
 }
 
 pub struct LinearClient {
+    /// One token per HTTP request; shared with the dispatcher.
+    budget: Budget,
     http: reqwest::Client,
     url: String,
     api_key: Option<SecretString>,
@@ -78,11 +81,17 @@ pub fn pick_state<'s>(
 }
 
 impl LinearClient {
-    pub fn new(http: reqwest::Client, url: &str, api_key: Option<SecretString>) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        url: &str,
+        api_key: Option<SecretString>,
+        budget: Budget,
+    ) -> Self {
         LinearClient {
             http,
             url: url.to_owned(),
             api_key,
+            budget,
             states: Mutex::new(HashMap::new()),
         }
     }
@@ -184,6 +193,7 @@ impl LinearClient {
         let key = self.api_key.as_ref().ok_or_else(|| {
             OutboundError::new(ErrorCode::Unauthorized, "LINEAR_API_KEY is not set")
         })?;
+        self.budget.acquire().await?;
         let response = self
             .http
             .post(&self.url)

@@ -1,4 +1,6 @@
-//! Per-system outbound budget. Configured as N requests per second, enforced so that no
+//! Per-system outbound budget, shared by the dispatcher (which stops claiming for a
+//! paused system) and the connectors (which take one token per HTTP request, so a write
+//! that needs several calls spends several tokens). Configured as N requests per second, enforced so that no
 //! one-second window ever holds more than N call starts: a bucket of N tokens where each
 //! token comes back one window after it was spent. (A bucket refilled at N/s with depth
 //! N would allow 2N in a window that straddles a burst.) What the API itself says — its
@@ -6,11 +8,14 @@
 //! systems have their own limiter and keep flowing.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use super::outbound::{ErrorCode, OutboundError};
 
 /// Added to the window so that a call started just inside our window still lands
 /// outside the API's, whatever the scheduling and network jitter between the two clocks.
-const CLOCK_MARGIN: Duration = Duration::from_millis(25);
+const CLOCK_MARGIN: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -86,6 +91,41 @@ impl RateLimiter {
     pub fn remaining(&mut self, now: Instant) -> i64 {
         self.expire(now);
         (self.limit - self.starts.len()) as i64
+    }
+}
+
+/// One system's limiter, shared.
+#[derive(Debug, Clone)]
+pub struct Budget(Arc<Mutex<RateLimiter>>);
+
+impl Budget {
+    pub fn new(per_second: u32) -> Self {
+        Budget(Arc::new(Mutex::new(RateLimiter::new(per_second))))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, RateLimiter> {
+        // A poisoned limiter still holds valid timestamps.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for a token. A paused system answers a retryable `RATE_LIMIT` at once,
+    /// carrying how long the pause lasts: never a tight loop against a closed door.
+    pub async fn acquire(&self) -> Result<(), OutboundError> {
+        loop {
+            let wait = match self.lock().try_acquire(Instant::now()) {
+                Ok(()) => return Ok(()),
+                Err(Wait::Paused(until)) => {
+                    let mut e = OutboundError::new(
+                        ErrorCode::RateLimit,
+                        "paused until the API's rate-limit reset",
+                    );
+                    e.retry_after = Some(until.saturating_duration_since(Instant::now()));
+                    return Err(e);
+                }
+                Err(Wait::Until(at)) => at,
+            };
+            actix::clock::sleep(wait.saturating_duration_since(Instant::now())).await;
+        }
     }
 }
 
