@@ -36,6 +36,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub engine: EngineSettings,
     pub sync: SyncSettings,
+    pub dispatch: DispatchSettings,
     pub mappings: MappingSettings,
     pub github: GithubSettings,
     pub linear: LinearSettings,
@@ -151,6 +152,26 @@ impl SyncSettings {
             transitions,
         }
     }
+}
+
+/// The outbox dispatcher: how outbound writes are claimed, limited and retried.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchSettings {
+    /// Backstop poll when no wake-up arrives (other replicas' commits, lost hints).
+    pub poll_interval_ms: u64,
+    /// How long a claimed row belongs to its replica; an expired lease is reclaimed.
+    pub lease_ms: u64,
+    /// Whole-request deadline for one outbound call.
+    pub request_timeout_ms: u64,
+    /// Outbound calls in flight at once, per system.
+    pub concurrency: usize,
+    /// Full-jitter backoff: a retry waits a random time up to base * 2^attempt, capped.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// A webhook about an object statsync wrote within this window, carrying the status
+    /// written, is taken for the echo of that write.
+    pub echo_window_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -428,6 +449,36 @@ impl Settings {
         }
         if self.engine.poll_interval_ms == 0 {
             return invalid("engine.poll_interval_ms", "must be above 0");
+        }
+        if self.dispatch.concurrency == 0 {
+            return invalid("dispatch.concurrency", "must be at least 1");
+        }
+        if self.dispatch.poll_interval_ms == 0 {
+            return invalid("dispatch.poll_interval_ms", "must be above 0");
+        }
+        if self.dispatch.lease_ms <= self.dispatch.request_timeout_ms {
+            return invalid(
+                "dispatch.lease_ms",
+                "must be longer than dispatch.request_timeout_ms, or a slow call loses its row",
+            );
+        }
+        for (key, rps) in [
+            (
+                "github.requests_per_second",
+                self.github.requests_per_second,
+            ),
+            (
+                "linear.requests_per_second",
+                self.linear.requests_per_second,
+            ),
+            (
+                "agentapi.requests_per_second",
+                self.agentapi.requests_per_second,
+            ),
+        ] {
+            if rps == 0 {
+                return invalid(key, "must be at least 1");
+            }
         }
         if self.sync.escalation_threshold == 0 {
             return invalid("sync.escalation_threshold", "must be at least 1");

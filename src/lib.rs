@@ -3,6 +3,7 @@
 
 pub mod actors;
 pub mod config;
+pub mod dispatch;
 pub mod domain;
 pub mod http;
 pub mod metrics;

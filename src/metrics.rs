@@ -13,6 +13,9 @@ pub const INBOUND_BACKLOG: &str = "statsync_inbound_backlog";
 pub const WEBHOOK_TO_COMMIT: &str = "statsync_webhook_to_commit_seconds";
 pub const BATCH_SIZE: &str = "statsync_apply_batch_size";
 pub const BUILD_INFO: &str = "statsync_build_info";
+pub const OUTBOUND_REQUESTS: &str = "statsync_outbound_requests_total";
+pub const RATE_LIMIT_REMAINING: &str = "statsync_outbound_rate_limit_remaining";
+pub const OUTBOX_DEAD_LETTERS: &str = "statsync_outbox_dead_letters_total";
 
 pub struct Metrics {
     pub registry: Registry,
@@ -23,6 +26,9 @@ pub struct Metrics {
     pub webhook_to_commit: HistogramVec,
     pub batch_size: HistogramVec,
     pub build_info: IntGaugeVec,
+    pub outbound_requests: IntCounterVec,
+    pub rate_limit_remaining: IntGaugeVec,
+    pub dead_letters: IntCounterVec,
 }
 
 impl Metrics {
@@ -80,6 +86,31 @@ impl Metrics {
             &["version"],
         )
         .unwrap();
+        let outbound_requests = IntCounterVec::new(
+            Opts::new(
+                OUTBOUND_REQUESTS,
+                "Outbound calls to external systems, by system and result (ok or error code)",
+            ),
+            &["system", "result"],
+        )
+        .unwrap();
+        let rate_limit_remaining = IntGaugeVec::new(
+            Opts::new(
+                RATE_LIMIT_REMAINING,
+                "Outbound requests left in the current window, by system: the API's own \
+                 count when it reports one, else statsync's limiter",
+            ),
+            &["system"],
+        )
+        .unwrap();
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                OUTBOX_DEAD_LETTERS,
+                "Outbox rows dead-lettered, by system and error code",
+            ),
+            &["system", "code"],
+        )
+        .unwrap();
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -91,6 +122,9 @@ impl Metrics {
             Box::new(webhook_to_commit.clone()),
             Box::new(batch_size.clone()),
             Box::new(build_info.clone()),
+            Box::new(outbound_requests.clone()),
+            Box::new(rate_limit_remaining.clone()),
+            Box::new(dead_letters.clone()),
         ] {
             // unwrap: each name is registered once, here
             registry.register(c).unwrap();
@@ -104,6 +138,9 @@ impl Metrics {
             webhook_to_commit,
             batch_size,
             build_info,
+            outbound_requests,
+            rate_limit_remaining,
+            dead_letters,
         }
     }
 

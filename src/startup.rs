@@ -19,6 +19,7 @@ use crate::actors::event_processor::{Engine, EventProcessor, Lifecycle};
 use crate::actors::status_mapper::StatusMapper;
 use crate::actors::synchronizer::{Backlog, StatusSynchronizer};
 use crate::config::Settings;
+use crate::dispatch::{DispatchContext, Dispatcher};
 use crate::http::errors::ApiError;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -109,6 +110,18 @@ impl Application {
         backlog.set(inbound::count_pending(&store.client().await?).await?);
         let mapper = StatusMapper::new(Arc::new(settings.mappings.load()?)).start();
         let resolver = ConflictResolver::new(settings.sync.policy()).start();
+        // The outbox dispatcher runs on worker replicas only; it hears of every commit
+        // that wrote outbox rows.
+        let mut committed = Vec::new();
+        if settings.server.worker_enabled {
+            let dispatch = DispatchContext::new(
+                store.clone(),
+                mapper.clone(),
+                settings.clone(),
+                metrics.clone(),
+            )?;
+            committed.push(Dispatcher::new(dispatch).start().recipient());
+        }
         let engine = Arc::new(Engine {
             store: store.clone(),
             mapper,
@@ -116,7 +129,7 @@ impl Application {
             settings: settings.clone(),
             metrics: metrics.clone(),
             backlog: backlog.clone(),
-            committed: Vec::new(),
+            committed,
             lifecycle: Lifecycle::default(),
         });
         let processor = EventProcessor::new(engine.clone()).start();

@@ -495,3 +495,32 @@ async fn a_restarted_server_keeps_every_stored_delivery() {
         "duplicate"
     );
 }
+
+#[actix_web::test]
+async fn metrics_count_deliveries_in_the_prometheus_text_format() {
+    let app = spawn_app_with(&[("STATSYNC__SERVER__WORKER_ENABLED", "false")]).await;
+    app.github("issues", "m-1", &fixture("github/issues.opened.json"))
+        .await;
+    app.post_raw(
+        "/webhooks/github",
+        &[("X-GitHub-Event", "issues".into())],
+        b"{}".to_vec(),
+    )
+    .await;
+    let r = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(r#"statsync_webhooks_received_total{event="issues",result="accepted",system="github"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"statsync_webhook_signature_failures_total{system="github"} 1"#),
+        "{text}"
+    );
+}

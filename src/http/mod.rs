@@ -5,6 +5,8 @@ pub mod api;
 pub mod auth;
 pub mod errors;
 pub mod health;
+pub mod metrics;
+pub mod outbox;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -24,6 +26,9 @@ pub struct AppState {
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
+    metrics::routes(cfg);
     webhooks::routes(cfg);
+    // Before `api`: its `/api/v1` scope would answer 404 for these paths.
+    outbox::routes(cfg);
     api::routes(cfg);
 }

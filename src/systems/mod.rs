@@ -6,7 +6,9 @@
 
 pub mod agentapi;
 pub mod github;
+pub mod limiter;
 pub mod linear;
+pub mod outbound;
 pub mod signature;
 
 use chrono::{DateTime, Utc};

@@ -45,6 +45,19 @@ pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
         ("STATSYNC__HTTP__WORKERS".into(), "2".into()),
         ("STATSYNC__DATABASE__POOL_SIZE".into(), "8".into()),
         ("STATSYNC__LOG__LEVEL".into(), "warn".into()),
+        // Outbound calls never leave the machine: nothing listens on port 9 (discard).
+        (
+            "STATSYNC__GITHUB__API_URL".into(),
+            "http://127.0.0.1:9".into(),
+        ),
+        (
+            "STATSYNC__GITHUB__GRAPHQL_URL".into(),
+            "http://127.0.0.1:9/graphql".into(),
+        ),
+        (
+            "STATSYNC__LINEAR__API_URL".into(),
+            "http://127.0.0.1:9/graphql".into(),
+        ),
     ];
     for (k, v) in extra {
         vars.retain(|(key, _)| key != k);

@@ -21,7 +21,7 @@ use crate::domain::{
     StatusUpdate, UpdateAction,
 };
 use crate::metrics::Metrics;
-use crate::store::{entities, history, Store, StoreError};
+use crate::store::{echoes, entities, history, Store, StoreError};
 
 /// What the engine's workers share.
 pub struct Engine {
@@ -332,6 +332,19 @@ async fn apply_one(
     ensure_links(tx, item, id, states, found).await?;
 
     let state = states.get_mut(&id).ok_or_else(|| missing(id))?;
+    // Echo suppression: a delivery about an object statsync itself just wrote, carrying
+    // a value compatible with the status written, is that write coming back. It must not
+    // be decided again (it could open a conflict or fan out further writes). The echo is
+    // consumed, so a genuine later change in that system is decided as usual.
+    if let (Target::Ref(r), false) = (&item.target, item.forced) {
+        let compatible: Vec<CanonicalStatus> = mapping.compatible().iter().copied().collect();
+        let window = engine.settings.dispatch.echo_window_s;
+        if let Some(written) = echoes::consume(tx, r, &compatible, window).await? {
+            let reason = format!("echo of statsync's own write ({written} to {r})");
+            effects.record_noop(state, item, &reason);
+            return Ok(ItemOutcome::of(item, "noop", state, reason));
+        }
+    }
     state.adopt_details(update);
     if let Some(previous) = item.direct_write_from {
         state.revert_direct_write(previous);

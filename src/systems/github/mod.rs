@@ -1,6 +1,7 @@
 //! GitHub: webhook parsing here; the outbound client lives beside it. Nothing
 //! GitHub-shaped leaks past this module: the rest of statsync sees `StatusUpdate`s.
 
+pub mod client;
 pub mod webhook;
 
 pub use webhook::parse as parse_webhook;

@@ -1,0 +1,334 @@
+//! One claimed outbox row, one attempt: wait for the system's budget, map the status to
+//! its native value, call the connector, then record the outcome (row state, echo,
+//! `<system>_sync_*` event) in one short transaction. No row lock and no pooled
+//! connection is held while the HTTP call is in flight: the claim committed before, the
+//! outcome is written after.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::retry::Next;
+use super::DispatchContext;
+use crate::actors::status_mapper::MapOutbound;
+use crate::domain::{ExternalRef, OutboundNative, SystemId};
+use crate::store::events::{self, NewEvent};
+use crate::store::outbox::{self, Finish, OutboxRow};
+use crate::store::{echoes, entities, StoreError};
+use crate::systems::outbound::{
+    until, Delivered, ErrorCode, OutboundError, OutboundWrite, RateInfo, Written,
+};
+
+/// How long a row waits when the mapper is unavailable (the process is stopping).
+const MAPPER_RETRY: Duration = Duration::from_secs(1);
+
+/// Runs one attempt of `row` to its recorded end.
+pub async fn deliver(ctx: &DispatchContext, row: OutboxRow) {
+    let system = row.system;
+    // A system paused by its API since the claim: this does not count as an attempt.
+    // (The connector takes a token per HTTP request, waiting for one if need be.)
+    let paused = ctx
+        .budgets
+        .get(&system)
+        .and_then(|b| b.lock().paused(Instant::now()));
+    if let Some(paused) = paused {
+        let delay = paused.saturating_duration_since(Instant::now());
+        record(
+            ctx,
+            &row,
+            Finish::Release {
+                delay_ms: millis(delay),
+            },
+            None,
+        )
+        .await;
+        return;
+    }
+    let result = attempt(ctx, &row).await;
+    let rate = match &result {
+        Ok((d, _)) => d.rate.clone(),
+        Err(e) => e.rate.clone(),
+    };
+    observe_rate(ctx, system, &rate, result.as_ref().err());
+    let (finish, announce) = match result {
+        Ok((delivered, echo)) => {
+            ctx.metrics
+                .outbound_requests
+                .with_label_values(&[system.as_str(), "ok"])
+                .inc();
+            let finish = match delivered.written {
+                Written::Done => Finish::Done,
+                Written::Noop(reason) => Finish::Noop(reason),
+            };
+            (finish, Announce::Completed { echo })
+        }
+        Err(error) => {
+            ctx.metrics
+                .outbound_requests
+                .with_label_values(&[system.as_str(), error.code.as_str()])
+                .inc();
+            let next = ctx
+                .retry
+                .next(row.attempt.max(1) as u32, &error, &mut rand::thread_rng());
+            let code = error.code.as_str().to_owned();
+            let message = error.message.clone();
+            let finish = match next {
+                Next::RetryAfter(wait) => Finish::Retry {
+                    delay_ms: millis(wait),
+                    code,
+                    error: message,
+                },
+                Next::DeadLetter => {
+                    ctx.metrics
+                        .dead_letters
+                        .with_label_values(&[system.as_str(), error.code.as_str()])
+                        .inc();
+                    Finish::Dead {
+                        code,
+                        error: message,
+                    }
+                }
+            };
+            tracing::warn!(
+                outbox_id = row.id,
+                system = system.as_str(),
+                external_id = %row.external_id,
+                attempt = row.attempt,
+                code = error.code.as_str(),
+                retryable = error.retryable(),
+                dead = matches!(finish, Finish::Dead { .. }),
+                error = %error.message,
+                "outbound write failed"
+            );
+            (finish, Announce::Failed(error))
+        }
+    };
+    record(ctx, &row, finish, Some(announce)).await;
+}
+
+enum Announce {
+    /// `echo`: the native value changed, so the system will send a webhook about it.
+    Completed {
+        echo: bool,
+    },
+    Failed(OutboundError),
+}
+
+/// What the API said about its budget: a spent budget or a rate-limit answer pauses
+/// the whole system's queue until the reset.
+fn observe_rate(
+    ctx: &DispatchContext,
+    system: SystemId,
+    rate: &RateInfo,
+    error: Option<&OutboundError>,
+) {
+    let now = Utc::now();
+    let pause = match error {
+        Some(e) if e.code == ErrorCode::RateLimit => e.retry_after,
+        _ => None,
+    }
+    .or_else(|| rate.exhausted_until().map(|at| until(at, now)));
+    let Some(budget) = ctx.budgets.get(&system) else {
+        return;
+    };
+    let mut l = budget.lock();
+    if let Some(wait) = pause {
+        tracing::warn!(
+            system = system.as_str(),
+            wait_ms = millis(wait),
+            "rate limit reached: pausing this system's queue"
+        );
+        l.pause_until(Instant::now() + wait);
+    }
+    let remaining = rate
+        .remaining
+        .unwrap_or_else(|| l.remaining(Instant::now()));
+    ctx.metrics
+        .rate_limit_remaining
+        .with_label_values(&[system.as_str()])
+        .set(remaining);
+}
+
+/// The call itself; answers whether the write changes the system's native value.
+async fn attempt(
+    ctx: &DispatchContext,
+    row: &OutboxRow,
+) -> Result<(Delivered, bool), OutboundError> {
+    let project_item = row.system == SystemId::Github && row.external_id.starts_with("PVTI_");
+    let map = |status| MapOutbound {
+        system: row.system,
+        status,
+        project: row.project.clone(),
+        project_item,
+    };
+    let native = ctx.mapper.send(map(row.status)).await.map_err(|e| {
+        let mut err = OutboundError::new(ErrorCode::Network, format!("status mapper: {e}"));
+        err.retry_after = Some(MAPPER_RETRY);
+        err
+    })?;
+    let before: Option<OutboundNative> = match row.previous_status {
+        Some(p) => ctx.mapper.send(map(p)).await.ok(),
+        None => None,
+    };
+    let links = if row.system == SystemId::Agentapi {
+        links_of(ctx, row).await?
+    } else {
+        Vec::new()
+    };
+    let write = OutboundWrite {
+        outbox_id: row.id,
+        entity_id: row.entity_id,
+        kind: row.kind,
+        project: row.project.clone(),
+        external_id: row.external_id.clone(),
+        status: row.status,
+        previous_status: row.previous_status,
+        version: row.entity_version,
+        operation_id: row.operation_id,
+        links,
+    };
+    let delivered = match row.system {
+        SystemId::Github => ctx.connectors.github.write(&write, &native).await?,
+        SystemId::Linear => ctx.connectors.linear.write(&write, &native).await?,
+        SystemId::Agentapi => ctx.connectors.agent.write(&write).await?,
+        SystemId::Postgresql => Delivered {
+            written: Written::Noop("postgresql is the canonical store".into()),
+            rate: RateInfo::default(),
+        },
+    };
+    // Writing the value the object already had sends no webhook: expect no echo then.
+    let echo = delivered.written == Written::Done && before.as_ref() != Some(&native);
+    Ok((delivered, echo))
+}
+
+async fn links_of(
+    ctx: &DispatchContext,
+    row: &OutboxRow,
+) -> Result<Vec<ExternalRef>, OutboundError> {
+    let store_failed = |e: StoreError| {
+        let mut err = OutboundError::new(ErrorCode::Network, format!("reading links: {e}"));
+        err.retry_after = Some(MAPPER_RETRY);
+        err
+    };
+    // The pooled connection is released before the call: this scope ends first.
+    let client = ctx.store.client().await.map_err(store_failed)?;
+    let mut links = entities::links_of(&client, &[row.entity_id])
+        .await
+        .map_err(store_failed)?;
+    Ok(links
+        .remove(&row.entity_id)
+        .unwrap_or_default()
+        .iter()
+        .map(|l| l.external_ref())
+        .collect())
+}
+
+/// Writes the outcome, the echo and the event in one transaction. A lost lease (the
+/// row expired and was taken over) writes nothing: the new holder's outcome stands.
+async fn record(
+    ctx: &DispatchContext,
+    row: &OutboxRow,
+    finish: Finish,
+    announce: Option<Announce>,
+) {
+    if let Err(e) = try_record(ctx, row, &finish, announce).await {
+        // The lease will expire and the row be claimed again: at least once, never lost.
+        tracing::error!(outbox_id = row.id, error = %e, "could not record an outbound outcome");
+    }
+}
+
+async fn try_record(
+    ctx: &DispatchContext,
+    row: &OutboxRow,
+    finish: &Finish,
+    announce: Option<Announce>,
+) -> Result<(), StoreError> {
+    let mut client = ctx.store.client().await?;
+    let tx = client.transaction().await?;
+    if !outbox::finish(&tx, row.id, row.attempt, finish).await? {
+        tracing::warn!(
+            outbox_id = row.id,
+            "lease lost before the outcome was recorded"
+        );
+        return Ok(());
+    }
+    let mut event = None;
+    match announce {
+        Some(Announce::Completed { echo }) => {
+            if echo {
+                let target = ExternalRef::new(row.system, row.external_id.clone());
+                echoes::record(&tx, &target, row.status).await?;
+            }
+            let mut data = base_data(row);
+            if let Finish::Noop(reason) = finish {
+                data["noop"] = json!(true);
+                data["reason"] = json!(reason);
+            }
+            event = Some(sync_event(row, "completed", data));
+        }
+        Some(Announce::Failed(error)) => {
+            let mut data = base_data(row);
+            let (retrying, next_ms) = match finish {
+                Finish::Retry { delay_ms, .. } => (true, Some(*delay_ms)),
+                _ => (false, None),
+            };
+            data["error_code"] = json!(error.code);
+            data["retryable"] = json!(error.retryable());
+            data["retryAfter"] = json!(error.retry_after.map(|d| d.as_secs_f64()));
+            data["message"] = json!(error.message);
+            data["willRetry"] = json!(retrying);
+            data["nextAttemptInMs"] = json!(next_ms);
+            data["deadLetter"] = json!(matches!(finish, Finish::Dead { .. }));
+            data["recoveryUrl"] = json!(format!("/api/v1/sync/outbox/{}/retry", row.id));
+            let kind = if error.code == ErrorCode::Conflict {
+                "conflict"
+            } else {
+                "failed"
+            };
+            event = Some(sync_event(row, kind, data));
+        }
+        None => {}
+    }
+    if let Some(e) = &event {
+        // Last before commit: it takes the event_seq lock held until commit.
+        events::append(&tx, std::slice::from_ref(e)).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What every `<system>_sync_*` event carries.
+pub fn base_data(row: &OutboxRow) -> serde_json::Value {
+    json!({
+        "operationId": row.operation_id,
+        "projectId": row.project,
+        "timestamp": Utc::now(),
+        "outboxId": row.id,
+        "system": row.system,
+        "externalId": row.external_id,
+        "status": row.status,
+        "version": row.entity_version,
+        "attempt": row.attempt,
+    })
+}
+
+pub fn sync_event(row: &OutboxRow, what: &str, data: serde_json::Value) -> NewEvent {
+    let mut rooms = vec!["all".to_owned(), format!("entity:{}", row.entity_id)];
+    if let Some(p) = &row.project {
+        rooms.push(format!("project:{p}"));
+    }
+    rooms.push(format!("system:{}", row.system));
+    NewEvent {
+        id: Uuid::new_v4(),
+        event_type: format!("{}_sync_{what}", row.system),
+        entity_id: Some(row.entity_id),
+        rooms,
+        data,
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}

@@ -1,0 +1,286 @@
+//! Dispatcher: the outbox worker. It claims `sync_outbox` rows per system with
+//! `FOR UPDATE SKIP LOCKED` under a lease (safe with several replicas; a dead replica's
+//! rows are reclaimed when their lease expires), at most `dispatch.concurrency` calls in
+//! flight per system, never two for one entity+system, oldest first, newer rows
+//! superseding older ones for the same object. Each claimed row is delivered by
+//! `deliver.rs`; retry timing lives in `retry.rs`, budgets in `systems/limiter.rs`.
+//! Woken after every commit that wrote outbox rows, and by a poll as the backstop. It
+//! never holds a row lock or a pooled connection across an outbound HTTP call.
+
+mod deliver;
+mod retry;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use anyhow::Context as _;
+use secrecy::SecretString;
+
+pub use retry::{Next, RetryPolicy};
+
+use crate::actors::status_mapper::StatusMapper;
+use crate::actors::synchronizer::EventsCommitted;
+use crate::config::Settings;
+use crate::domain::SystemId;
+use crate::metrics::Metrics;
+use crate::store::outbox::OutboxRow;
+use crate::store::{echoes, events, outbox, Store, StoreError};
+use crate::systems::agentapi::client::AgentClient;
+use crate::systems::github::client::GithubClient;
+use crate::systems::limiter::Budget;
+use crate::systems::linear::client::LinearClient;
+
+/// The systems statsync writes to.
+pub const OUTBOUND: [SystemId; 3] = [SystemId::Github, SystemId::Linear, SystemId::Agentapi];
+
+/// One client per external system.
+pub struct Connectors {
+    pub github: GithubClient,
+    pub linear: LinearClient,
+    pub agent: AgentClient,
+}
+
+impl Connectors {
+    pub fn from_settings(
+        settings: &Settings,
+        budgets: &HashMap<SystemId, Budget>,
+    ) -> anyhow::Result<Connectors> {
+        let budget = |s: SystemId| budgets.get(&s).cloned().unwrap_or_else(|| Budget::new(1));
+        let timeout = Duration::from_millis(settings.dispatch.request_timeout_ms);
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .build()
+            .context("building the outbound HTTP client")?;
+        let secret = |s: &Option<SecretString>| s.clone();
+        Ok(Connectors {
+            github: GithubClient::new(
+                http.clone(),
+                &settings.github.api_url,
+                &settings.github.graphql_url,
+                secret(&settings.secrets.github_token),
+                budget(SystemId::Github),
+            ),
+            linear: LinearClient::new(
+                http.clone(),
+                &settings.linear.api_url,
+                secret(&settings.secrets.linear_api_key),
+                budget(SystemId::Linear),
+            ),
+            agent: AgentClient::new(
+                http,
+                &settings.agentapi.url,
+                secret(&settings.secrets.agentapi_webhook_secret),
+                budget(SystemId::Agentapi),
+            ),
+        })
+    }
+}
+
+/// What every delivery shares.
+pub struct DispatchContext {
+    pub store: Store,
+    pub mapper: Addr<StatusMapper>,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+    pub connectors: Connectors,
+    pub budgets: HashMap<SystemId, Budget>,
+    pub retry: RetryPolicy,
+}
+
+impl DispatchContext {
+    pub fn new(
+        store: Store,
+        mapper: Addr<StatusMapper>,
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<DispatchContext> {
+        let budgets: HashMap<SystemId, Budget> = [
+            (SystemId::Github, settings.github.requests_per_second),
+            (SystemId::Linear, settings.linear.requests_per_second),
+            (SystemId::Agentapi, settings.agentapi.requests_per_second),
+        ]
+        .into_iter()
+        .map(|(s, rps)| (s, Budget::new(rps)))
+        .collect();
+        let connectors = Connectors::from_settings(&settings, &budgets)?;
+        let retry = RetryPolicy {
+            max_attempts: settings.sync.max_retries.max(1),
+            base: Duration::from_millis(settings.dispatch.retry_base_ms),
+            cap: Duration::from_millis(settings.dispatch.retry_max_ms),
+        };
+        Ok(DispatchContext {
+            store,
+            mapper,
+            settings,
+            metrics,
+            connectors,
+            budgets,
+            retry,
+        })
+    }
+
+    fn paused(&self, system: SystemId) -> Option<Instant> {
+        self.budgets.get(&system)?.lock().paused(Instant::now())
+    }
+}
+
+#[derive(Default)]
+struct Lane {
+    running: usize,
+    claiming: bool,
+    /// A wake-up came during a claim: claim again when it ends.
+    rewake: bool,
+    /// A wake-up is already scheduled for the end of a pause.
+    resume_at: Option<Instant>,
+}
+
+pub struct Dispatcher {
+    ctx: Arc<DispatchContext>,
+    lanes: HashMap<SystemId, Lane>,
+}
+
+impl Dispatcher {
+    pub fn new(ctx: DispatchContext) -> Self {
+        Dispatcher {
+            ctx: Arc::new(ctx),
+            lanes: HashMap::new(),
+        }
+    }
+
+    fn wake_all(&mut self, ctx: &mut Context<Self>) {
+        for system in OUTBOUND {
+            self.wake(system, ctx);
+        }
+    }
+
+    fn wake(&mut self, system: SystemId, ctx: &mut Context<Self>) {
+        let limit = self.ctx.settings.dispatch.concurrency;
+        let paused = self.ctx.paused(system);
+        let lane = self.lanes.entry(system).or_default();
+        if lane.claiming {
+            lane.rewake = true;
+            return;
+        }
+        if let Some(until) = paused {
+            // Paused by the API: look again when the pause ends, not before.
+            if lane.resume_at != Some(until) {
+                lane.resume_at = Some(until);
+                ctx.run_later(
+                    until.saturating_duration_since(Instant::now()),
+                    move |act, ctx| act.wake(system, ctx),
+                );
+            }
+            return;
+        }
+        let free = limit.saturating_sub(lane.running);
+        if free == 0 {
+            return; // a finishing delivery wakes the lane again
+        }
+        lane.claiming = true;
+        let shared = self.ctx.clone();
+        ctx.spawn(
+            async move { claim(&shared, system, free).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let lane = act.lanes.entry(system).or_default();
+                    lane.claiming = false;
+                    let again = std::mem::take(&mut lane.rewake);
+                    match result {
+                        Ok(rows) => {
+                            let full = rows.len() == free;
+                            for row in rows {
+                                act.start(row, ctx);
+                            }
+                            if full || again {
+                                act.wake(system, ctx);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(system = system.as_str(), error = %e, "claiming outbox rows failed; the poll retries");
+                        }
+                    }
+                }),
+        );
+    }
+
+    fn start(&mut self, row: OutboxRow, ctx: &mut Context<Self>) {
+        let system = row.system;
+        self.lanes.entry(system).or_default().running += 1;
+        let shared = self.ctx.clone();
+        ctx.spawn(
+            async move { deliver::deliver(&shared, row).await }
+                .into_actor(self)
+                .map(move |_, act, ctx| {
+                    let lane = act.lanes.entry(system).or_default();
+                    lane.running = lane.running.saturating_sub(1);
+                    act.wake(system, ctx);
+                }),
+        );
+    }
+}
+
+/// Supersedes, claims and announces `_sync_started` in one short transaction.
+async fn claim(
+    ctx: &DispatchContext,
+    system: SystemId,
+    limit: usize,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let mut client = ctx.store.client().await?;
+    let tx = client.transaction().await?;
+    let lease = ctx.settings.dispatch.lease_ms as i64;
+    let (superseded, rows) = outbox::claim(&tx, system, limit as i64, lease).await?;
+    if superseded > 0 {
+        tracing::debug!(
+            system = system.as_str(),
+            superseded,
+            "coalesced outbox rows"
+        );
+    }
+    let started: Vec<_> = rows
+        .iter()
+        .map(|row| deliver::sync_event(row, "started", deliver::base_data(row)))
+        .collect();
+    events::append(&tx, &started).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+async fn prune_echoes(ctx: &DispatchContext) {
+    let window = ctx.settings.dispatch.echo_window_s;
+    match ctx.store.client().await {
+        Ok(client) => {
+            if let Err(e) = echoes::prune(&client, window).await {
+                tracing::debug!(error = %e, "pruning echoes failed");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "pruning echoes failed"),
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Rows left by a previous run (of any replica) are claimed at once.
+        self.wake_all(ctx);
+        let poll = Duration::from_millis(self.ctx.settings.dispatch.poll_interval_ms);
+        ctx.run_interval(poll, |act, ctx| act.wake_all(ctx));
+        ctx.run_interval(Duration::from_secs(60), |act, ctx| {
+            let shared = act.ctx.clone();
+            ctx.spawn(async move { prune_echoes(&shared).await }.into_actor(act));
+        });
+    }
+}
+
+impl Handler<EventsCommitted> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: EventsCommitted, ctx: &mut Context<Self>) {
+        if msg.outbox_rows > 0 {
+            self.wake_all(ctx);
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! Local fakes of GitHub's REST API and Linear's GraphQL API on 127.0.0.1:0, speaking
+//! their wire formats: status codes, JSON error bodies, GraphQL `errors`, rate-limit
+//! headers. Each records every request (with its arrival time) and can be scripted to
+//! answer a given object's next requests with failures or delays.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub at: Instant,
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+/// A scripted answer for one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Status {
+        status: u16,
+        body: Value,
+        headers: Vec<(&'static str, String)>,
+    },
+    /// Answer normally, but only after this long.
+    Slow(Duration),
+}
+
+impl Reply {
+    pub fn status(status: u16, body: Value) -> Reply {
+        Reply::Status {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+    pub fn with_header(self, name: &'static str, value: &str) -> Reply {
+        match self {
+            Reply::Status {
+                status,
+                body,
+                mut headers,
+            } => {
+                headers.push((name, value.to_owned()));
+                Reply::Status {
+                    status,
+                    body,
+                    headers,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    pub requests: Vec<Recorded>,
+    /// Object key (GitHub `owner/repo#n`, Linear issue id) → answers for its next
+    /// requests, in order.
+    pub script: HashMap<String, VecDeque<Reply>>,
+    /// Answered to every request of an object until removed.
+    pub always: HashMap<String, Reply>,
+    /// Every request waits this long before it is answered (applied on arrival).
+    pub latency: Duration,
+    /// GitHub: `owner/repo#n` → (state, state_reason). Linear: issue id → state id.
+    pub objects: HashMap<String, (String, Option<String>)>,
+}
+
+#[derive(Clone)]
+pub struct Fake {
+    pub url: String,
+    pub state: Arc<Mutex<FakeState>>,
+}
+
+impl Fake {
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.clone()
+    }
+    pub fn requests_for(&self, needle: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.contains(needle) || r.body.to_string().contains(needle))
+            .collect()
+    }
+    pub fn script(&self, key: &str, replies: Vec<Reply>) {
+        self.state
+            .lock()
+            .unwrap()
+            .script
+            .insert(key.to_owned(), replies.into());
+    }
+    pub fn always(&self, key: &str, reply: Option<Reply>) {
+        let mut s = self.state.lock().unwrap();
+        match reply {
+            Some(r) => s.always.insert(key.to_owned(), r),
+            None => s.always.remove(key),
+        };
+    }
+    pub fn set_latency(&self, d: Duration) {
+        self.state.lock().unwrap().latency = d;
+    }
+    pub fn object(&self, key: &str) -> Option<(String, Option<String>)> {
+        self.state.lock().unwrap().objects.get(key).cloned()
+    }
+}
+
+async fn start(routes: fn(&mut web::ServiceConfig)) -> Fake {
+    let state = Arc::new(Mutex::new(FakeState::default()));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a fake");
+    let port = listener.local_addr().unwrap().port();
+    let data = web::Data::from(state.clone());
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
+        .workers(2)
+        .listen(listener)
+        .expect("listen")
+        .run();
+    actix_web::rt::spawn(server);
+    Fake {
+        url: format!("http://127.0.0.1:{port}"),
+        state,
+    }
+}
+
+/// Records the request and picks its scripted answer, if any.
+fn arrive(
+    state: &Mutex<FakeState>,
+    req: &HttpRequest,
+    body: &[u8],
+    key: &str,
+) -> (Option<Reply>, Duration) {
+    let mut s = state.lock().unwrap();
+    s.requests.push(Recorded {
+        at: Instant::now(),
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+        body: serde_json::from_slice(body).unwrap_or(Value::Null),
+        raw: body.to_vec(),
+    });
+    let scripted = s.script.get_mut(key).and_then(|q| q.pop_front());
+    let reply = scripted.or_else(|| s.always.get(key).cloned());
+    (reply, s.latency)
+}
+
+fn scripted(reply: &Reply) -> Option<HttpResponse> {
+    match reply {
+        Reply::Status {
+            status,
+            body,
+            headers,
+        } => {
+            let mut r =
+                HttpResponse::build(actix_web::http::StatusCode::from_u16(*status).unwrap());
+            for (k, v) in headers {
+                r.insert_header((*k, v.as_str()));
+            }
+            Some(r.json(body))
+        }
+        Reply::Slow(_) => None,
+    }
+}
+
+async fn wait(reply: &Option<Reply>, latency: Duration) {
+    let extra = match reply {
+        Some(Reply::Slow(d)) => *d,
+        _ => Duration::ZERO,
+    };
+    if !(latency + extra).is_zero() {
+        actix_web::rt::time::sleep(latency + extra).await;
+    }
+}
+
+// ------------------------------------------------------------------------ GitHub
+
+pub async fn github() -> Fake {
+    start(|cfg| {
+        cfg.route(
+            "/repos/{owner}/{repo}/issues/{number}",
+            web::patch().to(github_patch),
+        )
+        .route("/graphql", web::post().to(github_graphql));
+    })
+    .await
+}
+
+async fn github_patch(
+    req: HttpRequest,
+    path: web::Path<(String, String, u64)>,
+    body: web::Bytes,
+    state: web::Data<Mutex<FakeState>>,
+) -> HttpResponse {
+    let (owner, repo, number) = path.into_inner();
+    let key = format!("{owner}/{repo}#{number}");
+    let (reply, latency) = arrive(&state, &req, &body, &key);
+    let scripted_failure = reply.as_ref().and_then(scripted);
+    if scripted_failure.is_none() {
+        // Applied on arrival, so the order of writes is the order they reached us.
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let st = v["state"].as_str().unwrap_or("open").to_owned();
+        let reason = v["state_reason"].as_str().map(str::to_owned);
+        state
+            .lock()
+            .unwrap()
+            .objects
+            .insert(key.clone(), (st, reason));
+    }
+    wait(&reply, latency).await;
+    if let Some(r) = scripted_failure {
+        return r;
+    }
+    let (st, reason) = state
+        .lock()
+        .unwrap()
+        .objects
+        .get(&key)
+        .cloned()
+        .unwrap_or_default();
+    HttpResponse::Ok()
+        .insert_header(("x-ratelimit-limit", "5000"))
+        .insert_header(("x-ratelimit-remaining", "4999"))
+        .insert_header((
+            "x-ratelimit-reset",
+            (chrono::Utc::now().timestamp() + 3600).to_string(),
+        ))
+        .json(json!({
+            "number": number,
+            "state": st,
+            "state_reason": reason,
+            "html_url": format!("https://github.com/{owner}/{repo}/issues/{number}"),
+        }))
+}
+
+/// Projects v2: one board whose Status field has the shipped option names.
+async fn github_graphql(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Mutex<FakeState>>,
+) -> HttpResponse {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let query = v["query"].as_str().unwrap_or("").to_owned();
+    let vars = v["variables"].clone();
+    let item = vars["item"].as_str().unwrap_or("").to_owned();
+    let (reply, latency) = arrive(&state, &req, &body, &item);
+    wait(&reply, latency).await;
+    if let Some(r) = reply.as_ref().and_then(scripted) {
+        return r;
+    }
+    let options = [
+        "Backlog",
+        "Todo",
+        "In Progress",
+        "In Review",
+        "Blocked",
+        "Done",
+    ];
+    let data = if query.contains("updateProjectV2ItemFieldValue") {
+        if vars["project"] != "PVT_board" || vars["field"] != "PVTSSF_status" {
+            return HttpResponse::Ok().json(json!({
+                "data": null,
+                "errors": [{"type": "NOT_FOUND", "message": "Could not resolve to a node"}]
+            }));
+        }
+        let option = vars["option"].as_str().unwrap_or("").to_owned();
+        state
+            .lock()
+            .unwrap()
+            .objects
+            .insert(item.clone(), (option, None));
+        json!({"updateProjectV2ItemFieldValue": {"projectV2Item": {"id": item}}})
+    } else if query.contains("node(id:") {
+        json!({"node": {"id": item, "project": {"id": "PVT_board", "field": {
+            "id": "PVTSSF_status",
+            "options": options.iter().map(|o| json!({"id": format!("opt-{}", o.to_lowercase().replace(' ', "-")), "name": o})).collect::<Vec<_>>()
+        }}}})
+    } else {
+        return HttpResponse::Ok().json(json!({
+            "errors": [{"type": "INVALID_QUERY", "message": "unexpected document"}]
+        }));
+    };
+    HttpResponse::Ok()
+        .insert_header(("x-ratelimit-remaining", "4990"))
+        .insert_header((
+            "x-ratelimit-reset",
+            (chrono::Utc::now().timestamp() + 3600).to_string(),
+        ))
+        .json(json!({ "data": data }))
+}
+
+pub fn github_error(status: u16, message: &str) -> Reply {
+    Reply::status(
+        status,
+        json!({
+            "message": message,
+            "documentation_url": "https://docs.github.com/rest",
+            "status": status.to_string(),
+        }),
+    )
+}
+
+// ------------------------------------------------------------------------ Linear
+
+/// Team ENG's workflow, as `workflowStates` answers it.
+pub fn linear_states() -> Value {
+    json!([
+        {"id": "st-backlog", "name": "Backlog", "type": "backlog", "position": 0.0},
+        {"id": "st-todo", "name": "Todo", "type": "unstarted", "position": 1.0},
+        {"id": "st-doing", "name": "In Progress", "type": "started", "position": 2.0},
+        {"id": "st-review", "name": "In Review", "type": "started", "position": 3.0},
+        {"id": "st-done", "name": "Done", "type": "completed", "position": 4.0},
+        {"id": "st-cancel", "name": "Canceled", "type": "canceled", "position": 5.0},
+    ])
+}
+
+pub async fn linear() -> Fake {
+    start(|cfg| {
+        cfg.route("/graphql", web::post().to(linear_graphql));
+    })
+    .await
+}
+
+async fn linear_graphql(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Mutex<FakeState>>,
+) -> HttpResponse {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let query = v["query"].as_str().unwrap_or("").to_owned();
+    let vars = v["variables"].clone();
+    let key = vars["id"].as_str().unwrap_or("").to_owned();
+    let (reply, latency) = arrive(&state, &req, &body, &key);
+    wait(&reply, latency).await;
+    if let Some(r) = reply.as_ref().and_then(scripted) {
+        return r;
+    }
+    let data = if query.contains("workflowStates") {
+        let nodes = if vars["team"] == "ENG" {
+            linear_states()
+        } else {
+            json!([])
+        };
+        json!({"workflowStates": {"nodes": nodes}})
+    } else if query.contains("issueUpdate") {
+        let state_id = vars["stateId"].as_str().unwrap_or("").to_owned();
+        state
+            .lock()
+            .unwrap()
+            .objects
+            .insert(key.clone(), (state_id.clone(), None));
+        json!({"issueUpdate": {"success": true, "issue": {"id": key, "state": {"id": state_id}}}})
+    } else if query.contains("issue(") {
+        json!({"issue": {"id": key, "team": {"key": "ENG"}}})
+    } else {
+        return HttpResponse::BadRequest().json(json!({
+            "errors": [{"message": "Unknown operation", "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}]
+        }));
+    };
+    HttpResponse::Ok()
+        .insert_header(("x-ratelimit-requests-limit", "1500"))
+        .insert_header(("x-ratelimit-requests-remaining", "1499"))
+        .insert_header((
+            "x-ratelimit-requests-reset",
+            (chrono::Utc::now().timestamp_millis() + 3_600_000).to_string(),
+        ))
+        .json(json!({ "data": data }))
+}
+
+// ------------------------------------------------------------------------ Agent API
+
+pub async fn agent() -> Fake {
+    start(|cfg| {
+        cfg.route("/agent", web::post().to(agent_notice));
+    })
+    .await
+}
+
+async fn agent_notice(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Mutex<FakeState>>,
+) -> HttpResponse {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let key = v["entityId"].as_str().unwrap_or("").to_owned();
+    let (reply, latency) = arrive(&state, &req, &body, &key);
+    wait(&reply, latency).await;
+    match reply.as_ref().and_then(scripted) {
+        Some(r) => r,
+        None => HttpResponse::Accepted().json(json!({"status": "received"})),
+    }
+}
