@@ -2,7 +2,7 @@
 //! order, ask the StatusMapper and the ConflictResolver, and write every effect
 //! (entity, history, conflicts, outbox, events) in the caller's transaction.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -12,6 +12,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::effects::{Effects, EntityState};
+use super::links::{create_entity, ensure_links};
 use crate::actors::conflict_resolver::{ConflictResolver, Resolve};
 use crate::actors::status_mapper::{MapInbound, StatusMapper};
 use crate::actors::synchronizer::{Backlog, EventsCommitted};
@@ -388,141 +389,14 @@ async fn apply_one(
     ))
 }
 
-fn missing(id: Uuid) -> ApplyError {
+pub(super) fn missing(id: Uuid) -> ApplyError {
     ApplyError::NotFound(format!("entity {id} vanished during the transaction"))
 }
 
-fn describe_target(item: &WorkItem) -> String {
+pub(super) fn describe_target(item: &WorkItem) -> String {
     match &item.target {
         Target::Ref(r) => r.to_string(),
         Target::Entity(id) => format!("entity {id}"),
-    }
-}
-
-/// Creates the entity for an unlinked object and links it; when a concurrent
-/// transaction linked the object first, uses (and locks) that entity instead.
-async fn create_entity(
-    tx: &Transaction<'_>,
-    item: &WorkItem,
-    initial: CanonicalStatus,
-    states: &mut HashMap<Uuid, EntityState>,
-    found: &mut HashMap<ExternalRef, Uuid>,
-) -> Result<Uuid, ApplyError> {
-    let Target::Ref(target) = &item.target else {
-        return Err(ApplyError::NotFound(describe_target(item)));
-    };
-    let update = &item.update;
-    let id = Uuid::new_v4();
-    entities::insert(
-        tx,
-        &entities::NewEntity {
-            id,
-            kind: update.kind,
-            status: initial,
-            project: update.project.as_deref(),
-            title: update.title.as_deref(),
-            metadata: &update.metadata,
-        },
-    )
-    .await?;
-    let alias = alias_for(update, target);
-    let owner = entities::link(tx, id, target, alias.as_deref(), role_of(target)).await?;
-    if owner != id {
-        entities::delete(tx, id).await?;
-        let mut rows = entities::lock(tx, &[owner]).await?;
-        let row = rows.remove(&owner).ok_or_else(|| missing(owner))?;
-        let mut state = EntityState::loaded(row);
-        let sources = entities::sources(tx, &[owner])
-            .await?
-            .remove(&owner)
-            .unwrap_or_default();
-        let links = entities::links_of(tx, &[owner])
-            .await?
-            .remove(&owner)
-            .unwrap_or_default();
-        state.set_context(sources, links, 0);
-        states.insert(owner, state);
-        found.insert(target.clone(), owner);
-        return Ok(owner);
-    }
-    let state = EntityState::created(id, update, initial);
-    states.insert(id, state);
-    found.insert(target.clone(), id);
-    Ok(id)
-}
-
-/// Links the update's object, its aliases and the objects it names (`issue` of an agent
-/// task) to the entity, unless they belong to another one.
-async fn ensure_links(
-    tx: &Transaction<'_>,
-    item: &WorkItem,
-    id: Uuid,
-    states: &mut HashMap<Uuid, EntityState>,
-    found: &mut HashMap<ExternalRef, Uuid>,
-) -> Result<(), ApplyError> {
-    let Target::Ref(target) = &item.target else {
-        return Ok(());
-    };
-    let update = &item.update;
-    let mut wanted: Vec<(ExternalRef, Option<String>)> = Vec::new();
-    if found.get(target) != Some(&id) {
-        wanted.push((target.clone(), alias_for(update, target)));
-    }
-    for r in &update.links {
-        if !found.contains_key(r) {
-            wanted.push((r.clone(), None));
-        }
-    }
-    let known: BTreeSet<ExternalRef> = states
-        .get(&id)
-        .map(|s| s.links.iter().map(|l| l.external_ref()).collect())
-        .unwrap_or_default();
-    for (r, alias) in wanted {
-        if known.contains(&r) {
-            found.insert(r, id);
-            continue;
-        }
-        // A Linear issue first linked by its identifier (`ENG-123`, from an agent
-        // report) is renamed to its UUID once a delivery tells both.
-        if let Some(a) = &alias {
-            let by_identifier = ExternalRef::new(r.system, a.clone());
-            if found.get(&by_identifier) == Some(&id) {
-                entities::relink(tx, &by_identifier, &r.external_id).await?;
-            }
-        }
-        let owner = entities::link(tx, id, &r, alias.as_deref(), role_of(&r)).await?;
-        found.insert(r.clone(), owner);
-        if owner == id {
-            if let Some(state) = states.get_mut(&id) {
-                state
-                    .links
-                    .retain(|l| Some(&l.external_id) != alias.as_ref() || l.system != r.system);
-                state.links.push(entities::Link {
-                    system: r.system,
-                    external_id: r.external_id.clone(),
-                    alias: alias.clone(),
-                    role: role_of(&r).to_owned(),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The alias kept next to a link: a Linear issue's identifier.
-fn alias_for(update: &StatusUpdate, target: &ExternalRef) -> Option<String> {
-    update
-        .aliases
-        .iter()
-        .find(|a| a.system == target.system && a.external_id != target.external_id)
-        .map(|a| a.external_id.clone())
-}
-
-fn role_of(r: &ExternalRef) -> &'static str {
-    if r.system == crate::domain::SystemId::Github && r.external_id.starts_with("PVTI_") {
-        "project_item"
-    } else {
-        "primary"
     }
 }
 

@@ -6,6 +6,7 @@
 mod apply;
 mod effects;
 mod intake;
+mod links;
 
 use std::sync::Arc;
 use std::time::Duration;
