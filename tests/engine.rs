@@ -52,6 +52,27 @@ async fn linked_entity(app: &TestApp, linear_state: (&str, &str), expect: &str) 
     id
 }
 
+/// Linear moves the entity to In Progress at `t` (waited for); answers `t`.
+async fn linear_starts(app: &TestApp, id: &str, delivery: &str) -> chrono::DateTime<Utc> {
+    let t = Utc::now();
+    app.linear(
+        delivery,
+        &linear_issue_update(LINEAR_ID, "ENG-123", "In Progress", "started", t),
+    )
+    .await;
+    wait_for_status(app, id, "in_progress").await;
+    t
+}
+
+/// GitHub's `issues.closed` for the linked issue, changed at `at`.
+fn github_closed(at: chrono::DateTime<Utc>, reason: &str) -> Vec<u8> {
+    github_fixture_at("issues.opened.json", at, |v| {
+        v["action"] = json!("closed");
+        v["issue"]["state"] = json!("closed");
+        v["issue"]["state_reason"] = json!(reason);
+    })
+}
+
 async fn entity(app: &TestApp, id: &str) -> Value {
     let r = app
         .api("GET", &format!("/api/v1/entities/{id}"), None)
@@ -216,19 +237,9 @@ async fn an_unlinked_object_creates_its_entity_and_an_agent_report_joins_the_iss
 async fn two_systems_disagreeing_inside_the_window_resolve_by_priority() {
     let app = spawn_app().await;
     let id = linked_entity(&app, ("Todo", "unstarted"), "todo").await;
-    let t = Utc::now();
-    app.linear(
-        "w-1",
-        &linear_issue_update(LINEAR_ID, "ENG-123", "In Progress", "started", t),
-    )
-    .await;
-    wait_for_status(&app, &id, "in_progress").await;
+    let t = linear_starts(&app, &id, "w-1").await;
     // GitHub (priority 2) closes it a moment later, inside the 5 s window: Linear (1) wins.
-    let closed = github_fixture_at("issues.opened.json", t + TimeDelta::seconds(1), |v| {
-        v["action"] = json!("closed");
-        v["issue"]["state"] = json!("closed");
-        v["issue"]["state_reason"] = json!("completed");
-    });
+    let closed = github_closed(t + TimeDelta::seconds(1), "completed");
     assert_eq!(app.github("issues", "w-2", &closed).await.status, 200);
     app.drained().await;
     let e = entity(&app, &id).await;
@@ -262,18 +273,8 @@ async fn two_systems_disagreeing_inside_the_window_resolve_by_priority() {
 async fn under_timestamp_based_the_later_change_wins_the_conflict() {
     let app = spawn_app_with(&[("STATSYNC__SYNC__CONFLICT_STRATEGY", "timestamp_based")]).await;
     let id = linked_entity(&app, ("Todo", "unstarted"), "todo").await;
-    let t = Utc::now();
-    app.linear(
-        "t-1",
-        &linear_issue_update(LINEAR_ID, "ENG-123", "In Progress", "started", t),
-    )
-    .await;
-    wait_for_status(&app, &id, "in_progress").await;
-    let closed = github_fixture_at("issues.opened.json", t + TimeDelta::seconds(1), |v| {
-        v["action"] = json!("closed");
-        v["issue"]["state"] = json!("closed");
-        v["issue"]["state_reason"] = json!("completed");
-    });
+    let t = linear_starts(&app, &id, "t-1").await;
+    let closed = github_closed(t + TimeDelta::seconds(1), "completed");
     app.github("issues", "t-2", &closed).await;
     let e = wait_for_status(&app, &id, "done").await;
     assert_eq!(e["lastSystem"], "github");
@@ -285,24 +286,9 @@ async fn under_timestamp_based_the_later_change_wins_the_conflict() {
 async fn repeated_conflicts_escalate_to_manual_with_an_alert_and_a_person_resolves_them() {
     let app = spawn_app_with(&[("STATSYNC__SYNC__ESCALATION_THRESHOLD", "2")]).await;
     let id = linked_entity(&app, ("Todo", "unstarted"), "todo").await;
-    let t = Utc::now();
-    app.linear(
-        "e-1",
-        &linear_issue_update(LINEAR_ID, "ENG-123", "In Progress", "started", t),
-    )
-    .await;
-    wait_for_status(&app, &id, "in_progress").await;
-    for (i, state) in ["closed", "closed"].iter().enumerate() {
-        let body = github_fixture_at(
-            "issues.opened.json",
-            t + TimeDelta::seconds(1 + i as i64),
-            |v| {
-                v["action"] = json!("closed");
-                v["issue"]["state"] = json!(state);
-                v["issue"]["state_reason"] =
-                    json!(if i == 0 { "completed" } else { "not_planned" });
-            },
-        );
+    let t = linear_starts(&app, &id, "e-1").await;
+    for (i, reason) in ["completed", "not_planned"].iter().enumerate() {
+        let body = github_closed(t + TimeDelta::seconds(1 + i as i64), reason);
         app.github("issues", &format!("e-gh-{i}"), &body).await;
         app.drained().await;
     }

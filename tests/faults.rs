@@ -179,22 +179,7 @@ async fn a_killed_server_applies_every_acknowledged_delivery_exactly_once_after_
     assert_eq!(again.len(), 50);
 
     let db = connect(&url).await;
-    wait_for(
-        "every delivery is processed",
-        Duration::from_secs(60),
-        || async {
-            let pending: i64 = db
-                .query_one(
-                    "SELECT count(*) FROM inbound_events WHERE state <> 'processed'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            (pending == 0).then_some(())
-        },
-    )
-    .await;
+    wait_drained(&db, Duration::from_secs(60)).await;
     let stored: i64 = db
         .query_one("SELECT count(*) FROM inbound_events", &[])
         .await

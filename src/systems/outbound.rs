@@ -198,6 +198,34 @@ fn header_i64(headers: &HeaderMap, name: &str) -> Option<i64> {
         .map(|v| v as i64)
 }
 
+/// An answer read whole: status, headers and body.
+pub struct Exchange {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// Sends `request` and reads the whole answer; transport failures (refused, reset,
+/// timed out) become their error codes here, once, for every connector.
+pub async fn exchange(request: reqwest::RequestBuilder) -> Result<Exchange, OutboundError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| OutboundError::from_reqwest(&e))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| OutboundError::from_reqwest(&e))?
+        .to_vec();
+    Ok(Exchange {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// `Retry-After` in seconds (the HTTP-date form is turned into seconds from `now`).
 pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
     let value = headers.get("retry-after")?.to_str().ok()?.trim();

@@ -213,23 +213,7 @@ impl TestApp {
 
     /// Waits until every stored delivery is processed.
     pub async fn drained(&self) {
-        let db = self.db().await;
-        eventually(
-            "every stored delivery is processed",
-            Duration::from_secs(30),
-            || async {
-                let n: i64 = db
-                    .query_one(
-                        "SELECT count(*) FROM inbound_events WHERE state = 'pending'",
-                        &[],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
-                n == 0
-            },
-        )
-        .await;
+        wait_drained(&self.db().await, Duration::from_secs(30)).await;
     }
 
     pub async fn db(&self) -> tokio_postgres::Client {
@@ -347,4 +331,20 @@ where
         }
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until no stored delivery is pending on `db`.
+pub async fn wait_drained(db: &tokio_postgres::Client, timeout: Duration) {
+    wait_for("every stored delivery is processed", timeout, || async {
+        let n: i64 = db
+            .query_one(
+                "SELECT count(*) FROM inbound_events WHERE state = 'pending'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (n == 0).then_some(())
+    })
+    .await;
 }

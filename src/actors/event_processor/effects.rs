@@ -205,11 +205,12 @@ impl Effects {
         next: Option<EntitySnapshot>,
         now: DateTime<Utc>,
     ) {
-        let before = state.snapshot().map(|s| s.status);
+        let current = state.snapshot();
+        let before = current.as_ref().map(|s| s.status);
         let proposed = incoming.mapping.default_status();
         let current_system = state.row.last_system;
         if let Some(next) = next {
-            if Some(&next) != state.snapshot().as_ref() {
+            if Some(&next) != current.as_ref() {
                 state.take(next);
             }
         }

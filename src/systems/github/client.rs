@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use crate::domain::{CanonicalStatus, EntityKind, GithubState, GithubStateReason, OutboundNative};
 use crate::systems::limiter::Budget;
 use crate::systems::outbound::{
-    classify_status, excerpt, retry_after, until, Delivered, ErrorCode, OutboundError,
-    OutboundWrite, RateInfo, Written,
+    classify_status, excerpt, exchange, retry_after, until, Delivered, ErrorCode, Exchange,
+    OutboundError, OutboundWrite, RateInfo, Written,
 };
 
 /// The REST API version statsync is written against.
@@ -178,18 +178,11 @@ impl GithubClient {
             self.api_url, issue.owner, issue.repo, issue.number
         );
         self.budget.acquire().await?;
-        let response = self
-            .request(reqwest::Method::PATCH, &url)?
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| OutboundError::from_reqwest(&e))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| OutboundError::from_reqwest(&e))?;
+        let Exchange {
+            status,
+            headers,
+            body: bytes,
+        } = exchange(self.request(reqwest::Method::PATCH, &url)?.json(&body)).await?;
         let rate = RateInfo::github(&headers);
         if classify_status(status).is_none() {
             return Ok(Delivered {
@@ -284,18 +277,15 @@ impl GithubClient {
         variables: Value,
     ) -> Result<(Value, RateInfo), OutboundError> {
         self.budget.acquire().await?;
-        let response = self
-            .request(reqwest::Method::POST, &self.graphql_url)?
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .map_err(|e| OutboundError::from_reqwest(&e))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| OutboundError::from_reqwest(&e))?;
+        let Exchange {
+            status,
+            headers,
+            body: bytes,
+        } = exchange(
+            self.request(reqwest::Method::POST, &self.graphql_url)?
+                .json(&json!({ "query": query, "variables": variables })),
+        )
+        .await?;
         if classify_status(status).is_some() {
             return Err(classify(status, &headers, &bytes));
         }

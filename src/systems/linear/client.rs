@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::domain::OutboundNative;
 use crate::systems::limiter::Budget;
 use crate::systems::outbound::{
-    classify_status, excerpt, retry_after, until, Delivered, ErrorCode, OutboundError,
+    classify_status, excerpt, exchange, retry_after, until, Delivered, ErrorCode, OutboundError,
     OutboundWrite, RateInfo, Written,
 };
 
@@ -194,26 +194,19 @@ impl LinearClient {
             OutboundError::new(ErrorCode::Unauthorized, "LINEAR_API_KEY is not set")
         })?;
         self.budget.acquire().await?;
-        let response = self
-            .http
-            .post(&self.url)
-            // Linear takes a personal API key as the bare header value (no `Bearer`).
-            .header("Authorization", key.expose_secret())
-            .header(
-                "User-Agent",
-                concat!("statsync/", env!("CARGO_PKG_VERSION")),
-            )
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .map_err(|e| OutboundError::from_reqwest(&e))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| OutboundError::from_reqwest(&e))?;
-        interpret(status, &headers, &bytes)
+        let answer = exchange(
+            self.http
+                .post(&self.url)
+                // Linear takes a personal API key as the bare header value (no `Bearer`).
+                .header("Authorization", key.expose_secret())
+                .header(
+                    "User-Agent",
+                    concat!("statsync/", env!("CARGO_PKG_VERSION")),
+                )
+                .json(&json!({ "query": query, "variables": variables })),
+        )
+        .await?;
+        interpret(answer.status, &answer.headers, &answer.body)
     }
 }
 
