@@ -213,6 +213,10 @@ pub struct WsSettings {
     pub allowed_origins: Vec<String>,
     pub max_connections: usize,
     pub messages_per_second: u32,
+    /// Backstop read of the event log for commits made by other replicas.
+    pub poll_interval_ms: u64,
+    /// Messages queued per subscriber before it counts as too slow and is dropped.
+    pub send_buffer: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -505,6 +509,15 @@ impl Settings {
                 Ok(_) => return invalid(key, "must be an http or https URL"),
                 Err(e) => return invalid(key, &format!("is not a URL ({e}): `{url}`")),
             }
+        }
+        if self.ws.poll_interval_ms == 0 {
+            return invalid("ws.poll_interval_ms", "must be at least 1");
+        }
+        if self.ws.send_buffer < crate::actors::websocket_manager::PAGE as usize {
+            return invalid(
+                "ws.send_buffer",
+                "must be at least 1000: events are fanned out a page of 1000 at a time",
+            );
         }
         if self.events.retention_days == 0 {
             return invalid("events.retention_days", "must be at least 1");

@@ -18,13 +18,14 @@ use crate::actors::conflict_resolver::ConflictResolver;
 use crate::actors::event_processor::{Engine, EventProcessor, Lifecycle};
 use crate::actors::status_mapper::StatusMapper;
 use crate::actors::synchronizer::{Backlog, StatusSynchronizer};
+use crate::actors::websocket_manager::{Shutdown, WebSocketManager};
 use crate::config::Settings;
 use crate::dispatch::{DispatchContext, Dispatcher};
 use crate::http::errors::ApiError;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::store::embedded::EmbeddedPostgres;
-use crate::store::{inbound, migrations, Store};
+use crate::store::{self, inbound, migrations, Store};
 
 /// The database statsync uses in the embedded cluster.
 const EMBEDDED_DATABASE: &str = "statsync";
@@ -112,7 +113,9 @@ impl Application {
         let resolver = ConflictResolver::new(settings.sync.policy()).start();
         // The outbox dispatcher runs on worker replicas only; it hears of every commit
         // that wrote outbox rows.
-        let mut committed = Vec::new();
+        let delivered = store::events::last_seq(&store.client().await?).await?;
+        let ws = WebSocketManager::new(store.clone(), settings.clone(), delivered).start();
+        let mut committed = vec![ws.clone().recipient()];
         if settings.server.worker_enabled {
             let dispatch = DispatchContext::new(
                 store.clone(),
@@ -144,6 +147,8 @@ impl Application {
             settings: settings.clone(),
             store,
             sync,
+            ws,
+            ws_connections: Default::default(),
         });
 
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
@@ -173,6 +178,8 @@ impl Application {
                     .configure(http::routes)
             })
             .shutdown_timeout(settings.server.shutdown_grace_s)
+            // Ours (see `run_until_stopped`): WebSockets are told before the server stops.
+            .disable_signals()
             .listen(listener)?;
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);
@@ -202,6 +209,16 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let ws = self.state.ws.clone();
+        actix_web::rt::spawn(async move {
+            stop_signal().await;
+            tracing::info!("stopping: closing WebSockets, finishing in-flight requests");
+            // Long-lived connections would otherwise hold the graceful stop for the
+            // whole grace period.
+            let _ = ws.send(Shutdown).await;
+            handle.stop(true).await;
+        });
         let served = self.server.await;
         // Requests are finished; let the engine commit what it holds, then release
         // the database.
@@ -214,4 +231,26 @@ impl Application {
 
 fn tracing_actix() -> actix_web::middleware::Logger {
     actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+}
+
+/// SIGTERM (Kubernetes) or SIGINT (a terminal).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

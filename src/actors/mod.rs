@@ -4,3 +4,4 @@ pub mod conflict_resolver;
 pub mod event_processor;
 pub mod status_mapper;
 pub mod synchronizer;
+pub mod websocket_manager;

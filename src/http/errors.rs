@@ -15,6 +15,8 @@ pub enum ApiError {
     #[error("{0}")]
     StaleTimestamp(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Malformed(String),
     #[error("{0}")]
     NotFound(String),
@@ -36,6 +38,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "UNAUTHORIZED",
             ApiError::BadSignature(_) => "INVALID_SIGNATURE",
             ApiError::StaleTimestamp(_) => "STALE_TIMESTAMP",
+            ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::Malformed(_) => "MALFORMED_REQUEST",
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::TooLarge { .. } => "PAYLOAD_TOO_LARGE",
@@ -60,6 +63,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) | ApiError::BadSignature(_) | ApiError::StaleTimestamp(_) => {
                 StatusCode::UNAUTHORIZED
             }
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -7,13 +7,17 @@ pub mod errors;
 pub mod health;
 pub mod metrics;
 pub mod outbox;
+pub mod page;
+pub mod sse;
 pub mod webhooks;
+pub mod ws;
 
 use std::sync::Arc;
 
 use actix_web::web;
 
 use crate::actors::synchronizer::StatusSynchronizer;
+use crate::actors::websocket_manager::WebSocketManager;
 use crate::config::Settings;
 use crate::store::Store;
 
@@ -22,12 +26,18 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub sync: StatusSynchronizer,
+    pub ws: actix::Addr<WebSocketManager>,
+    pub ws_connections: Arc<ws::Connections>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     health::routes(cfg);
     metrics::routes(cfg);
     webhooks::routes(cfg);
+    page::routes(cfg);
+    ws::routes(cfg);
+    // Before `api` too: `/api/v1/events/stream` would otherwise not be reached.
+    sse::routes(cfg);
     // Before `api`: its `/api/v1` scope would answer 404 for these paths.
     outbox::routes(cfg);
     api::routes(cfg);

@@ -78,18 +78,7 @@ pub async fn after(
     let stmt = client.prepare_cached(AFTER).await?;
     let rooms: Option<Vec<String>> = rooms.map(|r| r.to_vec());
     let rows = client.query(&stmt, &[&seq, &rooms, &limit]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| Event {
-            seq: r.get(0),
-            id: r.get(1),
-            event_type: r.get(2),
-            entity_id: r.get(3),
-            rooms: r.get(4),
-            timestamp: r.get(5),
-            data: r.get(6),
-        })
-        .collect())
+    Ok(rows.iter().map(event_of).collect())
 }
 
 const LAST_SEQ: &str = "SELECT last_seq FROM event_seq";
@@ -97,4 +86,52 @@ const LAST_SEQ: &str = "SELECT last_seq FROM event_seq";
 pub async fn last_seq(client: &impl GenericClient) -> Result<i64, StoreError> {
     let stmt = client.prepare_cached(LAST_SEQ).await?;
     Ok(client.query_one(&stmt, &[]).await?.get(0))
+}
+
+const BETWEEN: &str = "SELECT seq, id, type, entity_id, rooms, created_at, data FROM events
+    WHERE seq > $1 AND seq <= $2 AND rooms && $3::text[]
+    ORDER BY seq LIMIT $4";
+
+/// Logged events in `(after, upto]` in any of `rooms`, in seq order: a subscriber's
+/// catch-up, bounded above by what live delivery has already reached.
+pub async fn between(
+    client: &impl GenericClient,
+    after: i64,
+    upto: i64,
+    rooms: &[String],
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
+    let stmt = client.prepare_cached(BETWEEN).await?;
+    let rows = client
+        .query(&stmt, &[&after, &upto, &rooms, &limit])
+        .await?;
+    Ok(rows.iter().map(event_of).collect())
+}
+
+fn event_of(r: &tokio_postgres::Row) -> Event {
+    Event {
+        seq: r.get(0),
+        id: r.get(1),
+        event_type: r.get(2),
+        entity_id: r.get(3),
+        rooms: r.get(4),
+        timestamp: r.get(5),
+        data: r.get(6),
+    }
+}
+
+const OLDEST_SEQ: &str = "SELECT min(seq) FROM events";
+
+/// The oldest seq still held, `None` when retention (or a fresh database) left none.
+pub async fn oldest_seq(client: &impl GenericClient) -> Result<Option<i64>, StoreError> {
+    let stmt = client.prepare_cached(OLDEST_SEQ).await?;
+    Ok(client.query_one(&stmt, &[]).await?.get(0))
+}
+
+const PRUNE: &str = "DELETE FROM events WHERE created_at < now() - make_interval(days => $1)";
+
+/// Drops events older than `days`; returns how many.
+pub async fn prune(client: &impl GenericClient, days: i32) -> Result<u64, StoreError> {
+    let stmt = client.prepare_cached(PRUNE).await?;
+    Ok(client.execute(&stmt, &[&days]).await?)
 }

@@ -1,0 +1,483 @@
+//! WebSocketManager: rooms and subscribers (WebSocket sessions and SSE streams). It tails
+//! the `events` log after the last seq it delivered, so an event committed by any replica
+//! reaches every subscriber here, in seq order, without gaps; local commits wake it at
+//! once and polling is the backstop for other replicas' commits. It never blocks on a
+//! subscriber: one too slow to drain its bounded buffer is dropped (and may resume).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+
+use super::synchronizer::EventsCommitted;
+use crate::config::Settings;
+use crate::store::events::{self, Event};
+use crate::store::{Store, StoreError};
+
+/// Events read from the log per query; a longer backlog is read in several. A page is
+/// offered to subscribers at once, so `ws.send_buffer` must hold one.
+pub const PAGE: i64 = 1000;
+/// A subscriber that cannot make room for a page within this time is too slow: it is
+/// dropped rather than holding back delivery to everyone else.
+const SLOW_AFTER: Duration = Duration::from_secs(2);
+/// How often a waiting page checks again for room.
+const ROOM_CHECK: Duration = Duration::from_millis(10);
+/// Retention runs this often (and once at start).
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+pub type SubscriberId = u64;
+
+/// What a subscriber is sent. Events are shared: one copy serves every subscriber.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    Subscribed {
+        rooms: Vec<String>,
+        seq: i64,
+    },
+    Event(Arc<Event>),
+    Error {
+        code: &'static str,
+        message: String,
+    },
+    /// The replica is stopping: close (WebSocket 1001), the client resumes elsewhere.
+    Shutdown,
+}
+
+/// Register a subscriber; its buffer is `sink`'s capacity.
+#[derive(Message)]
+#[rtype(result = "SubscriberId")]
+pub struct Connect {
+    pub sink: mpsc::Sender<Outgoing>,
+}
+
+/// The subscriber is gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub id: SubscriberId,
+}
+
+/// Join rooms; with `resume_from`, first every logged event after it in those rooms.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    pub id: SubscriberId,
+    pub rooms: Vec<String>,
+    pub resume_from: Option<i64>,
+}
+
+/// The replica is stopping: tell every subscriber and let them go.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Leave rooms.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub id: SubscriberId,
+    pub rooms: Vec<String>,
+}
+
+struct Subscriber {
+    sink: mpsc::Sender<Outgoing>,
+    rooms: HashSet<String>,
+}
+
+pub struct WebSocketManager {
+    store: Store,
+    settings: Arc<Settings>,
+    subscribers: HashMap<SubscriberId, Subscriber>,
+    rooms: HashMap<String, HashSet<SubscriberId>>,
+    next_id: SubscriberId,
+    /// Every event up to here has been handed to the subscribers of its rooms.
+    delivered: i64,
+    /// A read of the log is in flight or waiting for room: other wake-ups can skip.
+    tailing: bool,
+    /// Since when some subscriber lacks room for the next page.
+    short_since: Option<Instant>,
+}
+
+impl WebSocketManager {
+    /// Starts after `delivered` (the log's current end): new subscribers see what comes
+    /// next, and older events only by asking to resume.
+    pub fn new(store: Store, settings: Arc<Settings>, delivered: i64) -> Self {
+        WebSocketManager {
+            store,
+            settings,
+            subscribers: HashMap::new(),
+            rooms: HashMap::new(),
+            next_id: 1,
+            delivered,
+            tailing: false,
+            short_since: None,
+        }
+    }
+
+    /// Reads the log past `delivered` and fans it out, a page at a time.
+    fn tail(&mut self, ctx: &mut Context<Self>) {
+        if !self.tailing {
+            self.tailing = true;
+            self.next_page(ctx);
+        }
+    }
+
+    /// A page is read only when every subscriber has room for a whole one, so a burst
+    /// never overflows a client that keeps up; one still short of room after
+    /// `SLOW_AFTER` is dropped. `ctx.wait` holds every other message during the read, so
+    /// a catch-up never interleaves with live delivery.
+    fn next_page(&mut self, ctx: &mut Context<Self>) {
+        let short: Vec<SubscriberId> = self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| s.sink.capacity() < PAGE as usize)
+            .map(|(id, _)| *id)
+            .collect();
+        if !short.is_empty() {
+            let since = *self.short_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < SLOW_AFTER {
+                ctx.run_later(ROOM_CHECK, |act, ctx| act.next_page(ctx));
+                return;
+            }
+            for id in short {
+                tracing::info!(subscriber = id, "subscriber too slow; dropped");
+                self.remove(id);
+            }
+        }
+        self.short_since = None;
+        let store = self.store.clone();
+        let after = self.delivered;
+        ctx.wait(
+            async move {
+                let client = store.client().await?;
+                events::after(&client, after, None, PAGE).await
+            }
+            .into_actor(self)
+            .map(|read: Result<Vec<Event>, StoreError>, act, ctx| match read {
+                Ok(events) => {
+                    let full = events.len() as i64 == PAGE;
+                    act.fan_out(events);
+                    if full {
+                        act.next_page(ctx);
+                    } else {
+                        act.tailing = false;
+                    }
+                }
+                Err(e) => {
+                    act.tailing = false;
+                    tracing::warn!(error = %e, "reading the event log failed; retrying at the next poll");
+                }
+            }),
+        );
+    }
+
+    fn fan_out(&mut self, events: Vec<Event>) {
+        for event in events {
+            self.delivered = self.delivered.max(event.seq);
+            let mut targets: HashSet<SubscriberId> = HashSet::new();
+            for room in &event.rooms {
+                if let Some(ids) = self.rooms.get(room) {
+                    targets.extend(ids);
+                }
+            }
+            if targets.is_empty() {
+                continue;
+            }
+            let event = Arc::new(event);
+            for id in targets {
+                self.send(id, Outgoing::Event(event.clone()));
+            }
+        }
+    }
+
+    /// Never waits: a full buffer means the subscriber cannot keep up, so it is dropped
+    /// (its session closes with 1008 and the client resumes from its last seq).
+    fn send(&mut self, id: SubscriberId, msg: Outgoing) {
+        let Some(sub) = self.subscribers.get(&id) else {
+            return;
+        };
+        match sub.sink.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::info!(subscriber = id, "subscriber too slow; dropped");
+                self.remove(id);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => self.remove(id),
+        }
+    }
+
+    fn remove(&mut self, id: SubscriberId) {
+        if let Some(sub) = self.subscribers.remove(&id) {
+            for room in sub.rooms {
+                self.leave(id, &room);
+            }
+        }
+    }
+
+    fn leave(&mut self, id: SubscriberId, room: &str) {
+        if let Some(ids) = self.rooms.get_mut(room) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+    }
+
+    fn join(&mut self, id: SubscriberId, rooms: &[String]) {
+        let Some(sub) = self.subscribers.get_mut(&id) else {
+            return;
+        };
+        for room in rooms {
+            sub.rooms.insert(room.clone());
+            self.rooms.entry(room.clone()).or_default().insert(id);
+        }
+    }
+
+    /// SSE streams have no disconnect message: their sink closes when the client goes.
+    fn sweep_closed(&mut self) {
+        let closed: Vec<SubscriberId> = self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| s.sink.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in closed {
+            self.remove(id);
+        }
+    }
+
+    fn prune(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let days = i32::try_from(self.settings.events.retention_days).unwrap_or(i32::MAX);
+        ctx.spawn(
+            async move {
+                let client = store.client().await?;
+                events::prune(&client, days).await
+            }
+            .into_actor(self)
+            .map(|pruned: Result<u64, StoreError>, _, _| match pruned {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "events past retention removed"),
+                Err(e) => tracing::warn!(error = %e, "pruning the event log failed"),
+            }),
+        );
+    }
+}
+
+/// Why a resume from `after` cannot be served, if it cannot.
+async fn resume_gap(store: &Store, after: i64, upto: i64) -> Result<Option<Outgoing>, StoreError> {
+    if after >= upto {
+        return Ok(None);
+    }
+    let client = store.client().await?;
+    // Seqs are gap-free, so anything below the oldest held one was pruned.
+    let oldest = events::oldest_seq(&client).await?.unwrap_or(upto + 1);
+    Ok((after + 1 < oldest).then(|| Outgoing::Error {
+        code: "RESUME_GAP",
+        message: format!(
+            "events after seq {after} are no longer held (retention); the oldest \
+             available seq is {oldest}: resume from {} or reload",
+            oldest - 1
+        ),
+    }))
+}
+
+/// A resuming subscriber on its way to live delivery.
+struct CatchUp {
+    id: SubscriberId,
+    rooms: Vec<String>,
+    /// Sent up to here.
+    from: i64,
+    short_since: Option<Instant>,
+}
+
+impl Actor for WebSocketManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let poll = Duration::from_millis(self.settings.ws.poll_interval_ms);
+        ctx.run_interval(poll, |act, ctx| {
+            act.sweep_closed();
+            act.tail(ctx);
+        });
+        if self.settings.server.worker_enabled {
+            self.prune(ctx);
+            ctx.run_interval(PRUNE_INTERVAL, |act, ctx| act.prune(ctx));
+        }
+    }
+}
+
+impl Handler<Connect> for WebSocketManager {
+    type Result = SubscriberId;
+
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> SubscriberId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.subscribers.insert(
+            id,
+            Subscriber {
+                sink: msg.sink,
+                rooms: HashSet::new(),
+            },
+        );
+        id
+    }
+}
+
+impl Handler<Disconnect> for WebSocketManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
+        self.remove(msg.id);
+    }
+}
+
+impl Handler<Unsubscribe> for WebSocketManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
+        if let Some(sub) = self.subscribers.get_mut(&msg.id) {
+            for room in &msg.rooms {
+                sub.rooms.remove(room);
+            }
+        }
+        for room in &msg.rooms {
+            self.leave(msg.id, room);
+        }
+    }
+}
+
+impl Handler<Subscribe> for WebSocketManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) {
+        let upto = self.delivered;
+        let Some(after) = msg.resume_from.filter(|&s| s < upto) else {
+            self.join(msg.id, &msg.rooms);
+            self.send(
+                msg.id,
+                Outgoing::Subscribed {
+                    rooms: msg.rooms,
+                    seq: upto,
+                },
+            );
+            return;
+        };
+        let store = self.store.clone();
+        ctx.wait(
+            async move { resume_gap(&store, after, upto).await }
+                .into_actor(self)
+                .map(move |gap, act, ctx| match gap {
+                    Ok(Some(refusal)) => act.send(msg.id, refusal),
+                    Ok(None) => {
+                        act.send(
+                            msg.id,
+                            Outgoing::Subscribed {
+                                rooms: msg.rooms.clone(),
+                                seq: upto,
+                            },
+                        );
+                        act.catch_up(
+                            ctx,
+                            CatchUp {
+                                id: msg.id,
+                                rooms: msg.rooms,
+                                from: after,
+                                short_since: None,
+                            },
+                        );
+                    }
+                    Err(e) => act.unavailable(msg.id, e),
+                }),
+        );
+    }
+}
+
+impl WebSocketManager {
+    /// Sends the backlog a page at a time (each when the subscriber has room for it),
+    /// chasing live delivery; once level with it, the subscriber joins its rooms. Every
+    /// read is held with `wait`, so no live event slips between backlog and live.
+    fn catch_up(&mut self, ctx: &mut Context<Self>, mut c: CatchUp) {
+        let Some(sub) = self.subscribers.get(&c.id) else {
+            return;
+        };
+        let upto = self.delivered;
+        if c.from >= upto {
+            return self.join(c.id, &c.rooms);
+        }
+        if sub.sink.capacity() < PAGE as usize {
+            let since = *c.short_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= SLOW_AFTER {
+                tracing::info!(
+                    subscriber = c.id,
+                    "subscriber too slow to catch up; dropped"
+                );
+                return self.remove(c.id);
+            }
+            ctx.run_later(ROOM_CHECK, move |act, ctx| act.catch_up(ctx, c));
+            return;
+        }
+        c.short_since = None;
+        let store = self.store.clone();
+        let (from, rooms) = (c.from, c.rooms.clone());
+        ctx.wait(
+            async move {
+                let client = store.client().await?;
+                events::between(&client, from, upto, &rooms, PAGE).await
+            }
+            .into_actor(self)
+            .map(
+                move |page: Result<Vec<Event>, StoreError>, act, ctx| match page {
+                    Ok(page) => {
+                        c.from = if (page.len() as i64) < PAGE {
+                            upto
+                        } else {
+                            page.last().map_or(upto, |e| e.seq)
+                        };
+                        for event in page {
+                            act.send(c.id, Outgoing::Event(Arc::new(event)));
+                        }
+                        act.catch_up(ctx, c);
+                    }
+                    Err(e) => act.unavailable(c.id, e),
+                },
+            ),
+        );
+    }
+
+    fn unavailable(&mut self, id: SubscriberId, e: StoreError) {
+        tracing::warn!(error = %e, "resuming a subscriber failed");
+        self.send(
+            id,
+            Outgoing::Error {
+                code: "SERVICE_UNAVAILABLE",
+                message: "the event log could not be read; subscribe again".into(),
+            },
+        );
+    }
+}
+
+impl Handler<Shutdown> for WebSocketManager {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) {
+        for (_, sub) in self.subscribers.drain() {
+            // A full buffer ends the stream anyway; the client resumes either way.
+            let _ = sub.sink.try_send(Outgoing::Shutdown);
+        }
+        self.rooms.clear();
+    }
+}
+
+impl Handler<EventsCommitted> for WebSocketManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: EventsCommitted, ctx: &mut Context<Self>) {
+        // Hints arrive once per commit; one read covers every hint up to its end.
+        if msg.last_seq.is_some_and(|s| s > self.delivered) {
+            self.tail(ctx);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `GET /api/v1/events/stream`: the event log as Server-Sent Events (`id:` = seq), for
+//! clients that cannot hold a WebSocket. `Last-Event-ID` (or `?after=`) resumes; a
+//! comment every 15 s keeps proxies from closing an idle stream.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::auth::Authenticated;
+use super::errors::ApiError;
+use super::AppState;
+use crate::actors::websocket_manager::{Connect, Outgoing, Subscribe};
+
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/events/stream", web::get().to(stream));
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    rooms: Option<String>,
+    after: Option<i64>,
+}
+
+async fn stream(
+    _: Authenticated,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<StreamQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let rooms: Vec<String> = q
+        .rooms
+        .as_deref()
+        .unwrap_or("all")
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect();
+    super::ws::check_rooms(&rooms).map_err(ApiError::Malformed)?;
+    let resume_from = match req.headers().get("last-event-id") {
+        Some(h) => Some(
+            h.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::Malformed("`Last-Event-ID` must be an event seq (an integer)".into())
+                })?,
+        ),
+        None => q.after,
+    };
+    let (sink, rx) = mpsc::channel(state.settings.ws.send_buffer);
+    let id = state
+        .ws
+        .send(Connect { sink })
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            message: format!("the event stream is not running: {e}"),
+            retry_after_s: 5,
+        })?;
+    state.ws.do_send(Subscribe {
+        id,
+        rooms,
+        resume_from,
+    });
+    // Dropping the body (client gone) drops `rx`; the manager then forgets the sink.
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        // A stopping replica ends the stream; the client reconnects with Last-Event-ID.
+        match rx.recv().await? {
+            Outgoing::Shutdown => None,
+            m => Some((sse_frame(&m), rx)),
+        }
+    });
+    let mut ticks = tokio::time::interval(KEEP_ALIVE);
+    ticks.reset();
+    let keep_alive = futures_util::stream::unfold(ticks, |mut t| async move {
+        t.tick().await;
+        Some((": keep-alive\n\n".to_owned(), t))
+    });
+    // Ends with the event stream (a slow client is dropped and reconnects with
+    // Last-Event-ID); the keep-alive alone never holds it open.
+    let events = events
+        .map(Some)
+        .chain(futures_util::stream::once(async { None }));
+    let body = futures_util::stream::select(events, keep_alive.map(Some))
+        .take_while(|m| std::future::ready(m.is_some()))
+        .filter_map(|m| async move { m.map(|s| Ok::<_, actix_web::Error>(web::Bytes::from(s))) });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}
+
+fn sse_frame(msg: &Outgoing) -> String {
+    match msg {
+        Outgoing::Event(e) => format!(
+            "id: {}\nevent: {}\ndata: {}\n\n",
+            e.seq,
+            e.event_type,
+            serde_json::to_string(&**e).unwrap_or_default()
+        ),
+        Outgoing::Subscribed { seq, .. } => format!(": subscribed at seq {seq}\n\n"),
+        other => format!("event: error\ndata: {}\n\n", super::ws::frame(other)),
+    }
+}

@@ -1,0 +1,369 @@
+//! Real-time delivery: real WebSocket and SSE clients against the real application on
+//! real PostgreSQL, two instances sharing one database.
+
+mod support;
+
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use awc::ws;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use support::{spawn_app_on, spawn_app_with, TestApp, API_TOKEN};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+type Conn = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
+
+/// A WebSocket to `app`, authenticated by header when `token` is given.
+async fn open(app: &TestApp, token: Option<&str>) -> Result<Conn, awc::error::WsClientError> {
+    let url = format!("{}/ws", app.address.replace("http://", "ws://"));
+    let mut req = awc::Client::new().ws(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.connect().await.map(|(_, conn)| conn)
+}
+
+async fn send(conn: &mut Conn, msg: Value) {
+    conn.send(ws::Message::Text(msg.to_string().into()))
+        .await
+        .expect("send");
+}
+
+/// The next protocol message (pings answered on the way), or the close frame as
+/// `{"type":"close","code":N}`.
+async fn next(conn: &mut Conn) -> Value {
+    loop {
+        let frame = tokio::time::timeout(WAIT, conn.next())
+            .await
+            .expect("a message before the deadline")
+            .expect("the connection is open")
+            .expect("a valid frame");
+        match frame {
+            ws::Frame::Text(t) => return serde_json::from_slice(&t).expect("JSON"),
+            ws::Frame::Ping(p) => conn.send(ws::Message::Pong(p)).await.expect("pong"),
+            ws::Frame::Close(reason) => {
+                let code: u16 = reason.map(|r| r.code.into()).unwrap_or(1005);
+                return json!({"type": "close", "code": code});
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn subscribe(conn: &mut Conn, rooms: &[&str], resume_from: Option<i64>) -> Value {
+    let mut msg = json!({"type": "subscribe", "rooms": rooms});
+    if let Some(s) = resume_from {
+        msg["resumeFrom"] = json!(s);
+    }
+    send(conn, msg).await;
+    let ack = next(conn).await;
+    assert_eq!(ack["type"], "subscribed", "{ack}");
+    ack
+}
+
+/// Events until one with `seq >= upto`, in arrival order.
+async fn events_until(conn: &mut Conn, upto: i64) -> Vec<Value> {
+    let mut got = Vec::new();
+    loop {
+        let m = next(conn).await;
+        assert_eq!(m["type"], "event", "{m}");
+        let seq = m["event"]["seq"].as_i64().expect("seq");
+        got.push(m["event"].clone());
+        if seq >= upto {
+            return got;
+        }
+    }
+}
+
+async fn new_task(app: &TestApp, task: &str) -> String {
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/links",
+            Some(json!({"kind": "task", "refs": [{"system": "agentapi", "externalId": task}]})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["id"].as_str().expect("id").to_owned()
+}
+
+async fn last_seq(app: &TestApp) -> i64 {
+    app.count("SELECT last_seq FROM event_seq").await
+}
+
+#[actix_web::test]
+async fn an_update_through_one_instance_reaches_a_subscriber_on_another() {
+    let a = spawn_app_with(&[]).await;
+    let b = spawn_app_on(&a.database_url, &[]).await;
+    let id = new_task(&a, "t-1").await;
+    let mut conn = open(&b, Some(API_TOKEN)).await.expect("upgrade");
+    let room = format!("entity:{id}");
+    subscribe(&mut conn, &[&room], None).await;
+
+    let body = a
+        .set_status(json!({"entityId": id, "status": "in_progress"}))
+        .await;
+    assert_eq!(body["decision"], "applied", "{body}");
+    let upto = last_seq(&a).await;
+    let got = events_until(&mut conn, upto).await;
+    let change = got
+        .iter()
+        .find(|e| e["type"] == "status_changed")
+        .expect("a status_changed event");
+    assert_eq!(change["entityId"], json!(id));
+    assert!(change["rooms"].as_array().unwrap().contains(&json!(room)));
+}
+
+#[actix_web::test]
+async fn a_client_that_resumes_sees_every_event_exactly_once() {
+    let app = spawn_app_with(&[]).await;
+    let id = new_task(&app, "t-2").await;
+    let mut conn = open(&app, Some(API_TOKEN)).await.expect("upgrade");
+    let start = subscribe(&mut conn, &["all"], Some(0)).await["seq"]
+        .as_i64()
+        .unwrap();
+    let statuses = ["in_progress", "in_review", "blocked", "in_progress", "done"];
+    for s in &statuses[..2] {
+        app.set_status(json!({"entityId": id, "status": s})).await;
+    }
+    let mut seen = events_until(&mut conn, last_seq(&app).await).await;
+    let resume = seen.last().unwrap()["seq"].as_i64().unwrap();
+    drop(conn);
+
+    // Changes while the client is away, then a resume from the last seq it saw.
+    for s in &statuses[2..] {
+        app.set_status(json!({"entityId": id, "status": s})).await;
+    }
+    let mut conn = open(&app, Some(API_TOKEN)).await.expect("upgrade");
+    subscribe(&mut conn, &["all"], Some(resume)).await;
+    app.set_status(json!({"entityId": id, "status": "todo", "metadata": {"after": "resume"}}))
+        .await;
+    seen.extend(events_until(&mut conn, last_seq(&app).await).await);
+
+    let seqs: Vec<i64> = seen.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    // Outbound sync events keep being logged meanwhile; up to the last one seen, the
+    // client must have had each exactly once.
+    let expected: Vec<i64> = (1..=*seqs.last().unwrap()).collect();
+    assert_eq!(
+        seqs, expected,
+        "every event once, in order (subscribed at {start})"
+    );
+    let changes = seen
+        .iter()
+        .filter(|e| e["type"] == "status_changed")
+        .count();
+    assert_eq!(changes, statuses.len() + 1);
+}
+
+#[actix_web::test]
+async fn a_resume_older_than_retention_answers_resume_gap() {
+    let app = spawn_app_with(&[]).await;
+    let id = new_task(&app, "t-3").await;
+    for s in ["in_progress", "in_review"] {
+        app.set_status(json!({"entityId": id, "status": s})).await;
+    }
+    // What retention does, sooner.
+    let oldest = last_seq(&app).await;
+    app.db()
+        .await
+        .execute("DELETE FROM events WHERE seq < $1", &[&oldest])
+        .await
+        .unwrap();
+    let mut conn = open(&app, Some(API_TOKEN)).await.expect("upgrade");
+    send(
+        &mut conn,
+        json!({"type": "subscribe", "rooms": ["all"], "resumeFrom": 0}),
+    )
+    .await;
+    let m = next(&mut conn).await;
+    assert_eq!(m["type"], "error", "{m}");
+    assert_eq!(m["code"], "RESUME_GAP");
+    assert!(
+        m["message"].as_str().unwrap().contains(&oldest.to_string()),
+        "{m}"
+    );
+    // From the oldest held seq on, the resume works.
+    subscribe(&mut conn, &["all"], Some(oldest - 1)).await;
+    let got = events_until(&mut conn, oldest).await;
+    assert_eq!(got[0]["seq"], json!(oldest));
+}
+
+#[actix_web::test]
+async fn no_token_a_bad_token_and_a_connection_over_the_limit_are_refused() {
+    let app = spawn_app_with(&[("STATSYNC__WS__MAX_CONNECTIONS", "1")]).await;
+
+    match open(&app, Some("wrong-token")).await {
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), 401),
+        other => panic!(
+            "a bad token must be refused with 401, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+
+    // No header: the first message must authenticate; anything else closes with 1008.
+    let mut conn = open(&app, None).await.expect("upgrade without a header");
+    send(&mut conn, json!({"type": "subscribe", "rooms": ["all"]})).await;
+    let m = next(&mut conn).await;
+    assert_eq!(m["code"], "UNAUTHORIZED", "{m}");
+    assert_eq!(
+        next(&mut conn).await,
+        json!({"type": "close", "code": 1008})
+    );
+    drop(conn);
+
+    // A browser's way: the token as the first message.
+    let mut conn = support::wait_for("the slot freed", WAIT, || async {
+        open(&app, None).await.ok()
+    })
+    .await;
+    send(&mut conn, json!({"type": "auth", "token": API_TOKEN})).await;
+    subscribe(&mut conn, &["all"], None).await;
+    send(&mut conn, json!({"type": "ping"})).await;
+    assert_eq!(next(&mut conn).await, json!({"type": "pong"}));
+    send(
+        &mut conn,
+        json!({"type": "subscribe", "rooms": ["entity:nope"]}),
+    )
+    .await;
+    assert_eq!(next(&mut conn).await["code"], "INVALID_ROOM");
+
+    match open(&app, Some(API_TOKEN)).await {
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), 503),
+        other => panic!(
+            "over ws.max_connections must be 503, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+}
+
+#[actix_web::test]
+async fn an_origin_not_allowed_is_refused() {
+    let app = spawn_app_with(&[("STATSYNC__WS__ALLOWED_ORIGINS", "https://ops.example")]).await;
+    let url = format!("{}/ws", app.address.replace("http://", "ws://"));
+    let refused = awc::Client::new()
+        .ws(&url)
+        .origin("https://evil.example")
+        .bearer_auth(API_TOKEN)
+        .connect()
+        .await;
+    match refused {
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), 403),
+        other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+    let allowed = awc::Client::new()
+        .ws(&url)
+        .origin("https://ops.example")
+        .bearer_auth(API_TOKEN)
+        .connect()
+        .await;
+    assert!(allowed.is_ok());
+}
+
+#[actix_web::test]
+async fn sse_streams_events_and_resumes_from_last_event_id() {
+    let app = spawn_app_with(&[]).await;
+    let id = new_task(&app, "t-4").await;
+    app.set_status(json!({"entityId": id, "status": "in_progress"}))
+        .await;
+    let first = last_seq(&app).await;
+    app.set_status(json!({"entityId": id, "status": "in_review"}))
+        .await;
+    let upto = last_seq(&app).await;
+
+    let unauthorized = app
+        .http
+        .get(format!("{}/api/v1/events/stream", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+
+    let mut r = app
+        .http
+        .get(format!(
+            "{}/api/v1/events/stream?rooms=entity:{id}",
+            app.address
+        ))
+        .bearer_auth(API_TOKEN)
+        .header("Last-Event-ID", first.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    let mut ids = Vec::new();
+    while ids.last().copied().unwrap_or(0) < upto {
+        let chunk: Bytes = tokio::time::timeout(WAIT, r.chunk())
+            .await
+            .expect("an event before the deadline")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        ids = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .map(|s| s.parse::<i64>().unwrap())
+            .collect();
+    }
+    assert!(
+        ids.iter().all(|&s| s > first),
+        "resumed after {first}: {ids:?}"
+    );
+    assert!(text.contains("event: status_changed"), "{text}");
+}
+
+#[actix_web::test]
+async fn a_slow_consumer_is_closed_with_1008_and_resumes_without_loss() {
+    let app = spawn_app_with(&[("STATSYNC__WS__SEND_BUFFER", "1000")]).await;
+    let mut slow = open(&app, Some(API_TOKEN)).await.expect("upgrade");
+    subscribe(&mut slow, &["all"], None).await;
+    let mut fast = open(&app, Some(API_TOKEN)).await.expect("upgrade");
+    subscribe(&mut fast, &["all"], None).await;
+
+    // ~40 MB of events, far more than socket buffers and the 1,000-message send buffer.
+    let n: i64 = 20_000;
+    app.db()
+        .await
+        .batch_execute(&format!(
+            "WITH s AS (UPDATE event_seq SET last_seq = last_seq + {n} RETURNING last_seq)
+             INSERT INTO events (seq, id, type, rooms, data)
+             SELECT s.last_seq - {n} + g, gen_random_uuid(), 'status_changed', ARRAY['all'],
+                    jsonb_build_object('pad', repeat('x', 2000))
+             FROM s, generate_series(1, {n}) AS g"
+        ))
+        .await
+        .unwrap();
+    let upto = last_seq(&app).await;
+    // The fast reader having everything means the manager has offered everything to
+    // the slow one too, whose socket it could not drain.
+    let fast_got = events_until(&mut fast, upto).await;
+    assert_eq!(fast_got.len() as i64, upto);
+
+    let mut last = 0;
+    let code = loop {
+        let m = next(&mut slow).await;
+        match m["type"].as_str() {
+            Some("event") => {
+                let seq = m["event"]["seq"].as_i64().unwrap();
+                assert_eq!(seq, last + 1, "no gap before the close");
+                last = seq;
+            }
+            Some("close") => break m["code"].as_u64().unwrap(),
+            _ => panic!("unexpected {m}"),
+        }
+    };
+    assert_eq!(code, 1008, "closed as too slow");
+    assert!(
+        last < upto,
+        "the slow client was dropped before the end ({last})"
+    );
+
+    let mut again = open(&app, Some(API_TOKEN)).await.expect("upgrade");
+    subscribe(&mut again, &["all"], Some(last)).await;
+    let rest = events_until(&mut again, upto).await;
+    let seqs: Vec<i64> = rest.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (last + 1..=upto).collect::<Vec<_>>());
+}
