@@ -1,6 +1,8 @@
 //! Real-time delivery: real WebSocket and SSE clients against the real application on
 //! real PostgreSQL, two instances sharing one database.
 
+#[path = "realtime/browser.rs"]
+mod browser;
 mod support;
 
 use std::time::Duration;
