@@ -122,6 +122,14 @@ async fn row_reaches(
     .await
 }
 
+/// Waits for the count `sql` answers to become `n`.
+async fn count_becomes(app: &TestApp, what: &str, sql: &str, n: i64, within: Duration) {
+    wait_for(what, within, || async {
+        (app.count(sql).await == n).then_some(())
+    })
+    .await;
+}
+
 async fn events(app: &TestApp, id: &str) -> Vec<Value> {
     let r = app
         .api(
