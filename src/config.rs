@@ -186,6 +186,10 @@ pub struct GithubSettings {
     pub api_url: String,
     pub graphql_url: String,
     pub requests_per_second: u32,
+    /// The login GITHUB_TOKEN acts as: a delivery whose `sender` is this login is
+    /// statsync's own write coming back, whatever status it carries.
+    #[serde(default)]
+    pub actor_login: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -194,6 +198,10 @@ pub struct LinearSettings {
     pub api_url: String,
     pub webhook_tolerance_s: u64,
     pub requests_per_second: u32,
+    /// The user id LINEAR_API_KEY acts as (`viewer { id }`): a delivery whose
+    /// `actor.id` is this id is statsync's own write coming back.
+    #[serde(default)]
+    pub actor_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -12,7 +12,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
-use actix::Actor;
+use actix::{Actor, Addr};
 
 use crate::actors::conflict_resolver::ConflictResolver;
 use crate::actors::event_processor::{Engine, EventProcessor, Lifecycle};
@@ -20,7 +20,7 @@ use crate::actors::status_mapper::StatusMapper;
 use crate::actors::synchronizer::{Backlog, StatusSynchronizer};
 use crate::actors::websocket_manager::{Shutdown, WebSocketManager};
 use crate::config::Settings;
-use crate::dispatch::{DispatchContext, Dispatcher};
+use crate::dispatch::{DispatchContext, Dispatcher, StopDispatch};
 use crate::http::errors::ApiError;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -97,6 +97,7 @@ pub struct Application {
     database: Database,
     state: web::Data<AppState>,
     engine: Arc<Engine>,
+    dispatcher: Option<Addr<Dispatcher>>,
 }
 
 impl Application {
@@ -116,6 +117,7 @@ impl Application {
         let delivered = store::events::last_seq(&store.client().await?).await?;
         let ws = WebSocketManager::new(store.clone(), settings.clone(), delivered).start();
         let mut committed = vec![ws.clone().recipient()];
+        let mut dispatcher = None;
         if settings.server.worker_enabled {
             let dispatch = DispatchContext::new(
                 store.clone(),
@@ -123,7 +125,9 @@ impl Application {
                 settings.clone(),
                 metrics.clone(),
             )?;
-            committed.push(Dispatcher::new(dispatch).start().recipient());
+            let addr = Dispatcher::new(dispatch).start();
+            committed.push(addr.clone().recipient());
+            dispatcher = Some(addr);
         }
         let engine = Arc::new(Engine {
             store: store.clone(),
@@ -192,6 +196,7 @@ impl Application {
             database,
             state,
             engine,
+            dispatcher,
         })
     }
 
@@ -223,7 +228,13 @@ impl Application {
         // Requests are finished; let the engine commit what it holds, then release
         // the database.
         let grace = Duration::from_secs(self.engine.settings.server.shutdown_grace_s);
-        self.engine.lifecycle.stop(grace).await;
+        // The dispatcher hands unstarted rows back and finishes its calls meanwhile.
+        let dispatch_stopped = async {
+            if let Some(dispatcher) = &self.dispatcher {
+                let _ = dispatcher.send(StopDispatch { grace }).await;
+            }
+        };
+        tokio::join!(self.engine.lifecycle.stop(grace), dispatch_stopped);
         self.database.close().await;
         served.context("HTTP server")
     }

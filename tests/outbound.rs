@@ -1,10 +1,14 @@
 //! Outbound sync end to end: the outbox dispatcher and the GitHub and Linear connectors
 //! against local fakes that speak the real wire formats, on real PostgreSQL.
 
+#[path = "outbound/echoes.rs"]
+mod echoes;
 #[path = "outbound/failures.rs"]
 mod failures;
 #[path = "outbound/fakes.rs"]
 mod fakes;
+#[path = "outbound/lookup.rs"]
+mod lookup;
 #[path = "outbound/ordering.rs"]
 mod ordering;
 #[path = "outbound/restart.rs"]
@@ -120,6 +124,14 @@ async fn row_reaches(
         },
     )
     .await
+}
+
+/// Waits for the count `sql` answers to become `n`.
+async fn count_becomes(app: &TestApp, what: &str, sql: &str, n: i64, within: Duration) {
+    wait_for(what, within, || async {
+        (app.count(sql).await == n).then_some(())
+    })
+    .await;
 }
 
 async fn events(app: &TestApp, id: &str) -> Vec<Value> {

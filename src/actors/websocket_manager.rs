@@ -462,12 +462,14 @@ impl WebSocketManager {
 impl Handler<Shutdown> for WebSocketManager {
     type Result = ();
 
-    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) {
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
         for (_, sub) in self.subscribers.drain() {
             // A full buffer ends the stream anyway; the client resumes either way.
             let _ = sub.sink.try_send(Outgoing::Shutdown);
         }
         self.rooms.clear();
+        // No more reads of a database that is about to close; late upgrades are refused.
+        ctx.stop();
     }
 }
 

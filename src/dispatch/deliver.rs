@@ -29,10 +29,13 @@ pub async fn deliver(ctx: &DispatchContext, row: OutboxRow) {
     let system = row.system;
     // A system paused by its API since the claim: this does not count as an attempt.
     // (The connector takes a token per HTTP request, waiting for one if need be.)
-    let paused = ctx
-        .budgets
-        .get(&system)
-        .and_then(|b| b.lock().paused(Instant::now()));
+    // Likewise a row claimed as statsync began to stop: straight back to the queue.
+    let budget = ctx.budgets.get(&system);
+    if budget.is_some_and(|b| b.is_closed()) {
+        record(ctx, &row, Finish::Release { delay_ms: 0 }, None).await;
+        return;
+    }
+    let paused = budget.and_then(|b| b.lock().paused(Instant::now()));
     if let Some(paused) = paused {
         let delay = paused.saturating_duration_since(Instant::now());
         record(
@@ -47,6 +50,11 @@ pub async fn deliver(ctx: &DispatchContext, row: OutboxRow) {
         return;
     }
     let result = attempt(ctx, &row).await;
+    if matches!(&result, Err(e) if e.code == ErrorCode::ShuttingDown) {
+        tracing::debug!(outbox_id = row.id, "released unstarted row on stop");
+        record(ctx, &row, Finish::Release { delay_ms: 0 }, None).await;
+        return;
+    }
     let rate = match &result {
         Ok((d, _)) => d.rate.clone(),
         Err(e) => e.rate.clone(),

@@ -6,6 +6,9 @@
 //! `deliver.rs`; retry timing lives in `retry.rs`, budgets in `systems/limiter.rs`.
 //! Woken after every commit that wrote outbox rows, and by a poll as the backstop. It
 //! never holds a row lock or a pooled connection across an outbound HTTP call.
+//! On a graceful stop (`StopDispatch`) it claims nothing more, hands rows whose call has
+//! not started back to the queue at once (another replica or the next start takes them
+//! without waiting for the lease), and lets calls already made finish within the grace.
 
 mod deliver;
 mod retry;
@@ -140,6 +143,16 @@ struct Lane {
 pub struct Dispatcher {
     ctx: Arc<DispatchContext>,
     lanes: HashMap<SystemId, Lane>,
+    stopping: bool,
+    /// Told when the last delivery of a stopping dispatcher has been recorded.
+    drained: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Graceful stop: answered once every delivery under way is recorded, or after `grace`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopDispatch {
+    pub grace: Duration,
 }
 
 impl Dispatcher {
@@ -147,6 +160,20 @@ impl Dispatcher {
         Dispatcher {
             ctx: Arc::new(ctx),
             lanes: HashMap::new(),
+            stopping: false,
+            drained: Vec::new(),
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.lanes.values().all(|l| l.running == 0 && !l.claiming)
+    }
+
+    fn tell_if_drained(&mut self) {
+        if self.stopping && self.idle() {
+            for waiter in self.drained.drain(..) {
+                let _ = waiter.send(());
+            }
         }
     }
 
@@ -157,6 +184,9 @@ impl Dispatcher {
     }
 
     fn wake(&mut self, system: SystemId, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
         let limit = self.ctx.settings.dispatch.concurrency;
         let paused = self.ctx.paused(system);
         let lane = self.lanes.entry(system).or_default();
@@ -202,6 +232,7 @@ impl Dispatcher {
                             tracing::warn!(system = system.as_str(), error = %e, "claiming outbox rows failed; the poll retries");
                         }
                     }
+                    act.tell_if_drained();
                 }),
         );
     }
@@ -217,6 +248,7 @@ impl Dispatcher {
                     let lane = act.lanes.entry(system).or_default();
                     lane.running = lane.running.saturating_sub(1);
                     act.wake(system, ctx);
+                    act.tell_if_drained();
                 }),
         );
     }
@@ -272,6 +304,34 @@ impl Actor for Dispatcher {
             let shared = act.ctx.clone();
             ctx.spawn(async move { prune_echoes(&shared).await }.into_actor(act));
         });
+    }
+}
+
+impl Handler<StopDispatch> for Dispatcher {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: StopDispatch, _: &mut Context<Self>) -> Self::Result {
+        self.stopping = true;
+        // Rows claimed in a claim still running are started and then released at once
+        // by `deliver`, which sees the closed budget.
+        for budget in self.ctx.budgets.values() {
+            budget.close();
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.drained.push(tx);
+        self.tell_if_drained();
+        let grace = msg.grace;
+        Box::pin(
+            async move {
+                if actix::clock::timeout(grace, rx).await.is_err() {
+                    tracing::warn!(
+                        "outbound calls still running at the end of the grace period; their rows are retried when the lease expires"
+                    );
+                }
+            }
+            .into_actor(self)
+            .map(|_, _, ctx| ctx.stop()),
+        )
     }
 }
 

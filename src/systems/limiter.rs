@@ -8,6 +8,7 @@
 //! systems have their own limiter and keep flowing.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -94,24 +95,55 @@ impl RateLimiter {
     }
 }
 
-/// One system's limiter, shared.
+/// One system's limiter, shared. Closed when the dispatcher stops: calls still waiting
+/// for a token give up at once (their rows go back to the queue), calls already made
+/// are left to finish.
 #[derive(Debug, Clone)]
-pub struct Budget(Arc<Mutex<RateLimiter>>);
+pub struct Budget(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    limiter: Mutex<RateLimiter>,
+    closed: AtomicBool,
+    closing: tokio::sync::Notify,
+}
 
 impl Budget {
     pub fn new(per_second: u32) -> Self {
-        Budget(Arc::new(Mutex::new(RateLimiter::new(per_second))))
+        Budget(Arc::new(Shared {
+            limiter: Mutex::new(RateLimiter::new(per_second)),
+            closed: AtomicBool::new(false),
+            closing: tokio::sync::Notify::new(),
+        }))
     }
 
     pub fn lock(&self) -> MutexGuard<'_, RateLimiter> {
         // A poisoned limiter still holds valid timestamps.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.limiter.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// No call starts after this; waiting callers are answered `SHUTTING_DOWN`.
+    pub fn close(&self) {
+        self.0.closed.store(true, Ordering::SeqCst);
+        self.0.closing.notify_waiters();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.0.closed.load(Ordering::SeqCst)
     }
 
     /// Waits for a token. A paused system answers a retryable `RATE_LIMIT` at once,
     /// carrying how long the pause lasts: never a tight loop against a closed door.
     pub async fn acquire(&self) -> Result<(), OutboundError> {
         loop {
+            // Registered before the check, so a close between the two still wakes us.
+            let closing = self.0.closing.notified();
+            if self.is_closed() {
+                return Err(OutboundError::new(
+                    ErrorCode::ShuttingDown,
+                    "statsync is stopping: the call was not started",
+                ));
+            }
             let wait = match self.lock().try_acquire(Instant::now()) {
                 Ok(()) => return Ok(()),
                 Err(Wait::Paused(until)) => {
@@ -124,7 +156,10 @@ impl Budget {
                 }
                 Err(Wait::Until(at)) => at,
             };
-            actix::clock::sleep(wait.saturating_duration_since(Instant::now())).await;
+            tokio::select! {
+                _ = actix::clock::sleep(wait.saturating_duration_since(Instant::now())) => {}
+                _ = closing => {}
+            }
         }
     }
 }
@@ -176,5 +211,22 @@ mod tests {
         );
         assert_eq!(l.try_acquire(now + Duration::from_secs(2)), Ok(()));
         assert_eq!(l.remaining(now + Duration::from_secs(2)), 99);
+    }
+
+    #[actix::test]
+    async fn closing_answers_callers_waiting_for_a_token() {
+        let budget = Budget::new(1);
+        budget.acquire().await.expect("the first token is free");
+        let waiting = {
+            let budget = budget.clone();
+            actix::spawn(async move { budget.acquire().await })
+        };
+        tokio::task::yield_now().await;
+        budget.close();
+        let answer = tokio::time::timeout(Duration::from_millis(500), waiting)
+            .await
+            .expect("answered at once, not after the window")
+            .expect("task");
+        assert_eq!(answer.unwrap_err().code, ErrorCode::ShuttingDown);
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod agentapi;
 pub mod github;
+pub mod identity;
 pub mod limiter;
 pub mod linear;
 pub mod outbound;

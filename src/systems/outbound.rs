@@ -59,6 +59,9 @@ pub enum ErrorCode {
     Network,
     Timeout,
     Upstream5xx,
+    /// Never sent: statsync stopped before the call started. The row goes back to the
+    /// queue without counting an attempt.
+    ShuttingDown,
 }
 
 impl ErrorCode {
@@ -74,6 +77,7 @@ impl ErrorCode {
             ErrorCode::Network => "NETWORK",
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::Upstream5xx => "UPSTREAM_5XX",
+            ErrorCode::ShuttingDown => "SHUTTING_DOWN",
         }
     }
 
@@ -83,7 +87,11 @@ impl ErrorCode {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::RateLimit | ErrorCode::Network | ErrorCode::Timeout | ErrorCode::Upstream5xx
+            ErrorCode::RateLimit
+                | ErrorCode::Network
+                | ErrorCode::Timeout
+                | ErrorCode::Upstream5xx
+                | ErrorCode::ShuttingDown
         )
     }
 }

@@ -279,6 +279,18 @@ async fn github_graphql(
             .objects
             .insert(item.clone(), (option, None));
         json!({"updateProjectV2ItemFieldValue": {"projectV2Item": {"id": item}}})
+    } else if query.contains("fieldValueByName") {
+        // The item's Status as set (by statsync or a test), or none.
+        let set = state.lock().unwrap().objects.get(&item).cloned();
+        let value = set.and_then(|(option, _)| {
+            let name = options
+                .iter()
+                .find(|o| format!("opt-{}", o.to_lowercase().replace(' ', "-")) == option)?;
+            Some(json!({"name": name, "optionId": option}))
+        });
+        let node =
+            (item.starts_with("PVTI_")).then(|| json!({"id": item, "fieldValueByName": value}));
+        json!({ "node": node })
     } else if query.contains("node(id:") {
         json!({"node": {"id": item, "project": {"id": "PVT_board", "field": {
             "id": "PVTSSF_status",

@@ -31,15 +31,12 @@ async fn a_thousand_changes_under_a_limit_never_exceed_it_in_any_second_and_all_
         futures_util::future::join_all(batch).await;
         next += 8;
     }
-    wait_for(
+    count_becomes(
+        &app,
         "every change is delivered",
+        "SELECT count(*) FROM sync_outbox WHERE state = 'done'",
+        CHANGES as i64,
         Duration::from_secs(45),
-        || async {
-            let n = app
-                .count("SELECT count(*) FROM sync_outbox WHERE state = 'done'")
-                .await;
-            (n == CHANGES as i64).then_some(())
-        },
     )
     .await;
     let mut arrivals: Vec<_> = gh.requests().iter().map(|r| r.at).collect();

@@ -106,15 +106,12 @@ async fn a_server_killed_during_dispatch_delivers_every_pending_row_after_restar
     gh.set_latency(Duration::ZERO);
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let app = spawn_app_on(&url, &pairs).await;
-    wait_for(
+    count_becomes(
+        &app,
         "every pending row is delivered",
+        "SELECT count(*) FROM sync_outbox WHERE state NOT IN ('done', 'superseded')",
+        0,
         Duration::from_secs(30),
-        || async {
-            let n = app
-                .count("SELECT count(*) FROM sync_outbox WHERE state NOT IN ('done', 'superseded')")
-                .await;
-            (n == 0).then_some(())
-        },
     )
     .await;
     // Every entity shows in GitHub what PostgreSQL holds.
@@ -132,4 +129,83 @@ async fn a_server_killed_during_dispatch_delivers_every_pending_row_after_restar
         let (state, _) = gh.object(&issue).unwrap_or_else(|| panic!("{issue} never written"));
         assert_eq!(state, expected, "{issue} is {state} in GitHub but {status} in PostgreSQL");
     }
+}
+
+#[actix_web::test]
+async fn a_gracefully_stopped_app_hands_back_unstarted_rows_at_once_and_finishes_calls_in_flight() {
+    let (gh, lin) = (fakes::github().await, fakes::linear().await);
+    // One call a second and slow answers: the first call is in flight while the other
+    // claimed rows wait for a token when the stop comes.
+    gh.set_latency(Duration::from_millis(1500));
+    let slow = [
+        // Far longer than the test: only a release makes the rows claimable again.
+        ("STATSYNC__DISPATCH__LEASE_MS", "600000".to_owned()),
+        ("STATSYNC__DISPATCH__REQUEST_TIMEOUT_MS", "5000".into()),
+        ("STATSYNC__GITHUB__REQUESTS_PER_SECOND", "1".into()),
+    ];
+    let app = spawn_outbound(&gh, &lin, &slow).await;
+    let issues: Vec<String> = (1..=4).map(|n| format!("acme/stop#{n}")).collect();
+    for issue in &issues {
+        entity_on_github(&app.address, issue, "in_progress").await;
+    }
+    wait_for(
+        "a call is in flight and the other rows are claimed",
+        Duration::from_secs(20),
+        || async {
+            let claimed = app
+                .count("SELECT count(*) FROM sync_outbox WHERE state = 'in_flight'")
+                .await;
+            (claimed == 4 && !gh.requests().is_empty()).then_some(())
+        },
+    )
+    .await;
+    app.stop().await;
+    count_becomes(
+        &app,
+        "the stopped app holds no lease",
+        "SELECT count(*) FROM sync_outbox WHERE state = 'in_flight'",
+        0,
+        Duration::from_secs(15),
+    )
+    .await;
+    // Every call that reached GitHub was finished and recorded; the rest went back
+    // untouched: pending, runnable now, no attempt counted.
+    let started = gh.requests().len() as i64;
+    let done = app
+        .count("SELECT count(*) FROM sync_outbox WHERE state = 'done'")
+        .await;
+    assert_eq!(done, started, "each call in flight at the stop finished");
+    let released = app
+        .count(
+            "SELECT count(*) FROM sync_outbox WHERE state = 'pending' AND attempt_count = 0
+               AND lease_expires_at IS NULL AND run_at <= now() AND error_code IS NULL",
+        )
+        .await;
+    assert!(released > 0, "some claimed rows had not started");
+    assert_eq!(released + done, 4, "every row is done or handed back");
+
+    // A restarted app takes them at once, long before the old lease would end.
+    gh.set_latency(Duration::ZERO);
+    let env = outbound_env(
+        &gh,
+        &lin,
+        &[("STATSYNC__DISPATCH__LEASE_MS", "600000".into())],
+    );
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let restarted = spawn_app_on(&app.database_url, &pairs).await;
+    count_becomes(
+        &restarted,
+        "the handed-back rows are delivered by the restarted app",
+        "SELECT count(*) FROM sync_outbox WHERE state <> 'done'",
+        0,
+        Duration::from_secs(10),
+    )
+    .await;
+    for issue in &issues {
+        let (state, _) = gh
+            .object(issue)
+            .unwrap_or_else(|| panic!("{issue} never written"));
+        assert_eq!(state, "open", "{issue}");
+    }
+    restarted.stop().await;
 }

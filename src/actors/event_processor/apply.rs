@@ -23,6 +23,7 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::store::{echoes, entities, history, Store, StoreError};
+use crate::systems::identity::{self, Actor};
 
 /// What the engine's workers share.
 pub struct Engine {
@@ -336,12 +337,24 @@ async fn apply_one(
     // Echo suppression: a delivery about an object statsync itself just wrote, carrying
     // a value compatible with the status written, is that write coming back. It must not
     // be decided again (it could open a conflict or fan out further writes). The echo is
-    // consumed, so a genuine later change in that system is decided as usual.
+    // consumed, so a genuine later change in that system is decided as usual. When the
+    // delivery names its actor and statsync knows its own identity there, the actor
+    // decides: statsync's own change is an echo whatever its status, anyone else's is not.
     if let (Target::Ref(r), false) = (&item.target, item.forced) {
-        let compatible: Vec<CanonicalStatus> = mapping.compatible().iter().copied().collect();
-        let window = engine.settings.dispatch.echo_window_s;
-        if let Some(written) = echoes::consume(tx, r, &compatible, window).await? {
-            let reason = format!("echo of statsync's own write ({written} to {r})");
+        let actor = identity::actor_of(&engine.settings, update);
+        let echo = if actor == Actor::Other {
+            None
+        } else {
+            let compatible: Vec<CanonicalStatus> = mapping.compatible().iter().copied().collect();
+            let window = engine.settings.dispatch.echo_window_s;
+            match (echoes::consume(tx, r, &compatible, window).await?, actor) {
+                (Some(written), _) => Some(format!("{written} to {r}")),
+                (None, Actor::Statsync(own)) => Some(format!("made by {own} on {r}")),
+                (None, _) => None,
+            }
+        };
+        if let Some(what) = echo {
+            let reason = format!("echo of statsync's own write ({what})");
             effects.record_noop(state, item, &reason);
             return Ok(ItemOutcome::of(item, "noop", state, reason));
         }

@@ -5,6 +5,10 @@
 //! [`OutboundError`]; it never retries by itself (the dispatcher owns retries and rate
 //! limits) and never logs or returns the token.
 
+mod item_status;
+
+pub use item_status::{ItemStatus, ITEM_STATUS_QUERY};
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;

@@ -100,6 +100,7 @@ fn issue(root: &Value, action: &str) -> Result<Parsed, PayloadError> {
         None => optional(root, "data.url")?,
     };
     let actor_name: Option<String> = optional(root, "actor.name")?;
+    let actor_id: Option<String> = optional(root, "actor.id")?;
     Ok(Parsed::Updates(vec![StatusUpdate {
         source: SystemId::Linear,
         target: ExternalRef::new(SystemId::Linear, id),
@@ -118,6 +119,7 @@ fn issue(root: &Value, action: &str) -> Result<Parsed, PayloadError> {
             ("url", url.map(Value::from)),
             ("identifier", identifier.map(Value::from)),
             ("actor", actor_name.map(Value::from)),
+            ("actorId", actor_id.map(Value::from)),
         ]),
     }]))
 }
@@ -272,7 +274,7 @@ mod tests {
             project: Some("ENG".into()),
             explicit: true,
             title: Some("Retry outbound writes".into()),
-            metadata: json!({"url": url, "identifier": "ENG-123", "actor": "Ada Lovelace"}),
+            metadata: json!({"url": url, "identifier": "ENG-123", "actor": "Ada Lovelace", "actorId": "5f6a1d9e-0c8e-4a51-9f0b-7d0f2b0d7e11"}),
         };
         assert_eq!(one(Ok(delivery.parsed)), want);
     }
@@ -411,7 +413,7 @@ mod tests {
         fn any_value_in_any_read_field_never_panics(
             path in prop::sample::select(vec![
                 "action", "type", "webhookTimestamp", "url", "actor", "actor.type", "actor.name",
-                "data", "data.id", "data.identifier", "data.stateId", "data.state",
+                "actor.id",                "data", "data.id", "data.identifier", "data.stateId", "data.state",
                 "data.state.type", "data.team", "data.team.key", "data.updatedAt", "data.title",
                 "updatedFrom", "updatedFrom.stateId",
             ]),
