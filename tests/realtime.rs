@@ -19,12 +19,32 @@ type Conn = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
 /// A WebSocket to `app`, authenticated by header when `token` is given.
 async fn open(app: &TestApp, token: Option<&str>) -> Result<Conn, awc::error::WsClientError> {
+    open_from(app, token, None).await
+}
+
+/// The same, sent from a page at `origin`.
+async fn open_from(
+    app: &TestApp,
+    token: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Conn, awc::error::WsClientError> {
     let url = format!("{}/ws", app.address.replace("http://", "ws://"));
     let mut req = awc::Client::new().ws(url);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
+    if let Some(o) = origin {
+        req = req.origin(o);
+    }
     req.connect().await.map(|(_, conn)| conn)
+}
+
+/// The upgrade was refused with `status`.
+fn assert_refused(result: Result<Conn, awc::error::WsClientError>, status: u16) {
+    match result {
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), status),
+        other => panic!("expected {status}, got {:?}", other.map(|_| ())),
+    }
 }
 
 async fn send(conn: &mut Conn, msg: Value) {
@@ -196,13 +216,7 @@ async fn a_resume_older_than_retention_answers_resume_gap() {
 async fn no_token_a_bad_token_and_a_connection_over_the_limit_are_refused() {
     let app = spawn_app_with(&[("STATSYNC__WS__MAX_CONNECTIONS", "1")]).await;
 
-    match open(&app, Some("wrong-token")).await {
-        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), 401),
-        other => panic!(
-            "a bad token must be refused with 401, got {:?}",
-            other.map(|_| ())
-        ),
-    }
+    assert_refused(open(&app, Some("wrong-token")).await, 401);
 
     // No header: the first message must authenticate; anything else closes with 1008.
     let mut conn = open(&app, None).await.expect("upgrade without a header");
@@ -231,35 +245,16 @@ async fn no_token_a_bad_token_and_a_connection_over_the_limit_are_refused() {
     .await;
     assert_eq!(next(&mut conn).await["code"], "INVALID_ROOM");
 
-    match open(&app, Some(API_TOKEN)).await {
-        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), 503),
-        other => panic!(
-            "over ws.max_connections must be 503, got {:?}",
-            other.map(|_| ())
-        ),
-    }
+    // Over ws.max_connections.
+    assert_refused(open(&app, Some(API_TOKEN)).await, 503);
 }
 
 #[actix_web::test]
 async fn an_origin_not_allowed_is_refused() {
     let app = spawn_app_with(&[("STATSYNC__WS__ALLOWED_ORIGINS", "https://ops.example")]).await;
-    let url = format!("{}/ws", app.address.replace("http://", "ws://"));
-    let refused = awc::Client::new()
-        .ws(&url)
-        .origin("https://evil.example")
-        .bearer_auth(API_TOKEN)
-        .connect()
-        .await;
-    match refused {
-        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), 403),
-        other => panic!("expected 403, got {:?}", other.map(|_| ())),
-    }
-    let allowed = awc::Client::new()
-        .ws(&url)
-        .origin("https://ops.example")
-        .bearer_auth(API_TOKEN)
-        .connect()
-        .await;
+    let evil = open_from(&app, Some(API_TOKEN), Some("https://evil.example")).await;
+    assert_refused(evil, 403);
+    let allowed = open_from(&app, Some(API_TOKEN), Some("https://ops.example")).await;
     assert!(allowed.is_ok());
 }
 

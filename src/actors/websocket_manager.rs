@@ -354,17 +354,7 @@ impl Handler<Subscribe> for WebSocketManager {
 
     fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) {
         let upto = self.delivered;
-        let Some(after) = msg.resume_from.filter(|&s| s < upto) else {
-            self.join(msg.id, &msg.rooms);
-            self.send(
-                msg.id,
-                Outgoing::Subscribed {
-                    rooms: msg.rooms,
-                    seq: upto,
-                },
-            );
-            return;
-        };
+        let after = msg.resume_from.unwrap_or(upto);
         let store = self.store.clone();
         ctx.wait(
             async move { resume_gap(&store, after, upto).await }
@@ -379,6 +369,7 @@ impl Handler<Subscribe> for WebSocketManager {
                                 seq: upto,
                             },
                         );
+                        // Without a resume (or one already level) this joins at once.
                         act.catch_up(
                             ctx,
                             CatchUp {
