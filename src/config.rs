@@ -111,6 +111,10 @@ pub struct EngineSettings {
     pub workers: usize,
     pub batch_size: usize,
     pub queue_capacity: i64,
+    /// Webhook deliveries are committed in groups by this many writers in turn.
+    pub intake_writers: usize,
+    /// The most deliveries one intake commit holds.
+    pub intake_group_max: usize,
     pub poll_interval_ms: u64,
     pub retry_after_s: u64,
     pub priorities: EnginePriorities,
@@ -455,6 +459,12 @@ impl Settings {
         }
         if self.engine.batch_size == 0 {
             return invalid("engine.batch_size", "must be at least 1");
+        }
+        if self.engine.intake_writers == 0 {
+            return invalid("engine.intake_writers", "must be at least 1");
+        }
+        if self.engine.intake_group_max == 0 {
+            return invalid("engine.intake_group_max", "must be at least 1");
         }
         if self.engine.queue_capacity < 1 {
             return invalid("engine.queue_capacity", "must be at least 1");

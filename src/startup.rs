@@ -144,7 +144,7 @@ impl Application {
             store.clone(),
             metrics.clone(),
             backlog,
-            settings.engine.queue_capacity,
+            &settings.engine,
             processor,
         );
         let state = web::Data::new(AppState {

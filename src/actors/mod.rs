@@ -2,6 +2,7 @@
 
 pub mod conflict_resolver;
 pub mod event_processor;
+pub mod intake;
 pub mod status_mapper;
 pub mod synchronizer;
 pub mod websocket_manager;

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 pub use super::event_processor::Target;
 use super::event_processor::{ApplyError, ApplyNow, EventProcessor, ItemOutcome, WorkItem};
+use super::intake::{GroupError, IntakeWriter};
 use crate::domain::{
     CanonicalStatus, EntityKind, ExternalRef, NativeStatus, StatusUpdate, SystemId, UpdateAction,
 };
@@ -18,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::store::entities::{self, EntityRow, Link};
 use crate::store::events::{self, Event};
 use crate::store::history::{self, Conflict, Transition};
-use crate::store::inbound::{self, NewDelivery, Stored};
+use crate::store::inbound::{NewDelivery, Stored};
 use crate::store::{Store, StoreError};
 
 /// New work is stored: look for it now rather than at the next poll.
@@ -39,7 +40,7 @@ pub enum IntakeError {
     #[error("the processing queue is full ({backlog} deliveries waiting); retry later")]
     QueueFull { backlog: i64 },
     #[error("the delivery could not be stored: {0}")]
-    Store(#[from] StoreError),
+    Store(#[from] GroupError),
 }
 
 /// Why an API call did not go through.
@@ -166,22 +167,32 @@ pub struct StatusSynchronizer {
     backlog: Arc<Backlog>,
     capacity: i64,
     processor: Addr<EventProcessor>,
+    writer: IntakeWriter,
 }
 
 impl StatusSynchronizer {
+    /// Starts the intake writers on the current runtime.
     pub fn new(
         store: Store,
         metrics: Arc<Metrics>,
         backlog: Arc<Backlog>,
-        capacity: i64,
+        engine: &crate::config::EngineSettings,
         processor: Addr<EventProcessor>,
     ) -> Self {
+        let writer = IntakeWriter::start(
+            store.clone(),
+            engine.intake_writers,
+            engine.intake_group_max,
+            backlog.clone(),
+            processor.clone().recipient(),
+        );
         StatusSynchronizer {
             store,
             metrics,
             backlog,
-            capacity,
+            capacity: engine.queue_capacity,
             processor,
+            writer,
         }
     }
 
@@ -195,13 +206,7 @@ impl StatusSynchronizer {
         if backlog >= self.capacity {
             return Err(IntakeError::QueueFull { backlog });
         }
-        let client = self.store.client().await?;
-        let stored = inbound::insert(&client, delivery).await?;
-        if let Stored::New(_) = stored {
-            self.backlog.add(1);
-            self.processor.do_send(Wake);
-        }
-        Ok(stored)
+        Ok(self.writer.store(delivery).await?)
     }
 
     pub fn monitor_webhook(&self, system: SystemId, event: &str, result: &str) {

@@ -64,6 +64,34 @@ pub async fn consume(
     Ok(row.map(|r| r.get(0)))
 }
 
+const PRESENT: &str = "SELECT DISTINCT e.system, e.external_id
+    FROM unnest($1::text[], $2::text[]) AS q(system, external_id)
+    JOIN sync_echoes e ON e.system = q.system AND e.external_id = q.external_id";
+
+/// Which of `targets` have any echo waiting: one query for a whole batch, so only those
+/// pay for `consume`.
+pub async fn present(
+    client: &impl GenericClient,
+    targets: &[&ExternalRef],
+) -> Result<std::collections::HashSet<ExternalRef>, StoreError> {
+    if targets.is_empty() {
+        return Ok(Default::default());
+    }
+    let systems: Vec<&str> = targets.iter().map(|r| r.system.as_str()).collect();
+    let ids: Vec<&str> = targets.iter().map(|r| r.external_id.as_str()).collect();
+    let stmt = client.prepare_cached(PRESENT).await?;
+    let rows = client.query(&stmt, &[&systems, &ids]).await?;
+    rows.iter()
+        .map(|r| {
+            let system: String = r.get(0);
+            let system = system
+                .parse()
+                .map_err(|e: crate::domain::ParseError| StoreError::Corrupt(e.to_string()))?;
+            Ok(ExternalRef::new(system, r.get::<_, String>(1)))
+        })
+        .collect()
+}
+
 const PRUNE: &str = "DELETE FROM sync_echoes
     WHERE written_at < now() - make_interval(secs => $1::float8)";
 

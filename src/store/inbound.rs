@@ -22,33 +22,52 @@ pub enum Stored {
     Duplicate,
 }
 
-const INSERT: &str = "INSERT INTO inbound_events (system, delivery_id, event_type, priority, body)
-    VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (system, delivery_id) DO NOTHING
-    RETURNING id";
-
 /// Stores one delivery in its own (auto-committed) statement.
 pub async fn insert(
     client: &impl GenericClient,
     d: &NewDelivery<'_>,
 ) -> Result<Stored, StoreError> {
-    let stmt = client.prepare_cached(INSERT).await?;
-    let row = client
-        .query_opt(
-            &stmt,
-            &[
-                &d.system.as_str(),
-                &d.delivery_id,
-                &d.event_type,
-                &d.priority,
-                &d.body,
-            ],
-        )
+    let mut stored = insert_many(client, std::slice::from_ref(d)).await?;
+    stored
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("an insert answered nothing".into()))
+}
+
+const INSERT_MANY: &str =
+    "INSERT INTO inbound_events (system, delivery_id, event_type, priority, body)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::bytea[])
+    ON CONFLICT (system, delivery_id) DO NOTHING
+    RETURNING id, system, delivery_id";
+
+/// Stores several deliveries in one statement (the caller's transaction, or its own);
+/// answers for each, in order. The first of two with the same id in one call is the
+/// one stored; the second is its duplicate.
+pub async fn insert_many(
+    client: &impl GenericClient,
+    deliveries: &[NewDelivery<'_>],
+) -> Result<Vec<Stored>, StoreError> {
+    let systems: Vec<&str> = deliveries.iter().map(|d| d.system.as_str()).collect();
+    let ids: Vec<&str> = deliveries.iter().map(|d| d.delivery_id).collect();
+    let types: Vec<&str> = deliveries.iter().map(|d| d.event_type).collect();
+    let priorities: Vec<i16> = deliveries.iter().map(|d| d.priority).collect();
+    let bodies: Vec<&[u8]> = deliveries.iter().map(|d| d.body).collect();
+    let stmt = client.prepare_cached(INSERT_MANY).await?;
+    let rows = client
+        .query(&stmt, &[&systems, &ids, &types, &priorities, &bodies])
         .await?;
-    Ok(match row {
-        Some(r) => Stored::New(r.get(0)),
-        None => Stored::Duplicate,
-    })
+    let mut stored: std::collections::HashMap<(String, String), i64> = rows
+        .iter()
+        .map(|r| ((r.get(1), r.get(2)), r.get(0)))
+        .collect();
+    Ok(deliveries
+        .iter()
+        .map(
+            |d| match stored.remove(&(d.system.as_str().to_owned(), d.delivery_id.to_owned())) {
+                Some(id) => Stored::New(id),
+                None => Stored::Duplicate,
+            },
+        )
+        .collect())
 }
 
 const COUNT_PENDING: &str = "SELECT count(*) FROM inbound_events WHERE state = 'pending'";

@@ -2,7 +2,7 @@
 //! order, ask the StatusMapper and the ConflictResolver, and write every effect
 //! (entity, history, conflicts, outbox, events) in the caller's transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -146,6 +146,14 @@ pub async fn apply_items(
         }
     }
     let mut found = entities::find(tx, &refs).await?;
+    let targets: Vec<&ExternalRef> = items
+        .iter()
+        .filter_map(|i| match &i.target {
+            Target::Ref(r) => Some(r),
+            Target::Entity(_) => None,
+        })
+        .collect();
+    let echoes = echoes::present(tx, &targets).await?;
     let mut entity_of: Vec<Option<Uuid>> = items.iter().map(|i| known_entity(i, &found)).collect();
 
     let ids: Vec<Uuid> = entity_of.iter().flatten().copied().collect();
@@ -171,6 +179,7 @@ pub async fn apply_items(
             &mut entity_of[idx],
             &mut states,
             &mut found,
+            &echoes,
             &mut effects,
             now,
         )
@@ -245,6 +254,7 @@ async fn apply_one(
     entity: &mut Option<Uuid>,
     states: &mut HashMap<Uuid, EntityState>,
     found: &mut HashMap<ExternalRef, Uuid>,
+    echoes_waiting: &HashSet<ExternalRef>,
     effects: &mut Effects,
     now: DateTime<Utc>,
 ) -> Result<ItemOutcome, ApplyError> {
@@ -344,6 +354,11 @@ async fn apply_one(
         let actor = identity::actor_of(&engine.settings, update);
         let echo = if actor == Actor::Other {
             None
+        } else if !echoes_waiting.contains(r) {
+            match actor {
+                Actor::Statsync(own) => Some(format!("made by {own} on {r}")),
+                _ => None,
+            }
         } else {
             let compatible: Vec<CanonicalStatus> = mapping.compatible().iter().copied().collect();
             let window = engine.settings.dispatch.echo_window_s;

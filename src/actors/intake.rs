@@ -1,0 +1,158 @@
+//! Group commit for webhook intake: deliveries arriving together are stored by one
+//! multi-row `INSERT` and one commit, and each is answered only after that commit.
+//! One commit (one WAL flush) per delivery is what capped intake before; grouping keeps
+//! the promise (a 2xx means committed) at a fraction of the cost.
+//!
+//! A few writers take turns: while one commits its group, the next gathers the
+//! deliveries that arrive meanwhile, so a group is whatever arrived during one commit
+//! and nobody waits on a timer.
+
+use std::sync::Arc;
+
+use actix::Recipient;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::synchronizer::{Backlog, Wake};
+use crate::domain::SystemId;
+use crate::store::inbound::{self, NewDelivery, Stored};
+use crate::store::{Store, StoreError};
+
+/// A verified delivery waiting for its group's commit.
+struct Pending {
+    system: SystemId,
+    delivery_id: String,
+    event_type: String,
+    priority: i16,
+    body: Vec<u8>,
+    reply: oneshot::Sender<Result<Stored, Arc<StoreError>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+    #[error("the intake writers have stopped (shutting down)")]
+    Stopped,
+}
+
+/// The handle webhook handlers store deliveries through.
+#[derive(Clone)]
+pub struct IntakeWriter {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl IntakeWriter {
+    /// Starts `writers` writer tasks on the current runtime; each commits at most
+    /// `max_group` deliveries at once.
+    pub fn start(
+        store: Store,
+        writers: usize,
+        max_group: usize,
+        backlog: Arc<Backlog>,
+        wake: Recipient<Wake>,
+    ) -> Self {
+        let (queue, rx) = mpsc::channel(max_group * writers.max(1) * 2);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..writers.max(1) {
+            let writer = Writer {
+                store: store.clone(),
+                rx: rx.clone(),
+                max_group,
+                backlog: backlog.clone(),
+                wake: wake.clone(),
+            };
+            actix::spawn(writer.run());
+        }
+        IntakeWriter { queue }
+    }
+
+    /// Stores one delivery; `Ok` means it is committed.
+    pub async fn store(&self, d: &NewDelivery<'_>) -> Result<Stored, GroupError> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            system: d.system,
+            delivery_id: d.delivery_id.to_owned(),
+            event_type: d.event_type.to_owned(),
+            priority: d.priority,
+            body: d.body.to_vec(),
+            reply,
+        };
+        self.queue
+            .send(pending)
+            .await
+            .map_err(|_| GroupError::Stopped)?;
+        // A writer that dies with the group unanswered has not committed it.
+        answer
+            .await
+            .map_err(|_| GroupError::Stopped)?
+            .map_err(GroupError::Store)
+    }
+}
+
+struct Writer {
+    store: Store,
+    rx: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    max_group: usize,
+    backlog: Arc<Backlog>,
+    wake: Recipient<Wake>,
+}
+
+impl Writer {
+    async fn run(self) {
+        let mut group = Vec::with_capacity(self.max_group);
+        loop {
+            {
+                let mut rx = self.rx.lock().await;
+                let Some(first) = rx.recv().await else {
+                    return;
+                };
+                group.push(first);
+                while group.len() < self.max_group {
+                    match rx.try_recv() {
+                        Ok(p) => group.push(p),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.commit(&mut group).await;
+        }
+    }
+
+    async fn commit(&self, group: &mut Vec<Pending>) {
+        let result = self.insert(group).await;
+        let mut new = 0;
+        match result {
+            Ok(stored) => {
+                for (p, s) in group.drain(..).zip(stored) {
+                    new += matches!(s, Stored::New(_)) as i64;
+                    let _ = p.reply.send(Ok(s));
+                }
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                for p in group.drain(..) {
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+            }
+        }
+        if new > 0 {
+            self.backlog.add(new);
+            self.wake.do_send(Wake);
+        }
+    }
+
+    async fn insert(&self, group: &[Pending]) -> Result<Vec<Stored>, StoreError> {
+        let deliveries: Vec<NewDelivery<'_>> = group
+            .iter()
+            .map(|p| NewDelivery {
+                system: p.system,
+                delivery_id: &p.delivery_id,
+                event_type: &p.event_type,
+                priority: p.priority,
+                body: &p.body,
+            })
+            .collect();
+        let client = self.store.client().await?;
+        inbound::insert_many(&client, &deliveries).await
+    }
+}
