@@ -25,6 +25,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_postgresql_source",
         include_str!("../../sql/0005_postgresql_source.sql"),
     ),
+    (
+        "0008_github_item_lookups",
+        include_str!("../../sql/0008_github_item_lookups.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrators.
