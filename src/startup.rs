@@ -16,6 +16,7 @@ use actix::{Actor, Addr};
 
 use crate::actors::conflict_resolver::ConflictResolver;
 use crate::actors::event_processor::{Engine, EventProcessor, Lifecycle};
+use crate::actors::hints::{Hints, Listen, Listeners};
 use crate::actors::status_mapper::StatusMapper;
 use crate::actors::synchronizer::{Backlog, StatusSynchronizer};
 use crate::actors::websocket_manager::{Shutdown, WebSocketManager};
@@ -116,7 +117,10 @@ impl Application {
         // that wrote outbox rows.
         let delivered = store::events::last_seq(&store.client().await?).await?;
         let ws = WebSocketManager::new(store.clone(), settings.clone(), delivered).start();
-        let mut committed = vec![ws.clone().recipient()];
+        // Other replicas hear of this one's commits through coalesced NOTIFY hints.
+        let hints = Hints::new(store.clone(), database.url.clone()).start();
+        let mut committed = vec![ws.clone().recipient(), hints.clone().recipient()];
+        let mut listening = vec![ws.clone().recipient()];
         let mut dispatcher = None;
         if settings.server.worker_enabled {
             let dispatch = DispatchContext::new(
@@ -127,6 +131,7 @@ impl Application {
             )?;
             let addr = Dispatcher::new(dispatch).start();
             committed.push(addr.clone().recipient());
+            listening.push(addr.clone().recipient());
             dispatcher = Some(addr);
         }
         let engine = Arc::new(Engine {
@@ -140,12 +145,21 @@ impl Application {
             lifecycle: Lifecycle::default(),
         });
         let processor = EventProcessor::new(engine.clone()).start();
+        hints.do_send(Listen(Listeners {
+            events: listening,
+            inbound: if settings.server.worker_enabled {
+                vec![processor.clone().recipient()]
+            } else {
+                Vec::new()
+            },
+        }));
         let sync = StatusSynchronizer::new(
             store.clone(),
             metrics.clone(),
             backlog,
             &settings.engine,
             processor,
+            hints.recipient(),
         );
         let state = web::Data::new(AppState {
             settings: settings.clone(),

@@ -7,6 +7,8 @@ mod echoes;
 mod failures;
 #[path = "outbound/fakes.rs"]
 mod fakes;
+#[path = "outbound/item_lookup.rs"]
+mod item_lookup;
 #[path = "outbound/lookup.rs"]
 mod lookup;
 #[path = "outbound/ordering.rs"]

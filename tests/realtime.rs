@@ -11,7 +11,7 @@ use actix_web::web::Bytes;
 use awc::ws;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use support::{spawn_app_on, spawn_app_with, TestApp, API_TOKEN};
+use support::{eventually, spawn_app_on, spawn_app_with, TestApp, API_TOKEN};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -118,7 +118,12 @@ async fn last_seq(app: &TestApp) -> i64 {
 #[actix_web::test]
 async fn an_update_through_one_instance_reaches_a_subscriber_on_another() {
     let a = spawn_app_with(&[]).await;
-    let b = spawn_app_on(&a.database_url, &[]).await;
+    // B would poll only after the test's deadline: A's NOTIFY hint must wake it.
+    let b = spawn_app_on(
+        &a.database_url,
+        &[("STATSYNC__WS__POLL_INTERVAL_MS", "600000")],
+    )
+    .await;
     let id = new_task(&a, "t-1").await;
     let mut conn = open(&b, Some(API_TOKEN)).await.expect("upgrade");
     let room = format!("entity:{id}");
@@ -129,13 +134,41 @@ async fn an_update_through_one_instance_reaches_a_subscriber_on_another() {
         .await;
     assert_eq!(body["decision"], "applied", "{body}");
     let upto = last_seq(&a).await;
-    let got = events_until(&mut conn, upto).await;
+    // Heartbeats keep the socket busy, so the deadline is on the whole wait.
+    let got = tokio::time::timeout(WAIT, events_until(&mut conn, upto))
+        .await
+        .expect("B delivers the event before the deadline, woken by A's hint");
     let change = got
         .iter()
         .find(|e| e["type"] == "status_changed")
         .expect("a status_changed event");
     assert_eq!(change["entityId"], json!(id));
     assert!(change["rooms"].as_array().unwrap().contains(&json!(room)));
+}
+
+#[actix_web::test]
+async fn a_delivery_stored_by_an_api_only_replica_is_applied_at_once_by_a_worker() {
+    let worker = spawn_app_with(&[("STATSYNC__ENGINE__POLL_INTERVAL_MS", "600000")]).await;
+    let front = spawn_app_on(
+        &worker.database_url,
+        &[("STATSYNC__SERVER__WORKER_ENABLED", "false")],
+    )
+    .await;
+    let body = serde_json::to_vec(&json!({
+        "taskId": "hinted",
+        "state": "working",
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+    }))
+    .unwrap();
+    assert_eq!(front.agent(Some("hint-1"), &body).await.status, 200);
+    // The worker polls only after the deadline: the front's hint must wake it.
+    eventually("the worker applies the delivery", WAIT, || async {
+        worker
+            .count("SELECT count(*) FROM inbound_events WHERE state = 'processed'")
+            .await
+            == 1
+    })
+    .await;
 }
 
 #[actix_web::test]

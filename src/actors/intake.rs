@@ -49,7 +49,7 @@ impl IntakeWriter {
         writers: usize,
         max_group: usize,
         backlog: Arc<Backlog>,
-        wake: Recipient<Wake>,
+        wake: Vec<Recipient<Wake>>,
     ) -> Self {
         let (queue, rx) = mpsc::channel(max_group * writers.max(1) * 2);
         let rx = Arc::new(Mutex::new(rx));
@@ -94,7 +94,7 @@ struct Writer {
     rx: Arc<Mutex<mpsc::Receiver<Pending>>>,
     max_group: usize,
     backlog: Arc<Backlog>,
-    wake: Recipient<Wake>,
+    wake: Vec<Recipient<Wake>>,
 }
 
 impl Writer {
@@ -137,7 +137,9 @@ impl Writer {
         }
         if new > 0 {
             self.backlog.add(new);
-            self.wake.do_send(Wake);
+            for r in &self.wake {
+                r.do_send(Wake);
+            }
         }
     }
 

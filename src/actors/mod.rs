@@ -2,6 +2,7 @@
 
 pub mod conflict_resolver;
 pub mod event_processor;
+pub mod hints;
 pub mod intake;
 pub mod status_mapper;
 pub mod synchronizer;

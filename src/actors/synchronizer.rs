@@ -178,13 +178,14 @@ impl StatusSynchronizer {
         backlog: Arc<Backlog>,
         engine: &crate::config::EngineSettings,
         processor: Addr<EventProcessor>,
+        hints: Recipient<Wake>,
     ) -> Self {
         let writer = IntakeWriter::start(
             store.clone(),
             engine.intake_writers,
             engine.intake_group_max,
             backlog.clone(),
-            processor.clone().recipient(),
+            vec![processor.clone().recipient(), hints],
         );
         StatusSynchronizer {
             store,

@@ -126,7 +126,7 @@ enum Announce {
 
 /// What the API said about its budget: a spent budget or a rate-limit answer pauses
 /// the whole system's queue until the reset.
-fn observe_rate(
+pub(super) fn observe_rate(
     ctx: &DispatchContext,
     system: SystemId,
     rate: &RateInfo,
@@ -337,6 +337,6 @@ pub fn sync_event(row: &OutboxRow, what: &str, data: serde_json::Value) -> NewEv
     }
 }
 
-fn millis(d: Duration) -> i64 {
+pub(super) fn millis(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }

@@ -4,6 +4,9 @@
 //! flight per system, never two for one entity+system, oldest first, newer rows
 //! superseding older ones for the same object. Each claimed row is delivered by
 //! `deliver.rs`; retry timing lives in `retry.rs`, budgets in `systems/limiter.rs`.
+//! GitHub item lookups (`lookup.rs`: reading a Projects v2 item's Status that a delivery
+//! did not carry) are a queue of their own, claimed and paced the same way on GitHub's
+//! budget.
 //! Woken after every commit that wrote outbox rows, and by a poll as the backstop. It
 //! never holds a row lock or a pooled connection across an outbound HTTP call.
 //! On a graceful stop (`StopDispatch`) it claims nothing more, hands rows whose call has
@@ -11,6 +14,7 @@
 //! without waiting for the lease), and lets calls already made finish within the grace.
 
 mod deliver;
+mod lookup;
 mod retry;
 
 use std::collections::HashMap;
@@ -28,6 +32,7 @@ use crate::actors::synchronizer::EventsCommitted;
 use crate::config::Settings;
 use crate::domain::SystemId;
 use crate::metrics::Metrics;
+use crate::store::lookups::LookupRow;
 use crate::store::outbox::OutboxRow;
 use crate::store::{echoes, events, outbox, Store, StoreError};
 use crate::systems::agentapi::client::AgentClient;
@@ -35,8 +40,36 @@ use crate::systems::github::client::GithubClient;
 use crate::systems::limiter::Budget;
 use crate::systems::linear::client::LinearClient;
 
-/// The systems statsync writes to.
-pub const OUTBOUND: [SystemId; 3] = [SystemId::Github, SystemId::Linear, SystemId::Agentapi];
+/// A queue the dispatcher claims from: the outbox rows of one system statsync writes
+/// to, or GitHub lookups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Queue {
+    Outbox(SystemId),
+    Lookups,
+}
+
+const QUEUES: [Queue; 4] = [
+    Queue::Outbox(SystemId::Github),
+    Queue::Outbox(SystemId::Linear),
+    Queue::Outbox(SystemId::Agentapi),
+    Queue::Lookups,
+];
+
+impl Queue {
+    /// Whose budget (and pauses) the queue's calls spend.
+    fn system(self) -> SystemId {
+        match self {
+            Queue::Outbox(system) => system,
+            Queue::Lookups => SystemId::Github,
+        }
+    }
+}
+
+/// One claimed piece of work.
+enum Job {
+    Write(OutboxRow),
+    Lookup(LookupRow),
+}
 
 /// One client per external system.
 pub struct Connectors {
@@ -142,7 +175,7 @@ struct Lane {
 
 pub struct Dispatcher {
     ctx: Arc<DispatchContext>,
-    lanes: HashMap<SystemId, Lane>,
+    lanes: HashMap<Queue, Lane>,
     stopping: bool,
     /// Told when the last delivery of a stopping dispatcher has been recorded.
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
@@ -178,18 +211,18 @@ impl Dispatcher {
     }
 
     fn wake_all(&mut self, ctx: &mut Context<Self>) {
-        for system in OUTBOUND {
-            self.wake(system, ctx);
+        for queue in QUEUES {
+            self.wake(queue, ctx);
         }
     }
 
-    fn wake(&mut self, system: SystemId, ctx: &mut Context<Self>) {
+    fn wake(&mut self, queue: Queue, ctx: &mut Context<Self>) {
         if self.stopping {
             return;
         }
         let limit = self.ctx.settings.dispatch.concurrency;
-        let paused = self.ctx.paused(system);
-        let lane = self.lanes.entry(system).or_default();
+        let paused = self.ctx.paused(queue.system());
+        let lane = self.lanes.entry(queue).or_default();
         if lane.claiming {
             lane.rewake = true;
             return;
@@ -200,7 +233,7 @@ impl Dispatcher {
                 lane.resume_at = Some(until);
                 ctx.run_later(
                     until.saturating_duration_since(Instant::now()),
-                    move |act, ctx| act.wake(system, ctx),
+                    move |act, ctx| act.wake(queue, ctx),
                 );
             }
             return;
@@ -212,24 +245,24 @@ impl Dispatcher {
         lane.claiming = true;
         let shared = self.ctx.clone();
         ctx.spawn(
-            async move { claim(&shared, system, free).await }
+            async move { claim(&shared, queue, free).await }
                 .into_actor(self)
                 .map(move |result, act, ctx| {
-                    let lane = act.lanes.entry(system).or_default();
+                    let lane = act.lanes.entry(queue).or_default();
                     lane.claiming = false;
                     let again = std::mem::take(&mut lane.rewake);
                     match result {
                         Ok(rows) => {
                             let full = rows.len() == free;
-                            for row in rows {
-                                act.start(row, ctx);
+                            for job in rows {
+                                act.start(queue, job, ctx);
                             }
                             if full || again {
-                                act.wake(system, ctx);
+                                act.wake(queue, ctx);
                             }
                         }
                         Err(e) => {
-                            tracing::warn!(system = system.as_str(), error = %e, "claiming outbox rows failed; the poll retries");
+                            tracing::warn!(queue = ?queue, error = %e, "claiming failed; the poll retries");
                         }
                     }
                     act.tell_if_drained();
@@ -237,25 +270,44 @@ impl Dispatcher {
         );
     }
 
-    fn start(&mut self, row: OutboxRow, ctx: &mut Context<Self>) {
-        let system = row.system;
-        self.lanes.entry(system).or_default().running += 1;
+    fn start(&mut self, queue: Queue, job: Job, ctx: &mut Context<Self>) {
+        self.lanes.entry(queue).or_default().running += 1;
         let shared = self.ctx.clone();
         ctx.spawn(
-            async move { deliver::deliver(&shared, row).await }
-                .into_actor(self)
-                .map(move |_, act, ctx| {
-                    let lane = act.lanes.entry(system).or_default();
-                    lane.running = lane.running.saturating_sub(1);
-                    act.wake(system, ctx);
-                    act.tell_if_drained();
-                }),
+            async move {
+                match job {
+                    Job::Write(row) => deliver::deliver(&shared, row).await,
+                    Job::Lookup(row) => lookup::perform(&shared, row).await,
+                }
+            }
+            .into_actor(self)
+            .map(move |_, act, ctx| {
+                let lane = act.lanes.entry(queue).or_default();
+                lane.running = lane.running.saturating_sub(1);
+                act.wake(queue, ctx);
+                act.tell_if_drained();
+            }),
         );
     }
 }
 
+async fn claim(ctx: &DispatchContext, queue: Queue, limit: usize) -> Result<Vec<Job>, StoreError> {
+    Ok(match queue {
+        Queue::Outbox(system) => claim_writes(ctx, system, limit)
+            .await?
+            .into_iter()
+            .map(Job::Write)
+            .collect(),
+        Queue::Lookups => lookup::claim(ctx, limit)
+            .await?
+            .into_iter()
+            .map(Job::Lookup)
+            .collect(),
+    })
+}
+
 /// Supersedes, claims and announces `_sync_started` in one short transaction.
-async fn claim(
+async fn claim_writes(
     ctx: &DispatchContext,
     system: SystemId,
     limit: usize,

@@ -26,6 +26,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/0005_postgresql_source.sql"),
     ),
     ("0006_hot_path", include_str!("../../sql/0006_hot_path.sql")),
+    (
+        "0008_github_item_lookups",
+        include_str!("../../sql/0008_github_item_lookups.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrators.

@@ -321,6 +321,23 @@ pub fn github_error(status: u16, message: &str) -> Reply {
     )
 }
 
+/// GitHub GraphQL's answer for a node id that resolves to nothing (a deleted item):
+/// 200, `node: null` and a `NOT_FOUND` error.
+pub fn github_node_not_found(id: &str) -> Reply {
+    Reply::status(
+        200,
+        json!({
+            "data": {"node": null},
+            "errors": [{
+                "type": "NOT_FOUND",
+                "path": ["node"],
+                "locations": [{"line": 2, "column": 3}],
+                "message": format!("Could not resolve to a node with the global id of '{id}'"),
+            }],
+        }),
+    )
+}
+
 // ------------------------------------------------------------------------ Linear
 
 /// Team ENG's workflow, as `workflowStates` answers it.

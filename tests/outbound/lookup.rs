@@ -23,7 +23,7 @@ async fn an_items_status_is_read_back_by_name_and_option_id() {
     let gh = fakes::github().await;
     let github = client(&gh);
     assert_eq!(
-        github.item_status(ITEM).await.unwrap(),
+        github.item_status(ITEM).await.unwrap().status,
         None,
         "nothing set yet"
     );
@@ -33,7 +33,7 @@ async fn an_items_status_is_read_back_by_name_and_option_id() {
         .objects
         .insert(ITEM.into(), ("opt-in-review".into(), None));
     assert_eq!(
-        github.item_status(ITEM).await.unwrap(),
+        github.item_status(ITEM).await.unwrap().status,
         Some(ItemStatus {
             name: "In Review".into(),
             option_id: "opt-in-review".into()

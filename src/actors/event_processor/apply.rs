@@ -308,8 +308,17 @@ async fn apply_one(
     let mapping = match mapping {
         Some(Ok(m)) => m,
         Some(Err(e @ MappingError::NeedsLookup { .. })) => {
-            // Not a bad value: the delivery did not carry it. The GitHub connector
-            // reads it back; until then nothing changes.
+            // Not a bad value: the delivery did not carry it. A lookup reads it back
+            // after this commit; until then nothing changes. statsync's own edits and
+            // objects that would not be created need no reading back.
+            let own = matches!(
+                identity::actor_of(&engine.settings, update),
+                Actor::Statsync(_)
+            );
+            effects.record_lookup(
+                item,
+                !own && (entity.is_some() || engine.settings.sync.auto_create),
+            );
             let reason = e.to_string();
             if let Some(state) = entity.and_then(|id| states.get(&id)) {
                 effects.record_noop(state, item, &reason);

@@ -17,6 +17,7 @@ use crate::domain::{
 use crate::store::entities::{self, EntityRow, Link, StatusWrite};
 use crate::store::events::{self, NewEvent};
 use crate::store::history::{self, Conflict, Transition};
+use crate::store::lookups::{self, NewLookup};
 use crate::store::outbox::{self, NewOutboxRow};
 use crate::store::StoreError;
 
@@ -157,6 +158,7 @@ pub struct Effects {
     conflicts: Vec<Conflict>,
     resolutions: Vec<(Uuid, String, CanonicalStatus)>,
     outbox: Vec<NewOutboxRow>,
+    lookups: Vec<NewLookup>,
     events: Vec<NewEvent>,
     /// Filled by `write`: the seqs logged, for the post-commit wake-ups.
     pub seqs: Vec<i64>,
@@ -165,6 +167,20 @@ pub struct Effects {
 impl Effects {
     pub fn record_noop(&mut self, state: &EntityState, item: &WorkItem, reason: &str) {
         self.transition(state, None, item, state.status(), "noop", reason);
+    }
+
+    /// A GitHub delivery that named a project item's field but not its value: the
+    /// dispatcher reads the value back after the commit (never inside this transaction)
+    /// and stores it as a new update. `wanted`: someone may act on the value read.
+    pub fn record_lookup(&mut self, item: &WorkItem, wanted: bool) {
+        if let (true, Target::Ref(r), Some(inbound)) = (wanted, &item.target, item.inbound_id) {
+            if r.system == SystemId::Github {
+                self.lookups.push(NewLookup {
+                    item_id: r.external_id.clone(),
+                    inbound_event_id: inbound,
+                });
+            }
+        }
     }
 
     /// A native value with no mapping: recorded on the entity and announced, never
@@ -384,6 +400,11 @@ impl Effects {
         decision: &str,
         reason: &str,
     ) {
+        // A value statsync read back itself says so in the history.
+        let reason = match item.update.metadata.get("lookup").and_then(|v| v.as_str()) {
+            Some(how) => format!("{reason} ({how})"),
+            None => reason.to_owned(),
+        };
         self.transitions.push(Transition {
             entity_id: state.id(),
             from_status: from.map(|s| s.as_str().to_owned()),
@@ -391,7 +412,7 @@ impl Effects {
             system: item.update.source.as_str().to_owned(),
             source_timestamp: item.update.source_timestamp,
             decision: decision.to_owned(),
-            reason: reason.to_owned(),
+            reason,
             version: state.version(),
             inbound_event_id: item.inbound_id,
             created_at: None,
@@ -453,12 +474,14 @@ impl Effects {
             history::resolve_open(tx, *entity, by, status.as_str()).await?;
         }
         outbox::insert(tx, &self.outbox).await?;
+        lookups::insert(tx, &self.lookups).await?;
         self.seqs = events::append(tx, &self.events).await?;
         Ok(())
     }
 
+    /// Outbound work written (outbox rows and lookups): the dispatcher is woken for it.
     pub fn outbox_rows(&self) -> usize {
-        self.outbox.len()
+        self.outbox.len() + self.lookups.len()
     }
 }
 

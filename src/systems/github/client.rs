@@ -7,7 +7,7 @@
 
 mod item_status;
 
-pub use item_status::{ItemStatus, ITEM_STATUS_QUERY};
+pub use item_status::{ItemRead, ItemStatus, ITEM_STATUS_QUERY};
 
 use std::collections::HashMap;
 use std::sync::Mutex;

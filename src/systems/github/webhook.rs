@@ -1,6 +1,7 @@
 //! GitHub webhook deliveries (`issues`, `pull_request`, `projects_v2_item`, anything else
 //! ignored) turned into `StatusUpdate`s, from a body whose signature is already checked.
-//! Reads only the fields it needs; never panics on any input, never does I/O.
+//! Reads only the fields it needs; never panics on any input, never does I/O. Values
+//! statsync read back itself are stored under their own event type (`read_back.rs`).
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -26,6 +27,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
         "issues" => issues(&root),
         "pull_request" => pull_request(&root),
         "projects_v2_item" => projects_v2_item(&root),
+        super::read_back::ITEM_STATUS_READ => super::read_back::parse(&root),
         other => Ok(ignored(format!("GitHub event `{other}` is not handled"))),
     }
 }
@@ -93,7 +95,7 @@ fn pull_request(root: &Value) -> Result<Parsed, PayloadError> {
 /// A Projects v2 item's single-select field changed: the item (linked as a second ref)
 /// has a new Status, or another single-select field; the mapper tells them apart by
 /// `field_node_id`.
-fn projects_v2_item(root: &Value) -> Result<Parsed, PayloadError> {
+pub(super) fn projects_v2_item(root: &Value) -> Result<Parsed, PayloadError> {
     let action: String = required(root, "action")?;
     if action != "edited" {
         return Ok(not_a_status_change("projects_v2_item", &action));

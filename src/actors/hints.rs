@@ -1,0 +1,268 @@
+//! Cross-replica wake-ups over `LISTEN/NOTIFY`, as coalesced hints.
+//!
+//! A replica's own commits wake its own actors directly (`EventsCommitted`, `Wake`).
+//! Other replicas hear of them here: this actor gathers what its replica committed and
+//! sends at most one `NOTIFY` per `COALESCE` from outside any applying transaction.
+//! PostgreSQL serializes every committing transaction that notifies, so a NOTIFY inside
+//! the hot path (one per batch or per event) would serialize the engine's commits.
+//!
+//! A hint is never the only way work is found: every reader catches up from the last
+//! seq or row it saw, and polls as the backstop. A listener that lost its connection
+//! wakes everyone once it is back, since hints sent meanwhile were lost.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::AsyncMessage;
+use uuid::Uuid;
+
+use super::synchronizer::{EventsCommitted, Wake};
+use crate::store::{hints, Store};
+
+/// At most one NOTIFY per replica in this interval.
+const COALESCE: Duration = Duration::from_millis(20);
+
+/// What a replica committed since its last hint.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hint {
+    /// The replica that sent it; a replica ignores its own hints.
+    pub from: Uuid,
+    pub last_seq: Option<i64>,
+    pub outbox: bool,
+    pub inbound: bool,
+}
+
+impl Hint {
+    fn is_empty(&self) -> bool {
+        self.last_seq.is_none() && !self.outbox && !self.inbound
+    }
+}
+
+/// Who is woken by other replicas' hints.
+#[derive(Clone)]
+pub struct Listeners {
+    pub events: Vec<Recipient<EventsCommitted>>,
+    pub inbound: Vec<Recipient<Wake>>,
+}
+
+impl Listeners {
+    fn tell(&self, hint: &Hint) {
+        if hint.last_seq.is_some() || hint.outbox {
+            let msg = EventsCommitted {
+                last_seq: hint.last_seq,
+                outbox_rows: hint.outbox as usize,
+            };
+            for r in &self.events {
+                r.do_send(msg.clone());
+            }
+        }
+        if hint.inbound {
+            for r in &self.inbound {
+                r.do_send(Wake);
+            }
+        }
+    }
+
+    /// After a gap in listening: anything may have been missed.
+    fn wake_all(&self) {
+        self.tell(&Hint {
+            from: Uuid::nil(),
+            last_seq: Some(i64::MAX),
+            outbox: true,
+            inbound: true,
+        });
+    }
+}
+
+pub struct Hints {
+    store: Store,
+    database_url: String,
+    replica: Uuid,
+    pending: Hint,
+    flush_scheduled: bool,
+}
+
+/// Starts listening; until then hints are only sent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Listen(pub Listeners);
+
+impl Hints {
+    pub fn new(store: Store, database_url: String) -> Self {
+        let replica = Uuid::new_v4();
+        Hints {
+            store,
+            database_url,
+            replica,
+            pending: Hint {
+                from: replica,
+                ..Hint::default()
+            },
+            flush_scheduled: false,
+        }
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if self.flush_scheduled || self.pending.is_empty() {
+            return;
+        }
+        self.flush_scheduled = true;
+        ctx.run_later(COALESCE, |act, ctx| {
+            let hint = std::mem::replace(
+                &mut act.pending,
+                Hint {
+                    from: act.replica,
+                    ..Hint::default()
+                },
+            );
+            let store = act.store.clone();
+            ctx.spawn(
+                async move {
+                    let sent = match store.client().await {
+                        Ok(client) => hints::notify(&client, &hint).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = sent {
+                        // Others find the work at their next poll.
+                        tracing::debug!(error = %e, "hint not sent");
+                    }
+                }
+                .into_actor(act)
+                .map(|_, act, ctx| {
+                    act.flush_scheduled = false;
+                    act.schedule(ctx);
+                }),
+            );
+        });
+    }
+}
+
+impl Actor for Hints {
+    type Context = Context<Self>;
+}
+
+impl Handler<EventsCommitted> for Hints {
+    type Result = ();
+
+    fn handle(&mut self, msg: EventsCommitted, ctx: &mut Context<Self>) {
+        if let Some(seq) = msg.last_seq {
+            self.pending.last_seq = Some(self.pending.last_seq.map_or(seq, |s| s.max(seq)));
+        }
+        self.pending.outbox |= msg.outbox_rows > 0;
+        self.schedule(ctx);
+    }
+}
+
+impl Handler<Wake> for Hints {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.pending.inbound = true;
+        self.schedule(ctx);
+    }
+}
+
+impl Handler<Listen> for Hints {
+    type Result = ();
+
+    fn handle(&mut self, msg: Listen, ctx: &mut Context<Self>) {
+        let url = self.database_url.clone();
+        let own = self.replica;
+        ctx.spawn(listen(url, own, msg.0).into_actor(self));
+    }
+}
+
+/// Listens until the actor stops, reconnecting with backoff.
+async fn listen(url: String, own: Uuid, listeners: Listeners) {
+    let mut attempt: u32 = 0;
+    let mut first = true;
+    loop {
+        let listened = listen_once(&url, own, &listeners, !first).await;
+        first = false;
+        match listened {
+            Ok(()) => attempt = 0,
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "listening for hints failed; polling meanwhile");
+            }
+        }
+        let delay = Duration::from_millis(100u64 << attempt.min(6));
+        actix::clock::sleep(delay).await;
+    }
+}
+
+async fn listen_once(
+    url: &str,
+    own: Uuid,
+    listeners: &Listeners,
+    after_gap: bool,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // The connection must be polled for LISTEN's answer to arrive.
+    let pump = actix::spawn(async move {
+        while let Some(m) = messages.next().await {
+            if tx.send(m).is_err() {
+                break;
+            }
+        }
+    });
+    let listened = hints::listen(&client).await;
+    if let Err(e) = listened {
+        pump.abort();
+        return Err(e);
+    }
+    if after_gap {
+        listeners.wake_all();
+    }
+    while let Some(message) = rx.recv().await {
+        match message {
+            Ok(AsyncMessage::Notification(n)) => match serde_json::from_str::<Hint>(n.payload()) {
+                Ok(hint) if hint.from != own => listeners.tell(&hint),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, payload = n.payload(), "unreadable hint"),
+            },
+            Ok(_) => {}
+            Err(e) => {
+                pump.abort();
+                drop(client);
+                return Err(e);
+            }
+        }
+    }
+    // The connection ended (server restart): whatever was hinted meanwhile is lost.
+    drop(client);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hint_travels_as_json_and_back() {
+        let hint = Hint {
+            from: Uuid::new_v4(),
+            last_seq: Some(42),
+            outbox: true,
+            inbound: false,
+        };
+        let text = serde_json::to_string(&hint).unwrap();
+        assert!(text.contains("\"lastSeq\":42"), "{text}");
+        assert_eq!(serde_json::from_str::<Hint>(&text).unwrap(), hint);
+    }
+
+    #[test]
+    fn an_empty_hint_is_not_sent() {
+        assert!(Hint::default().is_empty());
+        assert!(!Hint {
+            inbound: true,
+            ..Hint::default()
+        }
+        .is_empty());
+    }
+}

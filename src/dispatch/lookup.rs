@@ -1,0 +1,195 @@
+//! One claimed GitHub item lookup, one attempt: read the Projects v2 item's Status
+//! through the GitHub client (the same budget, pauses, retry policy and error codes as
+//! every GitHub write), then, in one short transaction, store the value as a new
+//! inbound update built from the original delivery and finish the lookup. An item that
+//! no longer exists ends the lookup as `gone` with its reason; it is never retried. No
+//! row lock and no pooled connection is held while the call is in flight.
+
+use super::deliver::{millis, observe_rate};
+use super::retry::Next;
+use super::DispatchContext;
+use crate::actors::hints::Hint;
+use crate::domain::SystemId;
+use crate::store::hints;
+use crate::store::inbound::{self, NewDelivery, Stored};
+use crate::store::lookups::{self, LookupEnd, LookupRow};
+use crate::store::StoreError;
+use crate::systems::github::client::ItemRead;
+use crate::systems::github::read_back::{self, ITEM_STATUS_READ};
+use crate::systems::outbound::{ErrorCode, OutboundError};
+
+const GITHUB: SystemId = SystemId::Github;
+
+/// Supersedes and claims lookups in one short transaction.
+pub async fn claim(ctx: &DispatchContext, limit: usize) -> Result<Vec<LookupRow>, StoreError> {
+    let mut client = ctx.store.client().await?;
+    let tx = client.transaction().await?;
+    let lease = ctx.settings.dispatch.lease_ms as i64;
+    let (superseded, rows) = lookups::claim(&tx, limit as i64, lease).await?;
+    tx.commit().await?;
+    if superseded > 0 {
+        tracing::debug!(superseded, "coalesced lookups of the same item");
+    }
+    Ok(rows)
+}
+
+/// Runs one attempt of `row` to its recorded end.
+pub async fn perform(ctx: &DispatchContext, row: LookupRow) {
+    let budget = ctx.budgets.get(&GITHUB);
+    // As for writes: a paused GitHub, or a stop, hands the row back uncounted.
+    let release = |delay_ms| Attempted::Ended(LookupEnd::Release { delay_ms });
+    if budget.is_some_and(|b| b.is_closed()) {
+        return record(ctx, &row, release(0)).await;
+    }
+    if let Some(until) = ctx.paused(GITHUB) {
+        let delay = until.saturating_duration_since(std::time::Instant::now());
+        return record(ctx, &row, release(millis(delay))).await;
+    }
+    let result = ctx.connectors.github.item_status(&row.item_id).await;
+    if matches!(&result, Err(e) if e.code == ErrorCode::ShuttingDown) {
+        return record(ctx, &row, release(0)).await;
+    }
+    let rate = match &result {
+        Ok(read) => read.rate.clone(),
+        Err(e) => e.rate.clone(),
+    };
+    observe_rate(ctx, GITHUB, &rate, result.as_ref().err());
+    let code = result.as_ref().err().map_or("ok", |e| e.code.as_str());
+    ctx.metrics
+        .outbound_requests
+        .with_label_values(&[GITHUB.as_str(), code])
+        .inc();
+    let attempted = match result {
+        Ok(read) => outcome_of(&row, read),
+        Err(error) => Attempted::Ended(failed(ctx, &row, &error)),
+    };
+    record(ctx, &row, attempted).await;
+}
+
+/// What an attempt came to, before it is recorded.
+enum Attempted {
+    /// A value was read: `body` is the update to store.
+    Read {
+        body: Vec<u8>,
+        outcome: String,
+    },
+    Ended(LookupEnd),
+}
+
+/// A read: the update to store, or why there is nothing to store.
+fn outcome_of(row: &LookupRow, read: ItemRead) -> Attempted {
+    let Some(status) = read.status else {
+        let reason = format!("{} shows no Status value: nothing to apply", row.item_id);
+        return Attempted::Ended(LookupEnd::Noop(reason));
+    };
+    match read_back::body(&row.body, &row.delivery_id, row.id, &status) {
+        Ok(body) => Attempted::Read {
+            body,
+            outcome: format!("{} shows `{}`", row.item_id, status.name),
+        },
+        Err(e) => Attempted::Ended(LookupEnd::Dead {
+            code: ErrorCode::ValidationFailed.as_str().to_owned(),
+            error: format!(
+                "delivery {} cannot carry the value read: {e}",
+                row.delivery_id
+            ),
+        }),
+    }
+}
+
+fn failed(ctx: &DispatchContext, row: &LookupRow, error: &OutboundError) -> LookupEnd {
+    let code = error.code.as_str().to_owned();
+    let end = if error.code == ErrorCode::NotFound {
+        // Deleted (or moved off the board) since the delivery: nothing left to read.
+        LookupEnd::Gone {
+            code,
+            reason: format!(
+                "{} no longer exists on GitHub: {}",
+                row.item_id, error.message
+            ),
+        }
+    } else {
+        match ctx
+            .retry
+            .next(row.attempt.max(1) as u32, error, &mut rand::thread_rng())
+        {
+            Next::RetryAfter(wait) => LookupEnd::Retry {
+                delay_ms: millis(wait),
+                code,
+                error: error.message.clone(),
+            },
+            Next::DeadLetter => LookupEnd::Dead {
+                code,
+                error: error.message.clone(),
+            },
+        }
+    };
+    tracing::warn!(
+        lookup_id = row.id,
+        item = %row.item_id,
+        attempt = row.attempt,
+        code = error.code.as_str(),
+        outcome = ?end,
+        "reading a project item's Status failed"
+    );
+    end
+}
+
+async fn record(ctx: &DispatchContext, row: &LookupRow, attempted: Attempted) {
+    if let Err(e) = try_record(ctx, row, attempted).await {
+        // The lease expires and the lookup is claimed again: at least once, never lost.
+        tracing::error!(lookup_id = row.id, error = %e, "could not record a lookup's outcome");
+    }
+}
+
+/// Stores the value read (if any) and finishes the lookup in one transaction. A lost
+/// lease writes nothing: the new holder's outcome stands.
+async fn try_record(
+    ctx: &DispatchContext,
+    row: &LookupRow,
+    attempted: Attempted,
+) -> Result<(), StoreError> {
+    let mut client = ctx.store.client().await?;
+    let tx = client.transaction().await?;
+    let fed = matches!(attempted, Attempted::Read { .. });
+    let end = match attempted {
+        Attempted::Ended(end) => end,
+        Attempted::Read { body, outcome } => {
+            let delivery_id = format!("lookup-{}", row.id);
+            let delivery = NewDelivery {
+                system: GITHUB,
+                delivery_id: &delivery_id,
+                event_type: ITEM_STATUS_READ,
+                priority: ctx.settings.engine.priorities.webhook.as_i16(),
+                body: &body,
+            };
+            match inbound::insert(&tx, &delivery).await? {
+                Stored::New(fed_event_id) => LookupEnd::Fed {
+                    fed_event_id,
+                    outcome,
+                },
+                // Stored and finished together: this lookup was recorded already.
+                Stored::Duplicate => return Ok(()),
+            }
+        }
+    };
+    if !lookups::finish(&tx, row.id, row.attempt, &end).await? {
+        tracing::warn!(
+            lookup_id = row.id,
+            "lease lost before the lookup's outcome was recorded"
+        );
+        return Ok(()); // rolled back: the update is not stored twice
+    }
+    tx.commit().await?;
+    if fed {
+        // The engine (on whichever replica) applies it now rather than at its next poll.
+        let hint = Hint {
+            inbound: true,
+            ..Hint::default()
+        };
+        if let Err(e) = hints::notify(&client, &hint).await {
+            tracing::debug!(error = %e, "hint not sent; the engine's poll finds the row");
+        }
+    }
+    Ok(())
+}
