@@ -17,7 +17,8 @@ use actix::{Actor, Addr};
 use crate::actors::conflict_resolver::ConflictResolver;
 use crate::actors::event_processor::{Engine, EventProcessor, Lifecycle};
 use crate::actors::status_mapper::StatusMapper;
-use crate::actors::synchronizer::{Backlog, StatusSynchronizer};
+use crate::actors::sync_monitor::SyncMonitor;
+use crate::actors::synchronizer::{Backlog, Parts, StatusSynchronizer};
 use crate::actors::websocket_manager::{Shutdown, WebSocketManager};
 use crate::config::Settings;
 use crate::dispatch::{DispatchContext, Dispatcher, StopDispatch};
@@ -115,7 +116,15 @@ impl Application {
         // The outbox dispatcher runs on worker replicas only; it hears of every commit
         // that wrote outbox rows.
         let delivered = store::events::last_seq(&store.client().await?).await?;
-        let ws = WebSocketManager::new(store.clone(), settings.clone(), delivered).start();
+        let ws = WebSocketManager::new(store.clone(), settings.clone(), delivered, metrics.clone())
+            .start();
+        let monitor = SyncMonitor::new(
+            store.clone(),
+            settings.alerts.clone(),
+            metrics.clone(),
+            vec![ws.clone().recipient()],
+        )
+        .start();
         let mut committed = vec![ws.clone().recipient()];
         let mut dispatcher = None;
         if settings.server.worker_enabled {
@@ -140,19 +149,20 @@ impl Application {
             lifecycle: Lifecycle::default(),
         });
         let processor = EventProcessor::new(engine.clone()).start();
-        let sync = StatusSynchronizer::new(
-            store.clone(),
-            metrics.clone(),
+        let sync = StatusSynchronizer::new(Parts {
+            store: store.clone(),
+            metrics: metrics.clone(),
             backlog,
-            settings.engine.queue_capacity,
+            capacity: settings.engine.queue_capacity,
             processor,
-        );
+            monitor,
+        });
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             store,
             sync,
             ws,
-            ws_connections: Default::default(),
+            ws_connections: Arc::new(http::ws::Connections::new(metrics.ws_connections.clone())),
         });
 
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
@@ -178,7 +188,7 @@ impl Application {
                     .app_data(web::PathConfig::default().error_handler(|e, _| {
                         ApiError::Malformed(format!("invalid path: {e}")).into()
                     }))
-                    .wrap(tracing_actix())
+                    .wrap(actix_web::middleware::from_fn(http::request_id::request_id))
                     .configure(http::routes)
             })
             .shutdown_timeout(settings.server.shutdown_grace_s)
@@ -238,10 +248,6 @@ impl Application {
         self.database.close().await;
         served.context("HTTP server")
     }
-}
-
-fn tracing_actix() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
 }
 
 /// SIGTERM (Kubernetes) or SIGINT (a terminal).

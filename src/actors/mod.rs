@@ -3,5 +3,6 @@
 pub mod conflict_resolver;
 pub mod event_processor;
 pub mod status_mapper;
+pub mod sync_monitor;
 pub mod synchronizer;
 pub mod websocket_manager;

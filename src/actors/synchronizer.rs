@@ -11,10 +11,12 @@ use uuid::Uuid;
 
 pub use super::event_processor::Target;
 use super::event_processor::{ApplyError, ApplyNow, EventProcessor, ItemOutcome, WorkItem};
+use super::sync_monitor::{ListAlerts, Scrape, SyncMonitor};
 use crate::domain::{
     CanonicalStatus, EntityKind, ExternalRef, NativeStatus, StatusUpdate, SystemId, UpdateAction,
 };
 use crate::metrics::Metrics;
+use crate::store::alerts::ActiveAlert;
 use crate::store::entities::{self, EntityRow, Link};
 use crate::store::events::{self, Event};
 use crate::store::history::{self, Conflict, Transition};
@@ -166,27 +168,50 @@ pub struct StatusSynchronizer {
     backlog: Arc<Backlog>,
     capacity: i64,
     processor: Addr<EventProcessor>,
+    monitor: Addr<SyncMonitor>,
+}
+
+/// The actors and shared state the StatusSynchronizer fronts.
+pub struct Parts {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub backlog: Arc<Backlog>,
+    pub capacity: i64,
+    pub processor: Addr<EventProcessor>,
+    pub monitor: Addr<SyncMonitor>,
 }
 
 impl StatusSynchronizer {
-    pub fn new(
-        store: Store,
-        metrics: Arc<Metrics>,
-        backlog: Arc<Backlog>,
-        capacity: i64,
-        processor: Addr<EventProcessor>,
-    ) -> Self {
+    pub fn new(p: Parts) -> Self {
         StatusSynchronizer {
-            store,
-            metrics,
-            backlog,
-            capacity,
-            processor,
+            store: p.store,
+            metrics: p.metrics,
+            backlog: p.backlog,
+            capacity: p.capacity,
+            processor: p.processor,
+            monitor: p.monitor,
         }
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// `GET /metrics`: every metric, rendered by the SyncMonitor.
+    pub async fn scrape(&self) -> Result<String, SyncError> {
+        self.monitor
+            .send(Scrape)
+            .await
+            .map_err(|e| SyncError::Unavailable(format!("the monitor is not running: {e}")))
+    }
+
+    /// `GET /alerts`: what fires now, across replicas.
+    pub async fn alerts(&self) -> Result<Vec<ActiveAlert>, SyncError> {
+        Ok(self
+            .monitor
+            .send(ListAlerts)
+            .await
+            .map_err(|e| SyncError::Unavailable(format!("the monitor is not running: {e}")))??)
     }
 
     /// Commits a verified delivery; `Ok` means it is durably stored.

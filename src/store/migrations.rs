@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_postgresql_source",
         include_str!("../../sql/0005_postgresql_source.sql"),
     ),
+    ("0009_alerts", include_str!("../../sql/0009_alerts.sql")),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrators.
