@@ -235,6 +235,7 @@ impl Application {
             handle.stop(true).await;
         });
         let served = self.server.await;
+        self.state.sync.stop_monitor().await;
         // Requests are finished; let the engine commit what it holds, then release
         // the database.
         let grace = Duration::from_secs(self.engine.settings.server.shutdown_grace_s);

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 pub use super::event_processor::Target;
 use super::event_processor::{ApplyError, ApplyNow, EventProcessor, ItemOutcome, WorkItem};
-use super::sync_monitor::{ListAlerts, Scrape, SyncMonitor};
+use super::sync_monitor::{ListAlerts, Scrape, StopMonitor, SyncMonitor};
 use crate::domain::{
     CanonicalStatus, EntityKind, ExternalRef, NativeStatus, StatusUpdate, SystemId, UpdateAction,
 };
@@ -203,6 +203,11 @@ impl StatusSynchronizer {
             .send(Scrape)
             .await
             .map_err(|e| SyncError::Unavailable(format!("the monitor is not running: {e}")))
+    }
+
+    /// Shutdown: the monitor stops reading before the database goes away.
+    pub async fn stop_monitor(&self) {
+        let _ = self.monitor.send(StopMonitor).await;
     }
 
     /// `GET /alerts`: what fires now, across replicas.

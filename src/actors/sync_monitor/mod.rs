@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -36,6 +36,11 @@ pub struct Scrape;
 #[derive(Message)]
 #[rtype(result = "Result<Vec<ActiveAlert>, StoreError>")]
 pub struct ListAlerts;
+
+/// The replica is stopping: no more reads or evaluations (the database may go away).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopMonitor;
 
 pub struct SyncMonitor {
     store: Store,
@@ -120,6 +125,14 @@ impl Handler<Scrape> for SyncMonitor {
     }
 }
 
+impl Handler<StopMonitor> for SyncMonitor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopMonitor, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
 impl Handler<ListAlerts> for SyncMonitor {
     type Result = ResponseFuture<Result<Vec<ActiveAlert>, StoreError>>;
 
@@ -145,7 +158,8 @@ async fn refresh(
     let mut active = alerts::active(&tx).await?;
     let mut last_seq = None;
     if evaluator {
-        let now = Utc::now();
+        // As PostgreSQL keeps it, so the event and GET /alerts tell the same `since`.
+        let now = Utc::now().trunc_subsecs(6);
         let changes = rules::evaluate(&rules::readings(&figures, settings), &active, now);
         let mut logged = Vec::new();
         for change in &changes {
