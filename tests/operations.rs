@@ -17,11 +17,10 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use awc::ws;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use support::ws::{next as ws_next, Conn};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-type Conn = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
 /// A WebSocket to `app`, authenticated, subscribed to `rooms`.
 async fn subscribed(app: &TestApp, rooms: &[&str]) -> Conn {
@@ -36,32 +35,15 @@ async fn subscribed(app: &TestApp, rooms: &[&str]) -> Conn {
     conn.send(ws::Message::Text(msg.into()))
         .await
         .expect("send subscribe");
-    let ack = next_message(&mut conn).await;
+    let ack = ws_next(&mut conn).await;
     assert_eq!(ack["type"], "subscribed", "{ack}");
     conn
-}
-
-/// The next protocol message, pings answered on the way.
-async fn next_message(conn: &mut Conn) -> Value {
-    loop {
-        let frame = tokio::time::timeout(WAIT, conn.next())
-            .await
-            .expect("a message before the deadline")
-            .expect("the connection is open")
-            .expect("a valid frame");
-        match frame {
-            ws::Frame::Text(t) => return serde_json::from_slice(&t).expect("JSON"),
-            ws::Frame::Ping(p) => conn.send(ws::Message::Pong(p)).await.expect("pong"),
-            ws::Frame::Close(reason) => panic!("closed: {reason:?}"),
-            _ => {}
-        }
-    }
 }
 
 /// The next event of type `kind`, skipping others.
 async fn next_event(conn: &mut Conn, kind: &str) -> Value {
     loop {
-        let m = next_message(conn).await;
+        let m = ws_next(conn).await;
         if m["type"] == "event" && m["event"]["type"] == kind {
             return m["event"].clone();
         }

@@ -60,8 +60,6 @@ impl Figures {
 const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
 const DEPTH: &str = "SELECT system, state, count(*) FROM sync_outbox
     WHERE state IN ('pending', 'in_flight', 'dead') GROUP BY system, state";
-const OLDEST: &str = "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8
-    FROM sync_outbox WHERE state IN ('pending', 'in_flight')";
 // A write failed when its last attempt did: dead, or waiting to retry after an error.
 const OUTBOUND: &str = "SELECT count(*),
         count(*) FILTER (WHERE state = 'dead'
@@ -92,8 +90,7 @@ pub async fn figures(client: &impl GenericClient, window_s: f64) -> Result<Figur
             count: r.get(2),
         })
         .collect();
-    let stmt = client.prepare_cached(OLDEST).await?;
-    let oldest_pending_age_s = client.query_one(&stmt, &[]).await?.get(0);
+    let oldest_pending_age_s = super::outbox::oldest_pending_age(client).await?;
     let stmt = client.prepare_cached(OUTBOUND).await?;
     let out = client.query_one(&stmt, &[&window_s]).await?;
     let stmt = client.prepare_cached(DECISIONS).await?;

@@ -5,7 +5,9 @@
 
 mod admin;
 
-pub use admin::{dead_letters, requeue_dead, summary, DeadLetter, OutboxSummary, Requeue};
+pub use admin::{
+    dead_letters, oldest_pending_age, requeue_dead, summary, DeadLetter, OutboxSummary, Requeue,
+};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;

@@ -24,18 +24,13 @@ async fn an_alert_fires_survives_a_restart_resolves_and_both_events_reach_subscr
     let mut conn = subscribed(&a, &["alerts"]).await;
 
     // A change to an entity linked in Linear and GitHub: two outbound writes wait.
-    let r = a
-        .api(
-            "POST",
-            "/api/v1/links",
-            Some(json!({"status": "in_progress", "refs": [
-                {"system": "linear", "externalId": "6a0c1f6e-42aa-4b1e-9c1d-2f3e4d5c6b7a"},
-                {"system": "github", "externalId": "acme/ops#42"}
-            ]})),
-        )
+    let entity = a
+        .link_new(json!({"status": "in_progress", "refs": [
+            {"system": "linear", "externalId": "6a0c1f6e-42aa-4b1e-9c1d-2f3e4d5c6b7a"},
+            {"system": "github", "externalId": "acme/ops#42"}
+        ]}))
         .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let id = r.body["id"].as_str().unwrap().to_owned();
+    let id = entity["id"].as_str().unwrap().to_owned();
     a.set_status(json!({"entityId": id, "status": "in_review"}))
         .await;
 

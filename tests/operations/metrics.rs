@@ -72,18 +72,12 @@ async fn metrics_after_real_traffic_parse_with_their_types_and_the_counters_move
     // Linked in Linear, GitHub and the agent API: a Linear change goes out to both
     // others. The agent API accepts; GitHub (nothing listens on port 9) fails until
     // the row is a dead letter.
-    let r = app
-        .api(
-            "POST",
-            "/api/v1/links",
-            Some(json!({"refs": [
-                {"system": "linear", "externalId": LINEAR_ID},
-                {"system": "github", "externalId": "Codertocat/Hello-World#1"},
-                {"system": "agentapi", "externalId": "task-ops-1"}
-            ]})),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    app.link_new(json!({"refs": [
+        {"system": "linear", "externalId": LINEAR_ID},
+        {"system": "github", "externalId": "Codertocat/Hello-World#1"},
+        {"system": "agentapi", "externalId": "task-ops-1"}
+    ]}))
+    .await;
     let t = Utc::now() - TimeDelta::seconds(2);
     let started = linear_issue_update(LINEAR_ID, "ENG-7", "In Progress", "started", t);
     assert_eq!(app.linear("ops-lin-1", &started).await.status, 200);
