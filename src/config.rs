@@ -46,6 +46,7 @@ pub struct Settings {
     pub ws: WsSettings,
     pub events: EventSettings,
     pub log: LogSettings,
+    pub alerts: AlertSettings,
     /// Read from the environment only; never deserialized from a file.
     #[serde(skip)]
     pub secrets: Secrets,
@@ -249,6 +250,31 @@ pub enum LogFormat {
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
+}
+
+/// The SyncMonitor's alerts: each fires while its value is at or above its threshold;
+/// a threshold of 0 turns that alert off.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSettings {
+    /// How often database-derived gauges are refreshed and alerts evaluated.
+    pub evaluation_interval_ms: u64,
+    /// How far back the rates and the average sync time look.
+    pub window_s: u64,
+    /// A rate is judged only over at least this many outbound writes or decisions.
+    pub min_samples: u64,
+    /// Failed / attempted outbound writes in the window.
+    pub sync_failure_rate: f64,
+    /// Mean seconds from canonical commit to outbound success in the window.
+    pub average_sync_time_s: f64,
+    /// Pending and in-flight outbound writes.
+    pub outbox_depth: u64,
+    /// Age of the oldest pending or in-flight outbound write.
+    pub oldest_pending_age_s: f64,
+    /// Conflicts / decisions in the window.
+    pub conflict_rate: f64,
+    /// Dead letters not yet requeued.
+    pub dead_letters: u64,
 }
 
 /// Credentials, from the environment only. `Debug` shows nothing of their values.
@@ -539,6 +565,37 @@ impl Settings {
         }
         if self.events.retention_days == 0 {
             return invalid("events.retention_days", "must be at least 1");
+        }
+        if self.alerts.evaluation_interval_ms < 10 {
+            return invalid("alerts.evaluation_interval_ms", "must be at least 10");
+        }
+        if self.alerts.window_s == 0 {
+            return invalid("alerts.window_s", "must be at least 1");
+        }
+        for (key, rate) in [
+            ("alerts.sync_failure_rate", self.alerts.sync_failure_rate),
+            ("alerts.conflict_rate", self.alerts.conflict_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return invalid(key, "must be a fraction between 0 and 1 (0 turns it off)");
+            }
+        }
+        for (key, secs) in [
+            (
+                "alerts.average_sync_time_s",
+                self.alerts.average_sync_time_s,
+            ),
+            (
+                "alerts.oldest_pending_age_s",
+                self.alerts.oldest_pending_age_s,
+            ),
+        ] {
+            if !secs.is_finite() || secs < 0.0 {
+                return invalid(
+                    key,
+                    "must be a number of seconds, 0 or more (0 turns it off)",
+                );
+            }
         }
         self.mappings.load()?;
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {

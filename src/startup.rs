@@ -17,8 +17,10 @@ use actix::{Actor, Addr};
 use crate::actors::conflict_resolver::ConflictResolver;
 use crate::actors::event_processor::{Engine, EventProcessor, Lifecycle};
 use crate::actors::hints::{Hints, Listen, Listeners};
+use crate::actors::intake::IntakeWriter;
 use crate::actors::status_mapper::StatusMapper;
-use crate::actors::synchronizer::{Backlog, StatusSynchronizer};
+use crate::actors::sync_monitor::SyncMonitor;
+use crate::actors::synchronizer::{Backlog, Parts, StatusSynchronizer};
 use crate::actors::websocket_manager::{Shutdown, WebSocketManager};
 use crate::config::Settings;
 use crate::dispatch::{DispatchContext, Dispatcher, StopDispatch};
@@ -116,9 +118,17 @@ impl Application {
         // The outbox dispatcher runs on worker replicas only; it hears of every commit
         // that wrote outbox rows.
         let delivered = store::events::last_seq(&store.client().await?).await?;
-        let ws = WebSocketManager::new(store.clone(), settings.clone(), delivered).start();
+        let ws = WebSocketManager::new(store.clone(), settings.clone(), delivered, metrics.clone())
+            .start();
         // Other replicas hear of this one's commits through coalesced NOTIFY hints.
         let hints = Hints::new(store.clone(), database.url.clone()).start();
+        let monitor = SyncMonitor::new(
+            store.clone(),
+            settings.alerts.clone(),
+            metrics.clone(),
+            vec![ws.clone().recipient(), hints.clone().recipient()],
+        )
+        .start();
         let mut committed = vec![ws.clone().recipient(), hints.clone().recipient()];
         let mut listening = vec![ws.clone().recipient()];
         let mut dispatcher = None;
@@ -153,20 +163,28 @@ impl Application {
                 Vec::new()
             },
         }));
-        let sync = StatusSynchronizer::new(
+        let writer = IntakeWriter::start(
             store.clone(),
-            metrics.clone(),
-            backlog,
-            &settings.engine,
-            processor,
-            hints.recipient(),
+            settings.engine.intake_writers,
+            settings.engine.intake_group_max,
+            backlog.clone(),
+            vec![processor.clone().recipient(), hints.recipient()],
         );
+        let sync = StatusSynchronizer::new(Parts {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            backlog,
+            capacity: settings.engine.queue_capacity,
+            processor,
+            monitor,
+            writer,
+        });
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             store,
             sync,
             ws,
-            ws_connections: Default::default(),
+            ws_connections: Arc::new(http::ws::Connections::new(metrics.ws_connections.clone())),
         });
 
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
@@ -192,7 +210,7 @@ impl Application {
                     .app_data(web::PathConfig::default().error_handler(|e, _| {
                         ApiError::Malformed(format!("invalid path: {e}")).into()
                     }))
-                    .wrap(tracing_actix())
+                    .wrap(actix_web::middleware::from_fn(http::request_id::request_id))
                     .configure(http::routes)
             })
             .shutdown_timeout(settings.server.shutdown_grace_s)
@@ -239,6 +257,7 @@ impl Application {
             handle.stop(true).await;
         });
         let served = self.server.await;
+        self.state.sync.stop_monitor().await;
         // Requests are finished; let the engine commit what it holds, then release
         // the database.
         let grace = Duration::from_secs(self.engine.settings.server.shutdown_grace_s);
@@ -252,10 +271,6 @@ impl Application {
         self.database.close().await;
         served.context("HTTP server")
     }
-}
-
-fn tracing_actix() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
 }
 
 /// SIGTERM (Kubernetes) or SIGINT (a terminal).

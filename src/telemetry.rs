@@ -10,7 +10,9 @@ pub fn init(settings: &LogSettings) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, never into a log file or pipeline.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // try_init: a second call (tests) keeps the first subscriber
     let _ = match settings.format {
         LogFormat::Json => builder.json().try_init(),

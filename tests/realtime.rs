@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use awc::ws;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
+use support::ws::{next, Conn};
 use support::{eventually, spawn_app_on, spawn_app_with, TestApp, API_TOKEN};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-type Conn = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
 /// A WebSocket to `app`, authenticated by header when `token` is given.
 async fn open(app: &TestApp, token: Option<&str>) -> Result<Conn, awc::error::WsClientError> {
@@ -51,27 +50,6 @@ async fn send(conn: &mut Conn, msg: Value) {
     conn.send(ws::Message::Text(msg.to_string().into()))
         .await
         .expect("send");
-}
-
-/// The next protocol message (pings answered on the way), or the close frame as
-/// `{"type":"close","code":N}`.
-async fn next(conn: &mut Conn) -> Value {
-    loop {
-        let frame = tokio::time::timeout(WAIT, conn.next())
-            .await
-            .expect("a message before the deadline")
-            .expect("the connection is open")
-            .expect("a valid frame");
-        match frame {
-            ws::Frame::Text(t) => return serde_json::from_slice(&t).expect("JSON"),
-            ws::Frame::Ping(p) => conn.send(ws::Message::Pong(p)).await.expect("pong"),
-            ws::Frame::Close(reason) => {
-                let code: u16 = reason.map(|r| r.code.into()).unwrap_or(1005);
-                return json!({"type": "close", "code": code});
-            }
-            _ => {}
-        }
-    }
 }
 
 async fn subscribe(conn: &mut Conn, rooms: &[&str], resume_from: Option<i64>) -> Value {

@@ -5,5 +5,6 @@ pub mod event_processor;
 pub mod hints;
 pub mod intake;
 pub mod status_mapper;
+pub mod sync_monitor;
 pub mod synchronizer;
 pub mod websocket_manager;

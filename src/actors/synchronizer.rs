@@ -12,10 +12,12 @@ use uuid::Uuid;
 pub use super::event_processor::Target;
 use super::event_processor::{ApplyError, ApplyNow, EventProcessor, ItemOutcome, WorkItem};
 use super::intake::{GroupError, IntakeWriter};
+use super::sync_monitor::{ListAlerts, Scrape, StopMonitor, SyncMonitor};
 use crate::domain::{
     CanonicalStatus, EntityKind, ExternalRef, NativeStatus, StatusUpdate, SystemId, UpdateAction,
 };
 use crate::metrics::Metrics;
+use crate::store::alerts::ActiveAlert;
 use crate::store::entities::{self, EntityRow, Link};
 use crate::store::events::{self, Event};
 use crate::store::history::{self, Conflict, Transition};
@@ -167,38 +169,59 @@ pub struct StatusSynchronizer {
     backlog: Arc<Backlog>,
     capacity: i64,
     processor: Addr<EventProcessor>,
+    monitor: Addr<SyncMonitor>,
     writer: IntakeWriter,
 }
 
+/// The actors and shared state the StatusSynchronizer fronts.
+pub struct Parts {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub backlog: Arc<Backlog>,
+    pub capacity: i64,
+    pub processor: Addr<EventProcessor>,
+    pub monitor: Addr<SyncMonitor>,
+    /// Webhook deliveries are committed through it (see `actors::intake`).
+    pub writer: IntakeWriter,
+}
+
 impl StatusSynchronizer {
-    /// Starts the intake writers on the current runtime.
-    pub fn new(
-        store: Store,
-        metrics: Arc<Metrics>,
-        backlog: Arc<Backlog>,
-        engine: &crate::config::EngineSettings,
-        processor: Addr<EventProcessor>,
-        hints: Recipient<Wake>,
-    ) -> Self {
-        let writer = IntakeWriter::start(
-            store.clone(),
-            engine.intake_writers,
-            engine.intake_group_max,
-            backlog.clone(),
-            vec![processor.clone().recipient(), hints],
-        );
+    pub fn new(p: Parts) -> Self {
         StatusSynchronizer {
-            store,
-            metrics,
-            backlog,
-            capacity: engine.queue_capacity,
-            processor,
-            writer,
+            store: p.store,
+            metrics: p.metrics,
+            backlog: p.backlog,
+            capacity: p.capacity,
+            processor: p.processor,
+            monitor: p.monitor,
+            writer: p.writer,
         }
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// `GET /metrics`: every metric, rendered by the SyncMonitor.
+    pub async fn scrape(&self) -> Result<String, SyncError> {
+        self.monitor
+            .send(Scrape)
+            .await
+            .map_err(|e| SyncError::Unavailable(format!("the monitor is not running: {e}")))
+    }
+
+    /// Shutdown: the monitor stops reading before the database goes away.
+    pub async fn stop_monitor(&self) {
+        let _ = self.monitor.send(StopMonitor).await;
+    }
+
+    /// `GET /alerts`: what fires now, across replicas.
+    pub async fn alerts(&self) -> Result<Vec<ActiveAlert>, SyncError> {
+        Ok(self
+            .monitor
+            .send(ListAlerts)
+            .await
+            .map_err(|e| SyncError::Unavailable(format!("the monitor is not running: {e}")))??)
     }
 
     /// Commits a verified delivery; `Ok` means it is durably stored.

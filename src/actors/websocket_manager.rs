@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::synchronizer::EventsCommitted;
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::store::events::{self, Event};
 use crate::store::{Store, StoreError};
 
@@ -89,6 +90,7 @@ struct Subscriber {
 pub struct WebSocketManager {
     store: Store,
     settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
     subscribers: HashMap<SubscriberId, Subscriber>,
     rooms: HashMap<String, HashSet<SubscriberId>>,
     next_id: SubscriberId,
@@ -103,10 +105,16 @@ pub struct WebSocketManager {
 impl WebSocketManager {
     /// Starts after `delivered` (the log's current end): new subscribers see what comes
     /// next, and older events only by asking to resume.
-    pub fn new(store: Store, settings: Arc<Settings>, delivered: i64) -> Self {
+    pub fn new(
+        store: Store,
+        settings: Arc<Settings>,
+        delivered: i64,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         WebSocketManager {
             store,
             settings,
+            metrics,
             subscribers: HashMap::new(),
             rooms: HashMap::new(),
             next_id: 1,
@@ -143,6 +151,7 @@ impl WebSocketManager {
             }
             for id in short {
                 tracing::info!(subscriber = id, "subscriber too slow; dropped");
+                self.metrics.ws_dropped.with_label_values(&["slow"]).inc();
                 self.remove(id);
             }
         }
@@ -185,6 +194,10 @@ impl WebSocketManager {
             if targets.is_empty() {
                 continue;
             }
+            let age = (chrono::Utc::now() - event.timestamp).num_microseconds();
+            self.metrics
+                .commit_to_websocket
+                .observe(age.unwrap_or(0).max(0) as f64 / 1e6);
             let event = Arc::new(event);
             for id in targets {
                 self.send(id, Outgoing::Event(event.clone()));
@@ -202,6 +215,7 @@ impl WebSocketManager {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::info!(subscriber = id, "subscriber too slow; dropped");
+                self.metrics.ws_dropped.with_label_values(&["slow"]).inc();
                 self.remove(id);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => self.remove(id),
@@ -218,7 +232,9 @@ impl WebSocketManager {
 
     fn leave(&mut self, id: SubscriberId, room: &str) {
         if let Some(ids) = self.rooms.get_mut(room) {
-            ids.remove(&id);
+            if ids.remove(&id) {
+                self.metrics.ws_subscriptions.dec();
+            }
             if ids.is_empty() {
                 self.rooms.remove(room);
             }
@@ -231,7 +247,9 @@ impl WebSocketManager {
         };
         for room in rooms {
             sub.rooms.insert(room.clone());
-            self.rooms.entry(room.clone()).or_default().insert(id);
+            if self.rooms.entry(room.clone()).or_default().insert(id) {
+                self.metrics.ws_subscriptions.inc();
+            }
         }
     }
 
@@ -405,6 +423,7 @@ impl WebSocketManager {
                     subscriber = c.id,
                     "subscriber too slow to catch up; dropped"
                 );
+                self.metrics.ws_dropped.with_label_values(&["slow"]).inc();
                 return self.remove(c.id);
             }
             ctx.run_later(ROOM_CHECK, move |act, ctx| act.catch_up(ctx, c));
@@ -459,6 +478,7 @@ impl Handler<Shutdown> for WebSocketManager {
             let _ = sub.sink.try_send(Outgoing::Shutdown);
         }
         self.rooms.clear();
+        self.metrics.ws_subscriptions.set(0);
         // No more reads of a database that is about to close; late upgrades are refused.
         ctx.stop();
     }

@@ -66,6 +66,13 @@ pub async fn deliver(ctx: &DispatchContext, row: OutboxRow) {
                 .outbound_requests
                 .with_label_values(&[system.as_str(), "ok"])
                 .inc();
+            let took = (Utc::now() - row.created_at)
+                .num_microseconds()
+                .unwrap_or(0);
+            ctx.metrics
+                .commit_to_outbound
+                .with_label_values(&[system.as_str()])
+                .observe(took.max(0) as f64 / 1e6);
             let finish = match delivered.written {
                 Written::Done => Finish::Done,
                 Written::Noop(reason) => Finish::Noop(reason),
@@ -83,11 +90,17 @@ pub async fn deliver(ctx: &DispatchContext, row: OutboxRow) {
             let code = error.code.as_str().to_owned();
             let message = error.message.clone();
             let finish = match next {
-                Next::RetryAfter(wait) => Finish::Retry {
-                    delay_ms: millis(wait),
-                    code,
-                    error: message,
-                },
+                Next::RetryAfter(wait) => {
+                    ctx.metrics
+                        .outbound_retries
+                        .with_label_values(&[system.as_str(), error.code.as_str()])
+                        .inc();
+                    Finish::Retry {
+                        delay_ms: millis(wait),
+                        code,
+                        error: message,
+                    }
+                }
                 Next::DeadLetter => {
                     ctx.metrics
                         .dead_letters

@@ -152,6 +152,18 @@ pub enum ConflictOutcome {
     Escalated { proposed: CanonicalStatus },
 }
 
+impl ConflictOutcome {
+    /// The `outcome` label of `statsync_conflicts_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConflictOutcome::Won { .. } => "won",
+            ConflictOutcome::Lost { .. } => "lost",
+            ConflictOutcome::Manual { .. } => "manual",
+            ConflictOutcome::Escalated { .. } => "escalated",
+        }
+    }
+}
+
 impl Decision {
     /// The status the entity moves to, when it moves.
     pub fn applied_status(&self) -> Option<CanonicalStatus> {

@@ -8,6 +8,7 @@ pub mod health;
 pub mod metrics;
 pub mod outbox;
 pub mod page;
+pub mod request_id;
 pub mod sse;
 pub mod webhooks;
 pub mod ws;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
+use prometheus::IntGauge;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -31,23 +32,37 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(upgrade));
 }
 
-/// Open connections on this replica, for `ws.max_connections`.
-#[derive(Debug, Default)]
-pub struct Connections(AtomicUsize);
+/// Open connections on this replica, for `ws.max_connections` and the
+/// `statsync_ws_connections` gauge.
+#[derive(Debug)]
+pub struct Connections {
+    open: AtomicUsize,
+    gauge: IntGauge,
+}
 
 impl Connections {
+    pub fn new(gauge: IntGauge) -> Self {
+        Connections {
+            open: AtomicUsize::new(0),
+            gauge,
+        }
+    }
+
     /// Takes a slot unless `max` are taken.
     fn acquire(self: &Arc<Self>, max: usize) -> Option<Slot> {
-        self.0
+        self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
             .ok()
-            .map(|_| Slot(self.clone()))
+            .map(|_| {
+                self.gauge.inc();
+                Slot(self.clone())
+            })
     }
 
     pub fn count(&self) -> usize {
-        self.0.load(Ordering::Acquire)
+        self.open.load(Ordering::Acquire)
     }
 }
 
@@ -56,7 +71,8 @@ struct Slot(Arc<Connections>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, Ordering::AcqRel);
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.gauge.dec();
     }
 }
 
@@ -165,6 +181,19 @@ impl Session {
         ctx.stop();
     }
 
+    /// Closes on the server's initiative, counted in `statsync_ws_dropped_total{reason}`.
+    fn drop_client(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        reason: &'static str,
+        code: ws::CloseCode,
+        why: &str,
+    ) {
+        let dropped = &self.state.sync.metrics().ws_dropped;
+        dropped.with_label_values(&[reason]).inc();
+        self.close(ctx, code, why);
+    }
+
     /// Registers with the manager; its messages come back as a stream on this actor.
     fn register(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         let (sink, rx) = mpsc::channel(self.state.settings.ws.send_buffer);
@@ -196,7 +225,12 @@ impl Session {
         if !self.within_rate() {
             // Far over the limit is abuse, not burstiness: close rather than answer each.
             if self.window.1 > limit.saturating_mul(5) {
-                self.close(ctx, ws::CloseCode::Policy, "message rate limit exceeded");
+                self.drop_client(
+                    ctx,
+                    "rate_limited",
+                    ws::CloseCode::Policy,
+                    "message rate limit exceeded",
+                );
             } else {
                 let msg = format!("at most {limit} messages per second (ws.messages_per_second)");
                 Self::error(ctx, "RATE_LIMITED", &msg);
@@ -222,7 +256,12 @@ impl Session {
                 }
                 ClientMessage::Auth { .. } => {
                     Self::error(ctx, "UNAUTHORIZED", "invalid token");
-                    self.close(ctx, ws::CloseCode::Policy, "invalid token");
+                    self.drop_client(
+                        ctx,
+                        "unauthenticated",
+                        ws::CloseCode::Policy,
+                        "invalid token",
+                    );
                 }
                 _ => {
                     Self::error(
@@ -230,7 +269,12 @@ impl Session {
                         "UNAUTHORIZED",
                         "authenticate first: `Authorization: Bearer` on the upgrade or {\"type\":\"auth\",\"token\":…}",
                     );
-                    self.close(ctx, ws::CloseCode::Policy, "not authenticated");
+                    self.drop_client(
+                        ctx,
+                        "unauthenticated",
+                        ws::CloseCode::Policy,
+                        "not authenticated",
+                    );
                 }
             };
         }
@@ -251,13 +295,15 @@ impl Session {
     }
 }
 
-/// Rooms of DESIGN.md: `all`, `entity:<uuid>`, `project:<key>`, `system:<system>`.
+/// Rooms of DESIGN.md: `all`, `entity:<uuid>`, `project:<key>`, `system:<system>`; and
+/// `alerts`, where the SyncMonitor's `alert_fired` / `alert_resolved` events go.
 pub(super) fn check_rooms(rooms: &[String]) -> Result<(), String> {
     if rooms.is_empty() || rooms.len() > MAX_ROOMS {
         return Err(format!("name 1 to {MAX_ROOMS} rooms"));
     }
     for room in rooms {
         let ok = room == "all"
+            || room == "alerts"
             || room
                 .strip_prefix("entity:")
                 .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok())
@@ -269,7 +315,7 @@ pub(super) fn check_rooms(rooms: &[String]) -> Result<(), String> {
                 .is_some_and(|p| !p.is_empty() && p.len() <= 200);
         if !ok {
             return Err(format!(
-                "`{room}` is not a room: use all, entity:<uuid>, project:<team key or owner/repo> or system:<system>"
+                "`{room}` is not a room: use all, alerts, entity:<uuid>, project:<team key or owner/repo> or system:<system>"
             ));
         }
     }
@@ -302,13 +348,23 @@ impl Actor for Session {
             ctx.run_later(AUTH_TIMEOUT, |act, ctx| {
                 if !act.authenticated {
                     Self::error(ctx, "UNAUTHORIZED", "no auth message within 5 s");
-                    act.close(ctx, ws::CloseCode::Policy, "authentication timeout");
+                    act.drop_client(
+                        ctx,
+                        "unauthenticated",
+                        ws::CloseCode::Policy,
+                        "authentication timeout",
+                    );
                 }
             });
         }
         ctx.run_interval(HEARTBEAT_INTERVAL, |act, ctx| {
             if act.last_heard.elapsed() > CLIENT_TIMEOUT {
-                act.close(ctx, ws::CloseCode::Away, "no message or pong for 30 s");
+                act.drop_client(
+                    ctx,
+                    "timeout",
+                    ws::CloseCode::Away,
+                    "no message or pong for 30 s",
+                );
             } else {
                 ctx.ping(b"");
             }
@@ -328,8 +384,9 @@ impl StreamHandler<Outgoing> for Session {
     fn handle(&mut self, msg: Outgoing, ctx: &mut Self::Context) {
         if let Outgoing::Shutdown = msg {
             self.id = None;
-            return self.close(
+            return self.drop_client(
                 ctx,
+                "shutdown",
                 ws::CloseCode::Away,
                 "server shutting down; resume from the last seq received",
             );
@@ -384,7 +441,14 @@ mod tests {
     #[test]
     fn rooms_of_the_design_are_accepted_and_others_named() {
         let ok = |r: &[&str]| check_rooms(&r.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert!(ok(&["all", "system:github", "project:ENG", "project:o/r"]).is_ok());
+        assert!(ok(&[
+            "all",
+            "alerts",
+            "system:github",
+            "project:ENG",
+            "project:o/r"
+        ])
+        .is_ok());
         assert!(ok(&["entity:6f1c2a52-8d0e-4d7e-9b9a-0d3f2b7a1c11"]).is_ok());
         let err = ok(&["entity:nope"]).unwrap_err();
         assert!(err.contains("entity:nope"), "{err}");

@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_github_item_lookups",
         include_str!("../../sql/0008_github_item_lookups.sql"),
     ),
+    ("0009_alerts", include_str!("../../sql/0009_alerts.sql")),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrators.

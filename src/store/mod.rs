@@ -1,6 +1,7 @@
 //! PostgreSQL access: the pool, migrations, and the queries of each table grouped in
 //! the module named for it. SQL lives here and in `sql/`, nowhere else.
 
+pub mod alerts;
 pub mod echoes;
 pub mod embedded;
 pub mod entities;

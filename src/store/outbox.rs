@@ -5,8 +5,11 @@
 
 mod admin;
 
-pub use admin::{dead_letters, requeue_dead, summary, DeadLetter, OutboxSummary, Requeue};
+pub use admin::{
+    dead_letters, oldest_pending_age, requeue_dead, summary, DeadLetter, OutboxSummary, Requeue,
+};
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -68,6 +71,8 @@ pub struct OutboxRow {
     pub attempt: i32,
     pub kind: EntityKind,
     pub project: Option<String>,
+    /// When the canonical change that wrote this row committed.
+    pub created_at: DateTime<Utc>,
 }
 
 fn corrupt(e: crate::domain::ParseError) -> StoreError {
@@ -93,6 +98,7 @@ impl TryFrom<&Row> for OutboxRow {
             attempt: r.get("attempt_count"),
             kind: kind.parse().map_err(corrupt)?,
             project: r.get("project"),
+            created_at: r.get("created_at"),
         })
     }
 }
@@ -128,7 +134,8 @@ const CLAIM: &str = "WITH picked AS (
     FROM picked, entities e
     WHERE o.id = picked.id AND e.id = o.entity_id
     RETURNING o.id, o.entity_id, o.system, o.external_id, o.status, o.previous_status,
-              o.entity_version, o.operation_id, o.attempt_count, e.kind, e.project";
+              o.entity_version, o.operation_id, o.attempt_count, e.kind, e.project,
+              o.created_at";
 
 /// Supersedes stale rows, then claims up to `limit` rows of `system` for `lease_ms`.
 /// Run in a short transaction of its own: the row locks end at its commit, long before

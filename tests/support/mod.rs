@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod ws;
 
 use std::time::{Duration, Instant};
 
@@ -187,6 +188,13 @@ impl TestApp {
         }
         self.post_raw("/webhooks/agentapi", &headers, body.to_vec())
             .await
+    }
+
+    /// `POST /api/v1/links`, expecting a new entity (201); answers it.
+    pub async fn link_new(&self, body: Value) -> Value {
+        let r = self.api("POST", "/api/v1/links", Some(body)).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body
     }
 
     /// An authenticated API call.

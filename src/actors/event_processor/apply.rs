@@ -409,6 +409,15 @@ async fn apply_one(
         .decisions
         .with_label_values(&[update.source.as_str(), decision.kind()])
         .inc();
+    if let crate::domain::Decision::Conflict {
+        strategy, outcome, ..
+    } = &decision
+    {
+        let conflicts = &engine.metrics.conflicts;
+        conflicts
+            .with_label_values(&[strategy.as_str(), outcome.kind()])
+            .inc();
+    }
     effects.record_decision(state, item, &incoming, &decision, next, now);
     if let Some((conflict, by)) = &item.resolves {
         effects.resolve_conflicts(state, *conflict, by, now);

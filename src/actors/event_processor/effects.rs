@@ -332,10 +332,12 @@ impl Effects {
                 );
             }
             if escalated {
+                let mut rooms = state.rooms(source);
+                rooms.push("alerts".to_owned());
                 self.event(
                     "alert_fired",
                     Some(state.id()),
-                    state.rooms(source),
+                    rooms,
                     json!({
                         "alert": "conflict_escalated",
                         "severity": "warning",

@@ -59,12 +59,16 @@ pub async fn summary(client: &impl GenericClient) -> Result<OutboxSummary, Store
             count: r.get(2),
         })
         .collect();
-    let oldest = client.prepare_cached(OLDEST).await?;
-    let oldest = client.query_one(&oldest, &[]).await?.get(0);
     Ok(OutboxSummary {
         counts,
-        oldest_pending_age_seconds: oldest,
+        oldest_pending_age_seconds: oldest_pending_age(client).await?,
     })
+}
+
+/// Seconds since the oldest pending or in-flight row was written; `None` when none.
+pub async fn oldest_pending_age(client: &impl GenericClient) -> Result<Option<f64>, StoreError> {
+    let stmt = client.prepare_cached(OLDEST).await?;
+    Ok(client.query_one(&stmt, &[]).await?.get(0))
 }
 
 pub async fn dead_letters(
