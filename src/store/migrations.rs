@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_postgresql_source",
         include_str!("../../sql/0005_postgresql_source.sql"),
     ),
+    ("0010_linking", include_str!("../../sql/0010_linking.sql")),
+    (
+        "0011_sync_runs",
+        include_str!("../../sql/0011_sync_runs.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrators.

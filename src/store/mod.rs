@@ -7,6 +7,7 @@ pub mod entities;
 pub mod events;
 pub mod history;
 pub mod inbound;
+pub mod linking;
 pub mod migrations;
 pub mod outbox;
 pub mod pg_source;
