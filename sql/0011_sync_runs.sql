@@ -50,3 +50,10 @@ CREATE TABLE sync_pauses (
 -- Which run stored which listed item, to count what the engine made of them.
 ALTER TABLE inbound_events ADD COLUMN sync_run uuid;
 CREATE INDEX inbound_events_sync_run ON inbound_events (sync_run) WHERE sync_run IS NOT NULL;
+
+-- Named leases: with several replicas, one runs the periodic reconciliation.
+CREATE TABLE sync_leases (
+    name       text PRIMARY KEY,
+    holder     uuid NOT NULL,
+    expires_at timestamptz NOT NULL
+);

@@ -129,6 +129,12 @@ impl Application {
             committed.push(addr.clone().recipient());
             dispatcher = Some(addr);
         }
+        let backfill = Arc::new(crate::sync::SyncService::new(
+            store.clone(),
+            settings.clone(),
+            vec![ws.clone().recipient()],
+        )?);
+        crate::sync::start_reconciler(backfill.clone());
         let engine = Arc::new(Engine {
             store: store.clone(),
             mapper,
@@ -153,6 +159,7 @@ impl Application {
             sync,
             ws,
             ws_connections: Default::default(),
+            backfill,
         });
 
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))

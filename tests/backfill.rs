@@ -2,8 +2,12 @@
 //! fakes of GitHub and Linear holding hundreds of issues over several pages, on real
 //! PostgreSQL.
 
+#[path = "backfill/fakes.rs"]
+mod fakes;
 #[path = "backfill/linking.rs"]
 mod linking;
+#[path = "backfill/runs.rs"]
+mod runs;
 mod support;
 
 use std::time::Duration;

@@ -47,7 +47,10 @@ async fn health_and_ready_answer_200_once_migrated() {
     let ready = app.get("/ready").await;
     assert_eq!(ready.status, 200, "{}", ready.body);
     let shipped = statsync::store::migrations::MIGRATIONS.len() as i64;
-    assert_eq!(app.count("SELECT count(*) FROM schema_migrations").await, shipped);
+    assert_eq!(
+        app.count("SELECT count(*) FROM schema_migrations").await,
+        shipped
+    );
 }
 
 #[actix_web::test]

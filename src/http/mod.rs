@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod page;
 pub mod sse;
+pub mod sync;
 pub mod webhooks;
 pub mod ws;
 
@@ -28,6 +29,8 @@ pub struct AppState {
     pub sync: StatusSynchronizer,
     pub ws: actix::Addr<WebSocketManager>,
     pub ws_connections: Arc<ws::Connections>,
+    /// Backfills and reconciliation.
+    pub backfill: Arc<crate::sync::SyncService>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -40,5 +43,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     sse::routes(cfg);
     // Before `api`: its `/api/v1` scope would answer 404 for these paths.
     outbox::routes(cfg);
+    sync::routes(cfg);
     api::routes(cfg);
 }

@@ -11,6 +11,7 @@ pub mod linking;
 pub mod migrations;
 pub mod outbox;
 pub mod pg_source;
+pub mod sync_runs;
 
 use std::time::Duration;
 

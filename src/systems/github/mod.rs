@@ -2,6 +2,7 @@
 //! GitHub-shaped leaks past this module: the rest of statsync sees `StatusUpdate`s.
 
 pub mod client;
+pub mod listing;
 pub mod webhook;
 
 pub use webhook::parse as parse_webhook;
