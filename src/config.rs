@@ -41,6 +41,7 @@ pub struct Settings {
     pub github: GithubSettings,
     pub linear: LinearSettings,
     pub agentapi: AgentApiSettings,
+    pub linking: LinkingSettings,
     #[serde(default)]
     pub api: ApiSettings,
     pub ws: WsSettings,
@@ -129,7 +130,14 @@ pub struct SyncSettings {
     pub conflict_window_ms: u64,
     pub escalation_threshold: u32,
     pub max_retries: u32,
+    /// Every this many seconds an incremental sync of each configured scope
+    /// (`github.repos`, `linear.teams`) heals missed webhooks; 0 = off.
     pub reconcile_interval_s: u64,
+    /// Items per page when a backfill lists a system (GitHub allows at most 100).
+    pub page_size: u32,
+    /// A backfill or reconciliation stops early (resuming later from its cursor) when
+    /// the API's remaining rate budget falls below this.
+    pub min_rate_remaining: i64,
     #[serde(default)]
     pub strategy_by_kind: BTreeMap<EntityKind, Strategy>,
     pub priorities: BTreeMap<SystemId, u8>,
@@ -195,6 +203,13 @@ pub struct GithubSettings {
     /// statsync's own write coming back, whatever status it carries.
     #[serde(default)]
     pub actor_login: Option<String>,
+    /// Repositories (`owner/name`) reconciliation keeps in step.
+    #[serde(default)]
+    pub repos: Vec<String>,
+    /// Repository (`owner/name`) → id of its webhook: its failed deliveries are
+    /// redelivered during reconciliation.
+    #[serde(default)]
+    pub hook_ids: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -207,6 +222,10 @@ pub struct LinearSettings {
     /// `actor.id` is this id is statsync's own write coming back.
     #[serde(default)]
     pub actor_id: Option<String>,
+    /// Team keys reconciliation keeps in step; also accepted as known teams when
+    /// GitHub texts name issues (next to every team seen in Linear deliveries).
+    #[serde(default)]
+    pub teams: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -219,6 +238,28 @@ pub struct AgentApiSettings {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSettings {}
+
+/// Automatic linking of GitHub pull requests and issues to the Linear issues they name.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkingSettings {
+    pub enabled: bool,
+    pub closing_words: Vec<String>,
+    pub non_closing_words: Vec<String>,
+    pub skip_words: Vec<String>,
+    pub branch_pattern: String,
+}
+
+impl LinkingSettings {
+    pub fn rules(&self) -> crate::domain::linking::LinkingRules {
+        crate::domain::linking::LinkingRules {
+            closing_words: self.closing_words.clone(),
+            non_closing_words: self.non_closing_words.clone(),
+            skip_words: self.skip_words.clone(),
+            branch_pattern: self.branch_pattern.clone(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -454,6 +495,8 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("ws.allowed_origins")
+                .with_list_parse_key("github.repos")
+                .with_list_parse_key("linear.teams")
                 .source(Some(overrides)),
         );
         let raw = builder
@@ -562,6 +605,25 @@ impl Settings {
                 "ws.send_buffer",
                 "must be at least 1000: events are fanned out a page of 1000 at a time",
             );
+        }
+        if !self.linking.branch_pattern.contains("{identifier}") {
+            return invalid(
+                "linking.branch_pattern",
+                "must contain `{identifier}` where the issue identifier stands",
+            );
+        }
+        if self.sync.page_size == 0 || self.sync.page_size > 100 {
+            return invalid("sync.page_size", "must be between 1 and 100");
+        }
+        for repo in self.github.repos.iter().chain(self.github.hook_ids.keys()) {
+            if crate::systems::github::client::parse_issue_ref(&format!("{repo}#1")).is_none() {
+                return invalid("github.repos", &format!("`{repo}` is not owner/name"));
+            }
+        }
+        for team in &self.linear.teams {
+            if team.is_empty() || !team.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return invalid("linear.teams", &format!("`{team}` is not a team key"));
+            }
         }
         if self.events.retention_days == 0 {
             return invalid("events.retention_days", "must be at least 1");

@@ -9,5 +9,6 @@ pub mod http;
 pub mod metrics;
 pub mod startup;
 pub mod store;
+pub mod sync;
 pub mod systems;
 pub mod telemetry;

@@ -144,6 +144,12 @@ impl Application {
             listening.push(addr.clone().recipient());
             dispatcher = Some(addr);
         }
+        let backfill = Arc::new(crate::sync::SyncService::new(
+            store.clone(),
+            settings.clone(),
+            vec![ws.clone().recipient()],
+        )?);
+        crate::sync::start_reconciler(backfill.clone());
         let engine = Arc::new(Engine {
             store: store.clone(),
             mapper,
@@ -185,6 +191,7 @@ impl Application {
             sync,
             ws,
             ws_connections: Arc::new(http::ws::Connections::new(metrics.ws_connections.clone())),
+            backfill,
         });
 
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))

@@ -226,6 +226,26 @@ async fn malformed_bodies_answer_400_naming_what_was_wrong() {
         r.body
     );
 
+    // statsync's own stored event types cannot be claimed by a signed delivery
+    for (n, internal) in statsync::systems::github::webhook::INTERNAL_EVENTS
+        .iter()
+        .enumerate()
+    {
+        let body = fixture("github/issues.opened.json");
+        let r = app
+            .github(internal, &format!("m-internal-{n}"), &body)
+            .await;
+        assert_eq!(r.status, 400, "{internal}: {}", r.body);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("reserved"),
+            "{}",
+            r.body
+        );
+    }
+
     let mut v: serde_json::Value =
         serde_json::from_slice(&fixture("github/pull_request.opened.json")).unwrap();
     v["pull_request"]["number"] = json!("seven");

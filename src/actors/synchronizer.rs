@@ -498,6 +498,7 @@ fn api_item(
             project: None,
             explicit: true,
             title: None,
+            body: None,
             metadata,
         },
         forced: false,

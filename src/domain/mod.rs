@@ -3,6 +3,7 @@
 
 pub mod decision;
 pub mod ids;
+pub mod linking;
 pub mod mapping;
 pub mod policy;
 pub mod update;

@@ -101,6 +101,10 @@ pub struct StatusUpdate {
     /// the only way out of `done` / `cancelled`.
     pub explicit: bool,
     pub title: Option<String>,
+    /// The object's description (a pull request's body), read for links to other
+    /// objects; never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     /// Free-form facts worth keeping (URLs, actor, summary).
     pub metadata: serde_json::Value,
 }

@@ -10,6 +10,7 @@ pub mod outbox;
 pub mod page;
 pub mod request_id;
 pub mod sse;
+pub mod sync;
 pub mod webhooks;
 pub mod ws;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub sync: StatusSynchronizer,
     pub ws: actix::Addr<WebSocketManager>,
     pub ws_connections: Arc<ws::Connections>,
+    /// Backfills and reconciliation.
+    pub backfill: Arc<crate::sync::SyncService>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -41,5 +44,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     sse::routes(cfg);
     // Before `api`: its `/api/v1` scope would answer 404 for these paths.
     outbox::routes(cfg);
+    sync::routes(cfg);
     api::routes(cfg);
 }

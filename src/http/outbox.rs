@@ -19,7 +19,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub(super) fn store_error(e: StoreError) -> ApiError {
     if e.is_transient() {
         ApiError::Unavailable {
             message: e.to_string(),

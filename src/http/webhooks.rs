@@ -43,10 +43,10 @@ async fn github_delivery(
     .map_err(|e| bad_signature(&state, SystemId::Github, "X-Hub-Signature-256", e))?;
     let event = header(req.headers(), "X-GitHub-Event")
         .ok_or_else(|| ApiError::Malformed("missing header `X-GitHub-Event`".into()))?;
-    if event == github::read_back::ITEM_STATUS_READ {
-        // statsync's own read-back rows carry this type; GitHub never sends it.
+    if github::webhook::INTERNAL_EVENTS.contains(&event) {
+        // statsync's own rows (read-backs, backfill) carry these types; GitHub never does.
         return Err(ApiError::Malformed(format!(
-            "`X-GitHub-Event: {event}` is not a GitHub event; it is reserved for statsync's own lookups"
+            "`X-GitHub-Event: {event}` is not a GitHub event; it is reserved for statsync's own use"
         )));
     }
     let parsed = github::webhook::parse(event, &body).map_err(malformed)?;

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/0008_github_item_lookups.sql"),
     ),
     ("0009_alerts", include_str!("../../sql/0009_alerts.sql")),
+    ("0010_linking", include_str!("../../sql/0010_linking.sql")),
+    (
+        "0011_sync_runs",
+        include_str!("../../sql/0011_sync_runs.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrators.

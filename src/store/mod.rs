@@ -9,10 +9,12 @@ pub mod events;
 pub mod hints;
 pub mod history;
 pub mod inbound;
+pub mod linking;
 pub mod lookups;
 pub mod migrations;
 pub mod outbox;
 pub mod pg_source;
+pub mod sync_runs;
 
 use std::time::Duration;
 

@@ -134,6 +134,7 @@ pub async fn apply_items(
     tx.batch_execute(entities::MARK_WRITER)
         .await
         .map_err(StoreError::from)?;
+    let items = &*super::mentions::resolve(tx, engine, items).await?;
     let mappings = map_all(engine, items).await?;
 
     // Which entity each item is about, as far as links already tell.

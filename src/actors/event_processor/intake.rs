@@ -297,6 +297,7 @@ async fn postgresql_batch(engine: &Engine) -> Result<usize, ApplyError> {
                 // A deliberate write to the canonical store is an explicit change.
                 explicit: true,
                 title: None,
+                body: None,
                 metadata: serde_json::json!({ "via": "direct UPDATE of entities.status" }),
             },
             forced: false,

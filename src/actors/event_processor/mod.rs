@@ -7,6 +7,7 @@ mod apply;
 mod effects;
 mod intake;
 mod links;
+mod mentions;
 
 use std::sync::Arc;
 use std::time::Duration;

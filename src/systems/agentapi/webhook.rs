@@ -57,6 +57,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
         // An agent's report never reopens finished work by itself.
         explicit: false,
         title: None,
+        body: None,
         metadata: metadata([
             ("summary", summary.map(Value::from)),
             ("link", link.map(Value::from)),
@@ -163,6 +164,7 @@ mod tests {
             project: Some("ENG".into()),
             explicit: false,
             title: None,
+            body: None,
             metadata: json!({
                 "summary": "Reproduced the bug; writing a fix",
                 "link": "https://agents.example.com/tasks/task_01HXYZ"

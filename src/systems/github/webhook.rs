@@ -14,6 +14,14 @@ use crate::systems::{
     lookup, metadata, optional, parse_object, required, timestamp, Parsed, PayloadError,
 };
 
+/// The event type of an issue or pull request read through the REST API by a backfill
+/// (`{"repository":{"full_name":…},"issue":<a GET /repos/{o}/{r}/issues item>}`),
+/// stored and applied like a delivery.
+pub const LISTED_EVENT: &str = "statsync_listed_issue";
+
+/// Event types statsync stores itself and a webhook must never claim.
+pub const INTERNAL_EVENTS: [&str; 2] = [LISTED_EVENT, super::read_back::ITEM_STATUS_READ];
+
 /// Parses one delivery; `event` is the `X-GitHub-Event` header.
 pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
     if body.starts_with(b"payload=") {
@@ -28,6 +36,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
         "pull_request" => pull_request(&root),
         "projects_v2_item" => projects_v2_item(&root),
         super::read_back::ITEM_STATUS_READ => super::read_back::parse(&root),
+        LISTED_EVENT => listed_issue(&root),
         other => Ok(ignored(format!("GitHub event `{other}` is not handled"))),
     }
 }
@@ -92,6 +101,45 @@ fn pull_request(root: &Value) -> Result<Parsed, PayloadError> {
     Ok(item.update(EntityKind::PullRequest, action, explicit, branch))
 }
 
+/// An item of `GET /repos/{owner}/{repo}/issues`: an issue, or the issue side of a pull
+/// request (`pull_request.merged_at`, `draft`; no branch). Never an explicit reopen.
+fn listed_issue(root: &Value) -> Result<Parsed, PayloadError> {
+    let state: String = required(root, "issue.state")?;
+    let (kind, native) = match lookup(root, "issue.pull_request")? {
+        Some(_) => {
+            let merged_at: Option<String> = optional(root, "issue.pull_request.merged_at")?;
+            let draft: Option<bool> = optional(root, "issue.draft")?;
+            let pr = match (state.as_str(), merged_at.is_some(), draft == Some(true)) {
+                (_, true, _) => GithubPullRequestState::Merged,
+                ("closed", false, _) => GithubPullRequestState::ClosedUnmerged,
+                (_, false, true) => GithubPullRequestState::Draft,
+                _ => GithubPullRequestState::Open,
+            };
+            (
+                EntityKind::PullRequest,
+                NativeStatus::GithubPullRequest { pr },
+            )
+        }
+        None => {
+            let issue = match state.as_str() {
+                "open" => GithubIssueState::Open,
+                "closed" => GithubIssueState::Closed {
+                    state_reason: optional(root, "issue.state_reason")?,
+                },
+                other => {
+                    return Err(PayloadError::invalid(
+                        "issue.state",
+                        format!("`{other}` is neither open nor closed"),
+                    ))
+                }
+            };
+            (EntityKind::Issue, NativeStatus::GithubIssue(issue))
+        }
+    };
+    let item = Item::read(root, "issue")?;
+    Ok(item.update(kind, UpdateAction::Status { native }, false, None))
+}
+
 /// A Projects v2 item's single-select field changed: the item (linked as a second ref)
 /// has a new Status, or another single-select field; the mapper tells them apart by
 /// `field_node_id`.
@@ -137,6 +185,7 @@ pub(super) fn projects_v2_item(root: &Value) -> Result<Parsed, PayloadError> {
         // A person setting a board's Status is a deliberate change (a bot's is not).
         explicit: sender_type.as_deref() == Some("User"),
         title: None,
+        body: None,
         metadata: metadata([
             ("sender", sender.map(Value::from)),
             ("contentNodeId", content_node_id.map(Value::from)),
@@ -149,6 +198,7 @@ struct Item {
     repo: String,
     number: u64,
     title: Option<String>,
+    body: Option<String>,
     html_url: Option<String>,
     updated_at: DateTime<Utc>,
     sender: Option<String>,
@@ -162,6 +212,7 @@ impl Item {
             repo: repository_name(root, "repository.full_name")?,
             number: required(root, &field("number"))?,
             title: optional(root, &field("title"))?,
+            body: optional::<String>(root, &field("body"))?.filter(|b| !b.is_empty()),
             html_url: optional(root, &field("html_url"))?,
             updated_at: timestamp(root, &field("updated_at"))?,
             sender: optional(root, "sender.login")?,
@@ -186,6 +237,7 @@ impl Item {
             project: Some(self.repo),
             explicit,
             title: self.title,
+            body: self.body,
             metadata: metadata([
                 ("url", self.html_url.map(Value::from)),
                 ("sender", self.sender.map(Value::from)),
@@ -294,6 +346,10 @@ mod tests {
             false => "Spelling error in the README file",
         };
         let url = format!("https://github.com/{REPO}/{path}");
+        let (_, raw) = FIXTURES.iter().find(|(n, _)| *n == name).unwrap();
+        let raw: Value = serde_json::from_slice(raw).unwrap();
+        let object = if is_pr { "pull_request" } else { "issue" };
+        let body = raw[object]["body"].as_str().filter(|b| !b.is_empty());
         StatusUpdate {
             source: SystemId::Github,
             target: ExternalRef::new(SystemId::Github, format!("{REPO}#{number}")),
@@ -305,6 +361,7 @@ mod tests {
             project: Some(REPO.into()),
             explicit,
             title: Some(title.into()),
+            body: body.map(str::to_owned),
             metadata: metadata([
                 ("url", Some(url.into())),
                 ("sender", Some("Codertocat".into())),
@@ -362,6 +419,7 @@ mod tests {
             project: None,
             explicit: true,
             title: None,
+            body: None,
             metadata: json!({"sender": "wolfy1339", "contentNodeId": "DI_lADOAWcTxs07G84AIjOy"}),
         };
         assert_eq!(one(edit(ITEM, &[])), want);
@@ -461,7 +519,8 @@ mod tests {
     #[test]
     fn a_pull_request_with_a_null_body_parses() {
         let got = one(edit(PR, &[set("pull_request.body", Value::Null)]));
-        assert_eq!(got, expected(PR, pr(Pr::Open), PR_OPENED_AT, false));
+        let want = expected(PR, pr(Pr::Open), PR_OPENED_AT, false);
+        assert_eq!(got, StatusUpdate { body: None, ..want });
     }
 
     #[test]
@@ -515,6 +574,53 @@ mod tests {
         assert!(matches!(not_utf8, Err(PayloadError::Json(_))));
         let huge = br#"{"action":"opened","issue":{"number":1e400}}"#;
         assert!(matches!(parse("issues", huge), Err(PayloadError::Json(_))));
+    }
+
+    #[test]
+    fn issues_listed_through_rest_parse_with_their_state_and_body() {
+        let base = json!({"repository": {"full_name": REPO}, "issue": {
+            "number": 7, "title": "t", "body": "Fixes ENG-1", "state": "open",
+            "updated_at": LATER, "html_url": "https://github.com/x/y/pull/7",
+        }});
+        let with = |edits: &[(&str, Option<Value>)]| {
+            one(parse(LISTED_EVENT, &edited(base.clone(), edits)))
+        };
+        let got = with(&[]);
+        assert_eq!(got.kind, EntityKind::Issue);
+        assert_eq!(got.action, status(GithubIssueState::Open));
+        assert_eq!(got.body.as_deref(), Some("Fixes ENG-1"));
+        assert_eq!(got.source_timestamp, at(LATER));
+        assert!(!got.explicit);
+        let closed = with(&[
+            set("issue.state", json!("closed")),
+            set("issue.state_reason", json!("not_planned")),
+        ]);
+        let reason = Some("not_planned".to_owned());
+        assert_eq!(
+            closed.action,
+            status(GithubIssueState::Closed {
+                state_reason: reason
+            })
+        );
+        let cases = [
+            ("open", None, false, Pr::Open),
+            ("open", None, true, Pr::Draft),
+            ("closed", None, false, Pr::ClosedUnmerged),
+            ("closed", Some(LATER), false, Pr::Merged),
+        ];
+        for (state, merged_at, draft, want) in cases {
+            let got = with(&[
+                set("issue.state", json!(state)),
+                set("issue.draft", json!(draft)),
+                set("issue.pull_request", json!({"merged_at": merged_at})),
+            ]);
+            assert_eq!((got.kind, got.action), (EntityKind::PullRequest, pr(want)));
+        }
+        let err = parse(
+            LISTED_EVENT,
+            br#"{"repository":{"full_name":"a/b"},"issue":{"state":"gone"}}"#,
+        );
+        assert_eq!(invalid_field(err.unwrap_err()), "issue.state");
     }
 
     proptest! {

@@ -108,13 +108,14 @@ fn issue(root: &Value, action: &str) -> Result<Parsed, PayloadError> {
             .iter()
             .map(|i| ExternalRef::new(SystemId::Linear, i.as_str()))
             .collect(),
-        links: Vec::new(),
+        links: attachment_links(root)?,
         kind: EntityKind::Issue,
         action,
         source_timestamp: timestamp(root, "data.updatedAt")?,
         project,
         explicit: made_by_a_person(root)?,
         title: optional(root, "data.title")?,
+        body: None,
         metadata: metadata([
             ("url", url.map(Value::from)),
             ("identifier", identifier.map(Value::from)),
@@ -122,6 +123,21 @@ fn issue(root: &Value, action: &str) -> Result<Parsed, PayloadError> {
             ("actorId", actor_id.map(Value::from)),
         ]),
     }]))
+}
+
+/// GitHub pull requests and issues among the issue's attachments
+/// (`data.attachments.nodes[].url`, present when the issue was read through the API):
+/// linked to the same entity.
+fn attachment_links(root: &Value) -> Result<Vec<ExternalRef>, PayloadError> {
+    let Some(nodes) = optional::<Vec<Value>>(root, "data.attachments.nodes")? else {
+        return Ok(Vec::new());
+    };
+    Ok(nodes
+        .iter()
+        .filter_map(|n| n.get("url")?.as_str())
+        .filter_map(crate::systems::github::ref_of_url)
+        .map(|r| ExternalRef::new(SystemId::Github, r))
+        .collect())
 }
 
 /// The issue's workflow state as the delivery tells it.
@@ -259,6 +275,20 @@ mod tests {
     }
 
     #[test]
+    fn github_attachments_of_an_issue_read_through_the_api_are_links() {
+        let attachments = json!({"nodes": [
+            {"url": "https://github.com/acme/api/pull/12"},
+            {"url": "https://figma.com/file/x"},
+            {"url": "https://github.com/acme/api/issues/3"},
+        ]});
+        let got = update_of(&[set("data.attachments", attachments)]);
+        let github = |r: &str| ExternalRef::new(SystemId::Github, r);
+        assert_eq!(got.links, vec![github("acme/api#12"), github("acme/api#3")]);
+        let bad = edit(&[set("data.attachments.nodes", json!("x"))]).unwrap_err();
+        assert_eq!(invalid_field(bad), "data.attachments.nodes");
+    }
+
+    #[test]
     fn a_state_change_is_an_explicit_update_of_the_issue() {
         let delivery = edit(&[]).unwrap();
         assert_eq!(delivery.webhook_timestamp_ms, SENT_MS);
@@ -274,6 +304,7 @@ mod tests {
             project: Some("ENG".into()),
             explicit: true,
             title: Some("Retry outbound writes".into()),
+            body: None,
             metadata: json!({"url": url, "identifier": "ENG-123", "actor": "Ada Lovelace", "actorId": "5f6a1d9e-0c8e-4a51-9f0b-7d0f2b0d7e11"}),
         };
         assert_eq!(one(Ok(delivery.parsed)), want);

@@ -1,0 +1,155 @@
+//! `linear_teams` and `linked_pull_requests`: which Linear teams exist (so `UTF-8` is
+//! never taken for an issue) and the state of every pull request linked to a Linear
+//! issue by naming it (so the issue is done only when all its closing ones are merged).
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+
+use super::StoreError;
+use crate::domain::GithubPullRequestState;
+
+const REMEMBER_TEAMS: &str = "INSERT INTO linear_teams (key)
+    SELECT DISTINCT k FROM unnest($1::text[]) AS k WHERE k <> ''
+    ON CONFLICT (key) DO NOTHING";
+
+pub async fn remember_teams(
+    client: &impl GenericClient,
+    keys: &[String],
+) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let stmt = client.prepare_cached(REMEMBER_TEAMS).await?;
+    client.execute(&stmt, &[&keys]).await?;
+    Ok(())
+}
+
+const KNOWN_TEAMS: &str = "SELECT key FROM linear_teams WHERE key = ANY($1)";
+
+/// Which of `keys` are teams seen before.
+pub async fn known_teams(
+    client: &impl GenericClient,
+    keys: &[String],
+) -> Result<HashSet<String>, StoreError> {
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let stmt = client.prepare_cached(KNOWN_TEAMS).await?;
+    let rows = client.query(&stmt, &[&keys]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+// The subquery fixes the order the locks are taken in, so two transactions locking
+// overlapping sets never deadlock.
+const LOCK_ISSUES: &str = "SELECT pg_advisory_xact_lock(hashtextextended('linear-issue:' || i, 0))
+    FROM (SELECT DISTINCT i FROM unnest($1::text[]) AS i ORDER BY i) AS s";
+
+/// Serializes, until the transaction ends, every writer of the pull requests of these
+/// issues: two closing pull requests merged at once must each see the other's state.
+pub async fn lock_issues(client: &impl GenericClient, issues: &[String]) -> Result<(), StoreError> {
+    if issues.is_empty() {
+        return Ok(());
+    }
+    let stmt = client.prepare_cached(LOCK_ISSUES).await?;
+    client.query(&stmt, &[&issues]).await?;
+    Ok(())
+}
+
+/// A pull request linked to a Linear issue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkedPullRequest {
+    pub pull_request: String,
+    pub issue: String,
+    pub closing: bool,
+    pub state: GithubPullRequestState,
+    pub last_source_ts: DateTime<Utc>,
+}
+
+const OF_PULL_REQUESTS: &str = "SELECT pull_request, issue, closing, state, last_source_ts
+    FROM linked_pull_requests WHERE pull_request = ANY($1)";
+const OF_ISSUES: &str = "SELECT pull_request, issue, closing, state, last_source_ts
+    FROM linked_pull_requests WHERE issue = ANY($1)";
+
+fn state_text(s: GithubPullRequestState) -> &'static str {
+    use GithubPullRequestState as Pr;
+    match s {
+        Pr::Draft => "draft",
+        Pr::Open => "open",
+        Pr::ReviewRequested => "review_requested",
+        Pr::Merged => "merged",
+        Pr::ClosedUnmerged => "closed_unmerged",
+    }
+}
+
+fn read(rows: Vec<tokio_postgres::Row>) -> Result<Vec<LinkedPullRequest>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            let state: String = r.get(3);
+            let state = serde_json::from_value(serde_json::Value::String(state.clone()))
+                .map_err(|_| StoreError::Corrupt(format!("pull request state `{state}`")))?;
+            Ok(LinkedPullRequest {
+                pull_request: r.get(0),
+                issue: r.get(1),
+                closing: r.get(2),
+                state,
+                last_source_ts: r.get(4),
+            })
+        })
+        .collect()
+}
+
+/// The links recorded for these pull requests, by pull request.
+pub async fn of_pull_requests(
+    client: &impl GenericClient,
+    pull_requests: &[String],
+) -> Result<HashMap<String, LinkedPullRequest>, StoreError> {
+    if pull_requests.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let stmt = client.prepare_cached(OF_PULL_REQUESTS).await?;
+    let rows = read(client.query(&stmt, &[&pull_requests]).await?)?;
+    Ok(rows
+        .into_iter()
+        .map(|l| (l.pull_request.clone(), l))
+        .collect())
+}
+
+/// Every pull request linked to these issues.
+pub async fn of_issues(
+    client: &impl GenericClient,
+    issues: &[String],
+) -> Result<Vec<LinkedPullRequest>, StoreError> {
+    if issues.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = client.prepare_cached(OF_ISSUES).await?;
+    read(client.query(&stmt, &[&issues]).await?)
+}
+
+// An older report (a backfill listing behind a webhook) never overwrites a newer one.
+const UPSERT: &str = "INSERT INTO linked_pull_requests
+        (pull_request, issue, closing, state, last_source_ts)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (pull_request) DO UPDATE
+    SET issue = excluded.issue, closing = excluded.closing, state = excluded.state,
+        last_source_ts = excluded.last_source_ts, updated_at = now()
+    WHERE linked_pull_requests.last_source_ts <= excluded.last_source_ts";
+
+pub async fn upsert(client: &impl GenericClient, l: &LinkedPullRequest) -> Result<(), StoreError> {
+    let stmt = client.prepare_cached(UPSERT).await?;
+    client
+        .execute(
+            &stmt,
+            &[
+                &l.pull_request,
+                &l.issue,
+                &l.closing,
+                &state_text(l.state),
+                &l.last_source_ts,
+            ],
+        )
+        .await?;
+    Ok(())
+}

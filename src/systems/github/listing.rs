@@ -1,0 +1,257 @@
+//! Reading a repository's issues and pull requests page by page
+//! (`GET /repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc&since=…`,
+//! `Link` header pagination), with conditional requests: a page whose ETag is unchanged
+//! answers 304, which GitHub does not count against the rate limit. And the webhook
+//! deliveries of a hook: listing them and asking GitHub to redeliver failed ones.
+//! Never retries by itself and never logs the token.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::client::{classify, API_VERSION};
+use crate::systems::outbound::{exchange, ErrorCode, OutboundError, RateInfo};
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// Issue objects as GitHub sends them (pull requests carry `pull_request`).
+    pub items: Vec<Value>,
+    /// The next page's URL (`Link: <…>; rel="next"`).
+    pub next: Option<String>,
+    /// The last page's number (`rel="last"`), for progress.
+    pub last_page: Option<u32>,
+    pub etag: Option<String>,
+    /// 304: nothing changed since the ETag sent.
+    pub not_modified: bool,
+    pub rate: RateInfo,
+}
+
+/// The first page of a repository's issues updated since `since`, oldest change first
+/// (so that a listing interrupted part-way misses nothing when it resumes).
+pub fn first_page_url(
+    api_url: &str,
+    repo: &str,
+    per_page: u32,
+    since: Option<DateTime<Utc>>,
+) -> String {
+    let mut url = format!(
+        "{}/repos/{repo}/issues?state=all&sort=updated&direction=asc&per_page={per_page}",
+        api_url.trim_end_matches('/')
+    );
+    if let Some(since) = since {
+        url.push_str("&since=");
+        url.push_str(&since.to_rfc3339_opts(SecondsFormat::Secs, true));
+    }
+    url
+}
+
+pub struct Lister<'a> {
+    pub http: &'a reqwest::Client,
+    pub token: Option<&'a SecretString>,
+}
+
+impl Lister<'_> {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder, OutboundError> {
+        let token = self.token.ok_or_else(|| {
+            OutboundError::new(ErrorCode::Unauthorized, "GITHUB_TOKEN is not set")
+        })?;
+        Ok(self
+            .http
+            .request(method, url)
+            .bearer_auth(token.expose_secret())
+            .header("Accept", "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", API_VERSION)
+            .header(
+                "User-Agent",
+                concat!("statsync/", env!("CARGO_PKG_VERSION")),
+            ))
+    }
+
+    /// One page; with `etag`, a conditional request.
+    pub async fn page(&self, url: &str, etag: Option<&str>) -> Result<Page, OutboundError> {
+        let mut request = self.request(reqwest::Method::GET, url)?;
+        if let Some(etag) = etag {
+            request = request.header("If-None-Match", etag);
+        }
+        let answer = exchange(request).await?;
+        let rate = RateInfo::github(&answer.headers);
+        if answer.status == 304 {
+            return Ok(Page {
+                not_modified: true,
+                etag: etag.map(str::to_owned),
+                rate,
+                ..Page::default()
+            });
+        }
+        if !(200..300).contains(&answer.status) {
+            return Err(classify(answer.status, &answer.headers, &answer.body));
+        }
+        let items: Vec<Value> = serde_json::from_slice(&answer.body).map_err(|e| {
+            OutboundError::new(
+                ErrorCode::Upstream5xx,
+                format!("GitHub's issue list is not a JSON array: {e}"),
+            )
+        })?;
+        let (next, last_page) = links(&answer.headers);
+        Ok(Page {
+            items,
+            next,
+            last_page,
+            etag: header(&answer.headers, "etag"),
+            not_modified: false,
+            rate,
+        })
+    }
+
+    /// `GET /repos/{repo}/hooks/{hook}/deliveries`: the hook's recent deliveries.
+    pub async fn deliveries(
+        &self,
+        api_url: &str,
+        repo: &str,
+        hook: u64,
+    ) -> Result<(Vec<Value>, RateInfo), OutboundError> {
+        let url = format!(
+            "{}/repos/{repo}/hooks/{hook}/deliveries?per_page=100",
+            api_url.trim_end_matches('/')
+        );
+        let answer = exchange(self.request(reqwest::Method::GET, &url)?).await?;
+        let rate = RateInfo::github(&answer.headers);
+        if !(200..300).contains(&answer.status) {
+            return Err(classify(answer.status, &answer.headers, &answer.body));
+        }
+        let list = serde_json::from_slice(&answer.body).map_err(|e| {
+            OutboundError::new(
+                ErrorCode::Upstream5xx,
+                format!("GitHub's delivery list is not a JSON array: {e}"),
+            )
+        })?;
+        Ok((list, rate))
+    }
+
+    /// `POST …/deliveries/{id}/attempts`: GitHub sends the delivery again, with the same
+    /// `X-GitHub-Delivery`.
+    pub async fn redeliver(
+        &self,
+        api_url: &str,
+        repo: &str,
+        hook: u64,
+        delivery: u64,
+    ) -> Result<(), OutboundError> {
+        let url = format!(
+            "{}/repos/{repo}/hooks/{hook}/deliveries/{delivery}/attempts",
+            api_url.trim_end_matches('/')
+        );
+        let answer = exchange(self.request(reqwest::Method::POST, &url)?).await?;
+        if (200..300).contains(&answer.status) {
+            Ok(())
+        } else {
+            Err(classify(answer.status, &answer.headers, &answer.body))
+        }
+    }
+}
+
+/// Deliveries to ask again for: failed ones (`status_code` not 2xx) whose `guid` never
+/// succeeded in a later attempt, one id per guid.
+pub fn failed_deliveries(list: &[Value]) -> Vec<u64> {
+    let ok = |d: &Value| {
+        d["status_code"]
+            .as_u64()
+            .is_some_and(|s| (200..300).contains(&s))
+    };
+    let succeeded: std::collections::HashSet<&str> = list
+        .iter()
+        .filter(|d| ok(d))
+        .filter_map(|d| d["guid"].as_str())
+        .collect();
+    let mut asked = std::collections::HashSet::new();
+    list.iter()
+        .filter(|d| !ok(d))
+        .filter(|d| d["guid"].as_str().is_some_and(|g| !succeeded.contains(g)))
+        .filter(|d| {
+            d["guid"]
+                .as_str()
+                .is_some_and(|g| asked.insert(g.to_owned()))
+        })
+        .filter_map(|d| d["id"].as_u64())
+        .collect()
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name)?.to_str().ok().map(str::to_owned)
+}
+
+/// `rel="next"` URL and the `rel="last"` page number of a `Link` header.
+pub fn links(headers: &HeaderMap) -> (Option<String>, Option<u32>) {
+    let Some(link) = header(headers, "link") else {
+        return (None, None);
+    };
+    let mut next = None;
+    let mut last = None;
+    for part in link.split(',') {
+        let mut pieces = part.split(';');
+        let Some(url) = pieces
+            .next()
+            .map(str::trim)
+            .and_then(|u| u.strip_prefix('<')?.strip_suffix('>'))
+        else {
+            continue;
+        };
+        for param in pieces {
+            match param.trim() {
+                "rel=\"next\"" => next = Some(url.to_owned()),
+                "rel=\"last\"" => {
+                    last = url
+                        .split(['?', '&'])
+                        .find_map(|kv| kv.strip_prefix("page="))
+                        .and_then(|n| n.parse().ok())
+                }
+                _ => {}
+            }
+        }
+    }
+    (next, last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+    use serde_json::json;
+
+    #[test]
+    fn link_headers_give_the_next_url_and_the_last_page() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "link",
+            HeaderValue::from_static(
+                "<https://api.github.com/repositories/1/issues?per_page=100&page=2>; rel=\"next\", \
+                 <https://api.github.com/repositories/1/issues?per_page=100&page=4>; rel=\"last\"",
+            ),
+        );
+        let (next, last) = links(&h);
+        assert_eq!(
+            next.as_deref(),
+            Some("https://api.github.com/repositories/1/issues?per_page=100&page=2")
+        );
+        assert_eq!(last, Some(4));
+        assert_eq!(links(&HeaderMap::new()), (None, None));
+    }
+
+    #[test]
+    fn only_deliveries_that_never_succeeded_are_redelivered_once() {
+        let list = vec![
+            json!({"id": 1, "guid": "a", "status_code": 500}),
+            json!({"id": 2, "guid": "a", "status_code": 200}),
+            json!({"id": 3, "guid": "b", "status_code": 502}),
+            json!({"id": 4, "guid": "b", "status_code": 0}),
+            json!({"id": 5, "guid": "c", "status_code": 202}),
+        ];
+        assert_eq!(failed_deliveries(&list), vec![3]);
+    }
+}

@@ -1,0 +1,198 @@
+//! Fakes of GitHub's issue listing (pagination by `Link`, `since`, ETags and 304s that
+//! cost no rate budget, hook deliveries) and of Linear's `issues` GraphQL connection
+//! (cursor pagination, team and `updatedAt` filters), holding whatever issues a test
+//! puts in them. Any other request (outbound status writes) is answered 200.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+#[derive(Default)]
+pub struct State {
+    /// GitHub issue objects (REST shape), any repo.
+    pub github: Vec<Value>,
+    /// Linear issue nodes (GraphQL shape).
+    pub linear: Vec<Value>,
+    /// GitHub's rate budget: every 200 answer spends one, a 304 none.
+    pub remaining: i64,
+    /// The next request for this GitHub page number answers 502.
+    pub fail_page: Option<u32>,
+    /// Listing requests: (path and query, status answered).
+    pub listed: Vec<(String, u16)>,
+    pub deliveries: Vec<Value>,
+    pub redelivered: Vec<u64>,
+}
+
+#[derive(Clone)]
+pub struct Fake {
+    pub url: String,
+    pub state: Arc<Mutex<State>>,
+}
+
+impl Fake {
+    pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+}
+
+pub async fn start() -> Fake {
+    let state = Arc::new(Mutex::new(State {
+        remaining: 5000,
+        ..State::default()
+    }));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let data = web::Data::from(state.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/repos/{o}/{r}/issues", web::get().to(list_issues))
+            .route(
+                "/repos/{o}/{r}/hooks/{h}/deliveries",
+                web::get().to(deliveries),
+            )
+            .route(
+                "/repos/{o}/{r}/hooks/{h}/deliveries/{d}/attempts",
+                web::post().to(redeliver),
+            )
+            .route("/graphql", web::post().to(graphql))
+            .default_service(web::to(|| async { HttpResponse::Ok().json(json!({})) }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    Fake {
+        url: format!("http://127.0.0.1:{port}"),
+        state,
+    }
+}
+
+fn ts(v: &Value, key: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v[key].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+async fn list_issues(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    let mut s = state.lock().unwrap();
+    let repo = format!("{}/{}", path.0, path.1);
+    let target = req.uri().to_string();
+    let page: u32 = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    if s.fail_page == Some(page) {
+        s.fail_page = None;
+        s.listed.push((target, 502));
+        return HttpResponse::BadGateway().json(json!({"message": "Server Error"}));
+    }
+    assert_eq!(q.get("state").map(String::as_str), Some("all"));
+    assert_eq!(q.get("sort").map(String::as_str), Some("updated"));
+    let per_page: usize = q["per_page"].parse().unwrap();
+    let since = q
+        .get("since")
+        .map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap());
+    let mut all: Vec<Value> = s
+        .github
+        .iter()
+        .filter(|i| i["repository_url"].as_str().unwrap().ends_with(&repo))
+        .filter(|i| since.map_or(true, |t| ts(i, "updated_at") >= t))
+        .cloned()
+        .collect();
+    all.sort_by_key(|i| (ts(i, "updated_at"), i["number"].as_u64()));
+    let last = all.len().div_ceil(per_page).max(1) as u32;
+    let items: Vec<Value> = all
+        .into_iter()
+        .skip((page as usize - 1) * per_page)
+        .take(per_page)
+        .collect();
+    let body = serde_json::to_vec(&items).unwrap();
+    let etag = format!("W/\"{}\"", hex::encode(Sha256::digest(&body)));
+    let told = req
+        .headers()
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok());
+    if told == Some(etag.as_str()) {
+        s.listed.push((target, 304));
+        return HttpResponse::NotModified()
+            .insert_header(("etag", etag))
+            .insert_header(("x-ratelimit-remaining", s.remaining.to_string()))
+            .finish();
+    }
+    s.remaining -= 1;
+    s.listed.push((target, 200));
+    let base = format!("{}{}", req.connection_info().host(), req.path());
+    let mut links = Vec::new();
+    let page_url = |n: u32| {
+        let query: String = q
+            .iter()
+            .filter(|(k, _)| k.as_str() != "page")
+            .map(|(k, v)| format!("&{k}={v}"))
+            .collect();
+        format!("<http://{base}?page={n}{query}>")
+    };
+    if page < last {
+        links.push(format!("{}; rel=\"next\"", page_url(page + 1)));
+    }
+    links.push(format!("{}; rel=\"last\"", page_url(last)));
+    HttpResponse::Ok()
+        .insert_header(("etag", etag))
+        .insert_header(("link", links.join(", ")))
+        .insert_header(("x-ratelimit-remaining", s.remaining.to_string()))
+        .insert_header(("content-type", "application/json"))
+        .body(body)
+}
+
+async fn deliveries(state: web::Data<Mutex<State>>) -> HttpResponse {
+    HttpResponse::Ok().json(state.lock().unwrap().deliveries.clone())
+}
+
+async fn redeliver(
+    path: web::Path<(String, String, u64, u64)>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    state.lock().unwrap().redelivered.push(path.3);
+    HttpResponse::Accepted().json(json!({}))
+}
+
+async fn graphql(body: web::Json<Value>, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let query = body["query"].as_str().unwrap_or("");
+    if !query.contains("TeamIssues") {
+        return HttpResponse::Ok().json(json!({"data": {}}));
+    }
+    let s = state.lock().unwrap();
+    let vars = &body["variables"];
+    let team = vars["filter"]["team"]["key"]["eq"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let after_time = vars["filter"]["updatedAt"]["gt"]
+        .as_str()
+        .map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap());
+    let first = vars["first"].as_u64().unwrap() as usize;
+    let start: usize = vars["after"].as_str().map_or(0, |c| c.parse().unwrap());
+    let mut all: Vec<Value> = s
+        .linear
+        .iter()
+        .filter(|i| i["team"]["key"] == team)
+        .filter(|i| after_time.map_or(true, |t| ts(i, "updatedAt") > t))
+        .cloned()
+        .collect();
+    all.sort_by_key(|i| (ts(i, "updatedAt"), i["id"].as_str().unwrap().to_owned()));
+    let nodes: Vec<Value> = all.iter().skip(start).take(first).cloned().collect();
+    let end = start + nodes.len();
+    HttpResponse::Ok()
+        .insert_header(("x-ratelimit-requests-remaining", "1000"))
+        .json(json!({"data": {"issues": {
+            "nodes": nodes,
+            "pageInfo": {"hasNextPage": end < all.len(), "endCursor": end.to_string()}
+        }}}))
+}
