@@ -31,6 +31,10 @@ struct Args {
     /// Concurrent HTTP connections.
     #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// Measure the creation of the entities too, instead of first creating each one
+    /// (one delivery per entity, applied before the measured load starts).
+    #[arg(long)]
+    no_warmup: bool,
 }
 
 const SECRET: &str = "bench-secret";
@@ -55,7 +59,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // CPU spent by this process (generator + service) and by the cluster's processes,
     // so the cost per delivery can be compared between runs on a busy machine.
     let postmaster = cluster.as_ref().and_then(|c| postmaster_pid(c.data_dir()));
-    let cpu_before = cpu_seconds(postmaster);
     std::env::set_var("DATABASE_URL", &url);
     std::env::set_var("AGENTAPI_WEBHOOK_SECRET", SECRET);
     std::env::set_var("STATSYNC__HTTP__PORT", "0");
@@ -68,42 +71,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
 
-    // The load runs on its own thread and runtime, like a separate client process.
+    let db = connect(&url).await?;
     let acked = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
-    let (a, r) = (acked.clone(), refused.clone());
+    if !args.no_warmup {
+        let warm = Load {
+            first: 0,
+            count: args.entities,
+            prefix: "warm",
+            acked: Arc::new(AtomicU64::new(0)),
+            refused: Arc::new(AtomicU64::new(0)),
+        };
+        run_load(&args, &base, warm).await?;
+        drain(&db).await?;
+    }
+    let cpu_before = cpu_seconds(postmaster);
     let started = Instant::now();
     let offered = args.rate * args.seconds;
-    // Never block this thread: the actors and pooled connections made here run on it.
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let result = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(offer(args, base, a, r)));
-        let _ = done_tx.send(result);
-    });
-    done_rx
-        .await
-        .map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+    let measured = Load {
+        // after the warm-up's step 0, so every measured delivery is a change
+        first: args.entities,
+        count: offered,
+        prefix: "bench",
+        acked: acked.clone(),
+        refused: refused.clone(),
+    };
+    run_load(&args, &base, measured).await?;
     let send_secs = started.elapsed().as_secs_f64();
+    drain(&db).await?;
 
-    let db = connect(&url).await?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let pending: i64 = db
-            .query_one(
-                "SELECT count(*) FROM inbound_events WHERE state = 'pending'",
-                &[],
-            )
-            .await?
-            .get(0);
-        if pending == 0 || Instant::now() > deadline {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
     let row = db
         .query_one(
             "SELECT count(*),
@@ -112,13 +108,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)),
                     percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at)),
                     max(extract(epoch FROM processed_at - received_at))::float8
-             FROM inbound_events WHERE state = 'processed'",
+             FROM inbound_events WHERE state = 'processed' AND delivery_id LIKE 'bench-%'",
             &[],
         )
         .await?;
     let applied: i64 = db
         .query_one(
-            "SELECT count(*) FROM status_transitions WHERE decision = 'applied'",
+            "SELECT count(*) FROM status_transitions t JOIN inbound_events i ON i.id = t.inbound_event_id
+             WHERE t.decision = 'applied' AND i.delivery_id LIKE 'bench-%'",
             &[],
         )
         .await?
@@ -155,30 +152,82 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn offer(
-    args: Args,
-    base: String,
+/// One phase of load: deliveries `first..first + count`, named `<prefix>-<n>`.
+struct Load {
+    first: u64,
+    count: u64,
+    prefix: &'static str,
     acked: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
+}
+
+/// Offers `load` from its own thread and runtime, like a separate client process, and
+/// never blocks this thread (the service's actors and pooled connections run on it).
+async fn run_load(args: &Args, base: &str, load: Load) -> anyhow::Result<()> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (rate, entities, connections) = (args.rate, args.entities, args.connections);
+    let url = format!("{base}/webhooks/agentapi");
+    std::thread::spawn(move || {
+        let result = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(offer(rate, entities, connections, url, load)));
+        let _ = done_tx.send(result);
+    });
+    done_rx
+        .await
+        .map_err(|_| anyhow::anyhow!("load thread panicked"))?
+}
+
+async fn drain(db: &tokio_postgres::Client) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let pending: i64 = db
+            .query_one(
+                "SELECT count(*) FROM inbound_events WHERE state = 'pending'",
+                &[],
+            )
+            .await?
+            .get(0);
+        if pending == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("{pending} deliveries still pending after 300 s");
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn offer(
+    rate: u64,
+    entities: u64,
+    connections: usize,
+    url: String,
+    load: Load,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.connections)
+        .pool_max_idle_per_host(connections)
         .timeout(Duration::from_secs(10))
         .build()?;
-    let total = args.rate * args.seconds;
     let start = Instant::now();
-    let url = format!("{base}/webhooks/agentapi");
-    let entities = args.entities;
-    let rate = args.rate;
     let epoch = chrono::Utc::now() - chrono::TimeDelta::hours(1);
-    futures_util::stream::iter(0..total)
+    let Load {
+        first,
+        count,
+        prefix,
+        acked,
+        refused,
+    } = load;
+    futures_util::stream::iter(first..first + count)
         .map(|n| {
             let http = http.clone();
             let url = url.clone();
             let (acked, refused) = (acked.clone(), refused.clone());
             async move {
-                // open-loop pacing: delivery n is due at n / rate seconds
-                let due = start + Duration::from_secs_f64(n as f64 / rate as f64);
+                // open-loop pacing: delivery n is due at (n - first) / rate seconds
+                let due = start + Duration::from_secs_f64((n - first) as f64 / rate as f64);
                 tokio::time::sleep_until(due.into()).await;
                 let step = n / entities;
                 let body = serde_json::to_vec(&serde_json::json!({
@@ -191,7 +240,7 @@ async fn offer(
                 let ok = http
                     .post(&url)
                     .header("X-Statsync-Signature", sig)
-                    .header("X-Statsync-Delivery", format!("bench-{n}"))
+                    .header("X-Statsync-Delivery", format!("{prefix}-{n}"))
                     .body(body)
                     .send()
                     .await
@@ -203,7 +252,7 @@ async fn offer(
                 };
             }
         })
-        .buffer_unordered(args.connections)
+        .buffer_unordered(connections)
         .collect::<()>()
         .await;
     Ok(())

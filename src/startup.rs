@@ -159,6 +159,7 @@ impl Application {
             backlog: backlog.clone(),
             committed,
             lifecycle: Lifecycle::default(),
+            saturated: Default::default(),
         });
         let processor = EventProcessor::new(engine.clone()).start();
         hints.do_send(Listen(Listeners {

@@ -32,12 +32,42 @@ pub type SubscriberId = u64;
 
 /// What a subscriber is sent. Events are shared: one copy serves every subscriber.
 #[derive(Debug, Clone)]
+/// One logged event on its way to subscribers: serialized once, however many
+/// subscribers (WebSocket or SSE) receive it.
+pub struct SharedEvent {
+    pub event: Event,
+    json: std::sync::OnceLock<String>,
+    ws_frame: std::sync::OnceLock<String>,
+}
+
+impl SharedEvent {
+    pub fn new(event: Event) -> Arc<Self> {
+        Arc::new(SharedEvent {
+            event,
+            json: Default::default(),
+            ws_frame: Default::default(),
+        })
+    }
+
+    /// The event's JSON (DESIGN.md, Events).
+    pub fn json(&self) -> &str {
+        self.json
+            .get_or_init(|| serde_json::to_string(&self.event).unwrap_or_default())
+    }
+
+    /// The WebSocket protocol's `{"type":"event","event":…}` message.
+    pub fn ws_frame(&self) -> &str {
+        self.ws_frame
+            .get_or_init(|| format!("{{\"type\":\"event\",\"event\":{}}}", self.json()))
+    }
+}
+
 pub enum Outgoing {
     Subscribed {
         rooms: Vec<String>,
         seq: i64,
     },
-    Event(Arc<Event>),
+    Event(Arc<SharedEvent>),
     Error {
         code: &'static str,
         message: String,
@@ -198,7 +228,7 @@ impl WebSocketManager {
             self.metrics
                 .commit_to_websocket
                 .observe(age.unwrap_or(0).max(0) as f64 / 1e6);
-            let event = Arc::new(event);
+            let event = SharedEvent::new(event);
             for id in targets {
                 self.send(id, Outgoing::Event(event.clone()));
             }
@@ -447,7 +477,7 @@ impl WebSocketManager {
                             page.last().map_or(upto, |e| e.seq)
                         };
                         for event in page {
-                            act.send(c.id, Outgoing::Event(Arc::new(event)));
+                            act.send(c.id, Outgoing::Event(SharedEvent::new(event)));
                         }
                         act.catch_up(ctx, c);
                     }
@@ -492,5 +522,31 @@ impl Handler<EventsCommitted> for WebSocketManager {
         if msg.last_seq.is_some_and(|s| s > self.delivered) {
             self.tail(ctx);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_event_renders_the_protocol_message_once_for_everyone() {
+        let event = Event {
+            seq: 7,
+            id: uuid::Uuid::new_v4(),
+            event_type: "status_changed".into(),
+            entity_id: None,
+            rooms: vec!["all".into()],
+            timestamp: chrono::Utc::now(),
+            data: serde_json::json!({"to": "done", "quote": "a \"b\""}),
+        };
+        let shared = SharedEvent::new(event.clone());
+        let frame: serde_json::Value = serde_json::from_str(shared.ws_frame()).unwrap();
+        assert_eq!(
+            frame,
+            serde_json::json!({"type": "event", "event": serde_json::to_value(&event).unwrap()})
+        );
+        // the same bytes for every subscriber
+        assert!(std::ptr::eq(shared.ws_frame(), shared.ws_frame()));
     }
 }

@@ -100,9 +100,9 @@ fn sse_frame(msg: &Outgoing) -> String {
     match msg {
         Outgoing::Event(e) => format!(
             "id: {}\nevent: {}\ndata: {}\n\n",
-            e.seq,
-            e.event_type,
-            serde_json::to_string(&**e).unwrap_or_default()
+            e.event.seq,
+            e.event.event_type,
+            e.json()
         ),
         Outgoing::Subscribed { seq, .. } => format!(": subscribed at seq {seq}\n\n"),
         other => format!("event: error\ndata: {}\n\n", super::ws::frame(other)),

@@ -328,7 +328,7 @@ pub fn frame(msg: &Outgoing) -> String {
         Outgoing::Subscribed { rooms, seq } => {
             json!({"type": "subscribed", "rooms": rooms, "seq": seq}).to_string()
         }
-        Outgoing::Event(event) => json!({"type": "event", "event": &**event}).to_string(),
+        Outgoing::Event(event) => event.ws_frame().to_owned(),
         Outgoing::Error { code, message } => {
             json!({"type": "error", "code": code, "message": message}).to_string()
         }

@@ -36,6 +36,8 @@ pub struct Engine {
     /// Told after every commit that logged events (WebSocket fan-out, dispatcher).
     pub committed: Vec<Recipient<EventsCommitted>>,
     pub lifecycle: Lifecycle,
+    /// The last batch claimed was full: more is waiting than one applier takes at once.
+    pub saturated: std::sync::atomic::AtomicBool,
 }
 
 /// Shutdown coordination: no new work once `stopping`, and the application waits for

@@ -83,6 +83,10 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
         .await
         .map_err(|e| (ApplyError::from(StoreError::from(e)), None))?;
     let claimed = inbound::claim(&tx, limit).await.map_err(fail(None))?;
+    engine.saturated.store(
+        claimed.len() as i64 >= limit,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let Some(first) = claimed.first().map(|c| c.id) else {
         return Ok(0);
     };

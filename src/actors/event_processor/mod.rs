@@ -44,7 +44,14 @@ impl EventProcessor {
         if !self.engine.settings.server.worker_enabled || self.engine.lifecycle.stopping() {
             return;
         }
-        if self.running >= self.engine.settings.engine.workers {
+        // Appliers serialize on the event log's seq from their events to their commit,
+        // so extra ones only pay when there is more than one can take: a second starts
+        // only while batches come back full.
+        let saturated = self
+            .engine
+            .saturated
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if self.running >= self.engine.settings.engine.workers || (self.running > 0 && !saturated) {
             self.rewake = true;
             return;
         }
