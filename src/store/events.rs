@@ -33,9 +33,12 @@ pub struct Event {
 }
 
 const TAKE_SEQ: &str = "UPDATE event_seq SET last_seq = last_seq + $1 RETURNING last_seq";
-// rooms travel as one comma-joined text per event: unnest would flatten a 2-D array
-const INSERT: &str = "INSERT INTO events (seq, id, type, entity_id, rooms, data)
-    SELECT s, i, t, e, string_to_array(r, ','), d
+// rooms travel as one comma-joined text per event: unnest would flatten a 2-D array.
+// clock_timestamp(), not now(): this is the transaction's last statement, so the
+// event's time is (to within the commit itself) when it became visible, not when the
+// transaction began; commit → delivery latency is measured from it.
+const INSERT: &str = "INSERT INTO events (seq, id, type, entity_id, rooms, data, created_at)
+    SELECT s, i, t, e, string_to_array(r, ','), d, clock_timestamp()
     FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::jsonb[])
          AS x(s, i, t, e, r, d)";
 
