@@ -1,10 +1,13 @@
 # syntax=docker/dockerfile:1
 # statsync: build with the pinned Cargo.lock, run as a non-root user on slim Debian.
-#   docker build -t statsync:0.1.0 .
+#   docker build --build-arg STATSYNC_REVISION=$(git rev-parse --short HEAD) -t statsync:0.1.0 .
 # .ci/run reads ENTRYPOINT and CMD below and runs them against the release build, so
 # change them here only.
 
 FROM rust:1-bookworm AS builder
+# The `revision` label of statsync_build_info (.git is not sent to the builder); an ARG
+# is in the environment of this stage's RUN, where cargo reads it.
+ARG STATSYNC_REVISION=unknown
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
