@@ -2,9 +2,9 @@
 //! embedded, durable PostgreSQL): N subscribers spread over the rooms of E entities, the
 //! server's memory per idle connection (RSS from /proc), then signed agent-API webhooks
 //! at a fixed rate changing those entities; reports, as JSON, how many events reached
-//! subscribers and the latency from each event's log timestamp (taken inside the
-//! applying transaction, so slightly before its commit) to its arrival at every
-//! subscriber of its room. Loopback only; bounded by `--seconds`.
+//! subscribers and the latency from each event's log timestamp (`clock_timestamp()` at
+//! the event's insert, the applying transaction's last statement: its commit) to its
+//! arrival at every subscriber of its room. Loopback only; bounded by `--seconds`.
 //!
 //! cargo build --release && cargo run --release --example ws_bench -- \
 //!     --subscribers 10000 --entities 1000 --rate 1000 --seconds 10

@@ -504,5 +504,6 @@ fn api_item(
         forced: false,
         resolves: None,
         direct_write_from: None,
+        catch_up: false,
     }
 }

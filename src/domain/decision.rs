@@ -106,6 +106,10 @@ pub struct Incoming {
     pub explicit: bool,
     /// A manual resolution or a rollback: applied past every check but compatibility.
     pub forced: bool,
+    /// A report of past state read back by a backfill or reconciliation, not a live
+    /// change: it arrives whenever the catch-up runs, so it never opens or joins a
+    /// conflict window and is decided by source timestamps alone.
+    pub catch_up: bool,
 }
 
 /// The outcome of one update, with the reason recorded next to it.
@@ -318,9 +322,10 @@ pub fn decide(
     }
 
     let strategy = policy.strategy_for(current.kind);
-    let window_open = current
-        .last_applied_at
-        .is_some_and(|at| now - at <= policy.conflict_window);
+    let window_open = !incoming.catch_up
+        && current
+            .last_applied_at
+            .is_some_and(|at| now - at <= policy.conflict_window);
     if window_open {
         let rivals = rivals(current, incoming.source);
         if !rivals.is_empty() {

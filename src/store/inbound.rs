@@ -80,6 +80,7 @@ pub async fn count_pending(client: &impl GenericClient) -> Result<i64, StoreErro
 /// A stored delivery claimed for processing.
 pub struct Claimed {
     pub id: i64,
+    pub delivery_id: String,
     pub system: SystemId,
     pub event_type: String,
     pub body: Vec<u8>,
@@ -88,7 +89,8 @@ pub struct Claimed {
 
 // The row locks are held until the claiming transaction ends, so every replica can
 // claim and no delivery is processed twice; a crash releases them with the rollback.
-const CLAIM: &str = "SELECT id, system, event_type, body, received_at FROM inbound_events
+const CLAIM: &str =
+    "SELECT id, system, event_type, body, received_at, delivery_id FROM inbound_events
     WHERE state = 'pending' AND run_at <= now()
     ORDER BY priority, id
     LIMIT $1
@@ -108,6 +110,7 @@ pub async fn claim(client: &impl GenericClient, limit: i64) -> Result<Vec<Claime
                 event_type: r.get(2),
                 body: r.get(3),
                 received_at: r.get(4),
+                delivery_id: r.get(5),
             })
         })
         .collect()

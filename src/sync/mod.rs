@@ -8,6 +8,10 @@
 mod reconcile;
 mod run;
 
+/// The delivery ids of the rows a backfill or reconciliation stores start with this;
+/// the engine decides them as catch-up reports (`Incoming::catch_up`).
+pub const BACKFILL_DELIVERY_PREFIX: &str = "backfill:";
+
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;

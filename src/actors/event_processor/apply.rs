@@ -108,6 +108,8 @@ pub struct WorkItem {
     /// Another application already wrote this status into the row directly; the
     /// decision is taken against the status it replaced.
     pub direct_write_from: Option<CanonicalStatus>,
+    /// Read back by a backfill or reconciliation (see `Incoming::catch_up`).
+    pub catch_up: bool,
 }
 
 /// The outcome of an item whose entity does not exist (the API answers 404).
@@ -396,6 +398,7 @@ async fn apply_one(
         source_ts: update.source_timestamp,
         explicit: update.explicit,
         forced: item.forced,
+        catch_up: item.catch_up,
     };
     let current = state.snapshot();
     let decision = engine

@@ -94,14 +94,19 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
     let mut marks = Vec::new();
     for c in &claimed {
         match parse(c) {
-            Ok(Parsed::Updates(updates)) => items.extend(updates.into_iter().map(|u| WorkItem {
-                inbound_id: Some(c.id),
-                received_at: Some(c.received_at),
-                target: Target::Ref(u.target.clone()),
-                update: u,
-                forced: false,
-                resolves: None,
-                direct_write_from: None,
+            Ok(Parsed::Updates(updates)) => items.extend(updates.into_iter().map(|u| {
+                WorkItem {
+                    inbound_id: Some(c.id),
+                    received_at: Some(c.received_at),
+                    target: Target::Ref(u.target.clone()),
+                    update: u,
+                    forced: false,
+                    resolves: None,
+                    direct_write_from: None,
+                    catch_up: c
+                        .delivery_id
+                        .starts_with(crate::sync::BACKFILL_DELIVERY_PREFIX),
+                }
             })),
             Ok(Parsed::Ignored { reason }) => marks.push(Outcome {
                 id: c.id,
@@ -307,6 +312,7 @@ async fn postgresql_batch(engine: &Engine) -> Result<usize, ApplyError> {
             forced: false,
             resolves: None,
             direct_write_from: Some(w.old_status),
+            catch_up: false,
         })
         .collect();
     let (_, effects) = apply_items(&tx, engine, &items, Utc::now()).await?;

@@ -91,6 +91,7 @@ fn deliver(
             source_ts: t(update.ts_ms),
             explicit: true,
             forced: false,
+            catch_up: false,
         };
         let decision = decide(current.as_ref(), &incoming, policy, now);
         if let Some(to) = decision.applied_status() {

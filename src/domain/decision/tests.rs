@@ -37,6 +37,7 @@ pub(super) fn update(source: SystemId, native: NativeStatus, ts_ms: i64) -> Inco
         source_ts: t(ts_ms),
         explicit: false,
         forced: false,
+        catch_up: false,
     }
 }
 
@@ -218,6 +219,7 @@ fn a_forced_update_passes_staleness_the_terminal_guard_and_the_table() {
     let current = entity(Done, Postgresql, 1000);
     let rollback = Incoming {
         forced: true,
+        catch_up: false,
         explicit: false,
         ..to(Postgresql, InReview, 10)
     };
@@ -277,6 +279,7 @@ fn a_forced_resolution_that_keeps_the_status_ends_manual_mode() {
     current.recent_conflicts = 3;
     let keep = Incoming {
         forced: true,
+        catch_up: false,
         ..to(Postgresql, InReview, 10)
     };
     let decision = decide(Some(&current), &keep, &Policy::default(), t(20));

@@ -213,6 +213,7 @@ fn the_third_conflict_inside_the_window_escalates() {
     assert_eq!(agrees.kind(), "noop");
     let resolve = Incoming {
         forced: true,
+        catch_up: false,
         ..to(Postgresql, Blocked, 60)
     };
     let decision = decide(Some(&current), &resolve, &policy, t(100));
@@ -271,4 +272,38 @@ fn the_system_that_set_the_status_may_change_its_mind_inside_the_window() {
         t(10),
     );
     assert_eq!(decision.kind(), "applied");
+}
+
+#[test]
+fn a_catch_up_report_inside_the_window_is_decided_by_source_time_not_as_a_conflict() {
+    // GitHub set in_review at source time 100; a backfill then reads Linear's older
+    // in_progress (source time 50) and its newer done (source time 500), both within
+    // the window by our clock.
+    let current = entity(InReview, Github, 100);
+    let policy = policy(Strategy::PriorityBased);
+    let live = decide(
+        Some(&current),
+        &to(Linear, InProgress, 50),
+        &policy,
+        t(1000),
+    );
+    assert!(live.opens_conflict() || matches!(live, Decision::Conflict { .. }));
+
+    let older = Incoming {
+        catch_up: true,
+        ..to(Linear, InProgress, 50)
+    };
+    let older = decide(Some(&current), &older, &policy, t(1000));
+    assert!(
+        matches!(older, Decision::Stale { .. }),
+        "an older catch-up report is stale, not a conflict: {older:?}"
+    );
+
+    let newer = Incoming {
+        catch_up: true,
+        ..to(Linear, Done, 500)
+    };
+    let newer = decide(Some(&current), &newer, &policy, t(1000));
+    assert_eq!(newer.applied_status(), Some(Done), "{newer:?}");
+    assert!(!matches!(newer, Decision::Conflict { .. }), "{newer:?}");
 }
