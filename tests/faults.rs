@@ -1,7 +1,14 @@
 //! Faults: the real `statsync` binary killed (SIGKILL) in the middle of a stream of
 //! deliveries and restarted on the same database loses nothing and applies nothing
-//! twice.
+//! twice; duplicate, reordered and replayed deliveries; PostgreSQL stopped under load;
+//! two replicas under 20 concurrent producers.
 
+#[path = "faults/postgres_down.rs"]
+mod postgres_down;
+#[path = "faults/replay.rs"]
+mod replay;
+#[path = "faults/replicas.rs"]
+mod replicas;
 mod support;
 
 use std::process::{Child, Command, Stdio};
@@ -73,16 +80,68 @@ async fn until_ready(http: &reqwest::Client, base: &str) {
     .await;
 }
 
-fn delivery(n: usize) -> (String, Vec<u8>) {
+/// Agent report `n` (delivery id `delivery-{n}`) moving `task` to `state` at `at`, and
+/// the headers that sign it.
+fn signed_report(
+    n: usize,
+    task: &str,
+    state: &str,
+    at: chrono::DateTime<Utc>,
+) -> (Vec<(&'static str, String)>, Vec<u8>) {
+    let body = serde_json::to_vec(&serde_json::json!({
+        "taskId": task,
+        "state": state,
+        "timestamp": at.to_rfc3339(),
+    }))
+    .unwrap();
+    let headers = vec![
+        (
+            "X-Statsync-Signature",
+            signature::sign_prefixed(AGENT_SECRET.as_bytes(), &body),
+        ),
+        ("X-Statsync-Delivery", format!("delivery-{n}")),
+    ];
+    (headers, body)
+}
+
+fn delivery(n: usize) -> (Vec<(&'static str, String)>, Vec<u8>) {
     let task = n % TASKS;
     let step = n / TASKS;
     let at = Utc::now() - TimeDelta::hours(1) + TimeDelta::seconds(step as i64);
-    let body = serde_json::json!({
-        "taskId": format!("task-{task}"),
-        "state": STATES[step % STATES.len()],
-        "timestamp": at.to_rfc3339(),
-    });
-    (format!("delivery-{n}"), serde_json::to_vec(&body).unwrap())
+    signed_report(n, &format!("task-{task}"), STATES[step % STATES.len()], at)
+}
+
+/// Every stored delivery produced exactly one decision, and every entity's version
+/// counts exactly its applied changes.
+async fn assert_applied_exactly_once(db: &tokio_postgres::Client) {
+    let per_delivery = db
+        .query(
+            "SELECT i.delivery_id, count(t.id) FROM inbound_events i
+             LEFT JOIN status_transitions t ON t.inbound_event_id = i.id
+             GROUP BY i.delivery_id HAVING count(t.id) <> 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let wrong: Vec<(String, i64)> = per_delivery.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(
+        wrong.is_empty(),
+        "deliveries applied other than once: {wrong:?}"
+    );
+    let off: i64 = db
+        .query_one(
+            "SELECT count(*) FROM entities e WHERE e.version <> (
+                SELECT count(*) FROM status_transitions t
+                WHERE t.entity_id = e.id AND t.decision = 'applied')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        off, 0,
+        "entities whose version is not their applied changes"
+    );
 }
 
 /// Sends every delivery in `ids` (8 at a time) and answers those acknowledged with 2xx.
@@ -102,13 +161,12 @@ async fn send_all(
         let acked = acked.clone();
         let url = format!("{base}/webhooks/agentapi");
         async move {
-            let (id, body) = delivery(n);
-            let sig = signature::sign_prefixed(AGENT_SECRET.as_bytes(), &body);
-            let ok = http
-                .post(url)
-                .header("X-Statsync-Signature", sig)
-                .header("X-Statsync-Delivery", id)
-                .body(body)
+            let (headers, body) = delivery(n);
+            let mut req = http.post(url).body(body);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let ok = req
                 .send()
                 .await
                 .map(|r| r.status().is_success())
@@ -189,33 +247,7 @@ async fn a_killed_server_applies_every_acknowledged_delivery_exactly_once_after_
         stored as usize, total,
         "one row per delivery id, duplicates included"
     );
-    // Exactly once: each delivery produced exactly one decision.
-    let per_delivery = db
-        .query(
-            "SELECT i.delivery_id, count(t.id) FROM inbound_events i
-             LEFT JOIN status_transitions t ON t.inbound_event_id = i.id
-             GROUP BY i.delivery_id HAVING count(t.id) <> 1",
-            &[],
-        )
-        .await
-        .unwrap();
-    let wrong: Vec<(String, i64)> = per_delivery.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert!(
-        wrong.is_empty(),
-        "deliveries applied other than once: {wrong:?}"
-    );
-    // Every entity's version counts exactly its applied changes.
-    let off: i64 = db
-        .query_one(
-            "SELECT count(*) FROM entities e WHERE e.version <> (
-                SELECT count(*) FROM status_transitions t
-                WHERE t.entity_id = e.id AND t.decision = 'applied')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(off, 0);
+    assert_applied_exactly_once(&db).await;
     let entities: i64 = db
         .query_one("SELECT count(*) FROM entities", &[])
         .await

@@ -91,7 +91,8 @@ struct StatusBody {
     reference: Option<RefBody>,
     status: String,
     source: Option<String>,
-    source_timestamp: Option<DateTime<Utc>>,
+    /// Text, parsed after: serde's own error would give a column, not the field.
+    source_timestamp: Option<String>,
     kind: Option<String>,
     metadata: Option<serde_json::Value>,
 }
@@ -118,6 +119,16 @@ async fn submit_status(
             ))
         }
     };
+    let source_timestamp = match body.source_timestamp.as_deref() {
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                ApiError::Malformed(format!(
+                    "`sourceTimestamp`: `{text}` is not an RFC 3339 timestamp: {e}"
+                ))
+            })?,
+        None => Utc::now(),
+    };
     let kind = body
         .kind
         .as_deref()
@@ -132,7 +143,7 @@ async fn submit_status(
             target,
             status,
             source,
-            source_timestamp: body.source_timestamp.unwrap_or_else(Utc::now),
+            source_timestamp,
             kind,
             metadata: body.metadata.unwrap_or(json!({})),
         })

@@ -271,18 +271,7 @@ impl EmbeddedPostgres {
             self.port = std::net::TcpListener::bind(("127.0.0.1", 0))?
                 .local_addr()?
                 .port();
-            let mut cmd = self.pg_ctl();
-            let timeout = READY_TIMEOUT.as_secs().to_string();
-            cmd.args([
-                "start",
-                "-w",
-                "-t",
-                &timeout,
-                "-o",
-                &format!("-p {}", self.port),
-            ]);
-            cmd.arg("-l").arg(&log);
-            let out = run("pg_ctl start", cmd).await?;
+            let out = run("pg_ctl start", self.pg_ctl_start(&log)).await?;
             if out.status.success() {
                 break;
             }
@@ -296,6 +285,38 @@ impl EmbeddedPostgres {
                 "embedded PostgreSQL's port was taken; retrying"
             );
         }
+        Ok(())
+    }
+
+    /// `pg_ctl start` on `self.port`, logging to `log`, waiting until it accepts connections.
+    fn pg_ctl_start(&self, log: &Path) -> Command {
+        let mut cmd = self.pg_ctl();
+        let timeout = READY_TIMEOUT.as_secs().to_string();
+        cmd.args([
+            "start",
+            "-w",
+            "-t",
+            &timeout,
+            "-o",
+            &format!("-p {}", self.port),
+        ]);
+        cmd.arg("-l").arg(log);
+        cmd
+    }
+
+    /// Starts again, on the same port, a cluster that [`stop`](Self::stop) stopped: the
+    /// database comes back where its clients expect it (fault tests). Idempotent.
+    pub async fn restart(&self) -> Result<(), EmbeddedError> {
+        if self.running_port().await?.is_none() {
+            let log = self.data_dir.join("postgres.log");
+            let out = run("pg_ctl start", self.pg_ctl_start(&log)).await?;
+            if !out.status.success() {
+                let log_tail = format!("--- end of {} ---\n{}", log.display(), tail(&log, 20));
+                return Err(command_error("pg_ctl start", &out, &log_tail));
+            }
+        }
+        self.wait_ready().await?;
+        self.stopped.store(false, Ordering::SeqCst);
         Ok(())
     }
 

@@ -5,6 +5,8 @@
 //! Nothing here does I/O, reads a clock, or panics on any input.
 
 pub mod agentapi;
+#[cfg(test)]
+mod fuzz;
 pub mod github;
 pub mod identity;
 pub mod limiter;
@@ -159,10 +161,81 @@ fn kind_of(value: &Value) -> &'static str {
 pub(crate) mod test_support {
     use chrono::{DateTime, Utc};
     use proptest::prelude::*;
-    use serde_json::Value;
+    use serde_json::{json, Value};
 
     use super::{Parsed, PayloadError};
     use crate::domain::StatusUpdate;
+
+    macro_rules! fixtures {
+        ($($name:literal),+ $(,)?) => {
+            &[$(($name, include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/github/", $name, ".json"
+            )).as_slice())),+]
+        };
+    }
+
+    /// Every fixture, named `<event>.<action>` after its file.
+    pub const GITHUB_FIXTURES: &[(&str, &[u8])] = fixtures![
+        "issues.edited",
+        "issues.labeled",
+        "issues.opened",
+        "issues.reopened",
+        "ping",
+        "projects_v2_item.edited",
+        "pull_request.closed",
+        "pull_request.converted_to_draft",
+        "pull_request.opened",
+        "pull_request.ready_for_review",
+    ];
+
+    pub const LINEAR_SENT_MS: i64 = 1_714_564_800_000; // 2024-05-01T12:00:00Z
+    pub const LINEAR_ISSUE_ID: &str = "2f2a8f5e-3c6b-4c1e-9a7d-6f1c1b2e3d4a";
+
+    /// An `Issue` `update` delivery shaped like the ones Linear sends.
+    pub fn linear_issue_update() -> Value {
+        json!({
+            "action": "update",
+            "type": "Issue",
+            "createdAt": "2024-05-01T11:59:59.512Z",
+            "actor": {"id": "5f6a1d9e-0c8e-4a51-9f0b-7d0f2b0d7e11", "name": "Ada Lovelace", "type": "user",
+                      "email": "ada@example.com", "url": "https://linear.app/acme/profiles/ada"},
+            "data": {
+                "id": LINEAR_ISSUE_ID,
+                "identifier": "ENG-123",
+                "number": 123,
+                "title": "Retry outbound writes",
+                "description": null,
+                "priority": 2,
+                "stateId": "8c1f6a0e-1111-4b2c-9d3e-000000000002",
+                "state": {"id": "8c1f6a0e-1111-4b2c-9d3e-000000000002", "name": "In Progress",
+                          "type": "started", "color": "#f2c94c"},
+                "teamId": "a1b2c3d4-0000-4000-8000-000000000001",
+                "team": {"id": "a1b2c3d4-0000-4000-8000-000000000001", "key": "ENG", "name": "Engineering"},
+                "labelIds": [],
+                "createdAt": "2024-04-30T09:00:00.000Z",
+                "updatedAt": "2024-05-01T11:59:59.500Z",
+                "url": "https://linear.app/acme/issue/ENG-123/retry-outbound-writes"
+            },
+            "updatedFrom": {"stateId": "8c1f6a0e-1111-4b2c-9d3e-000000000001",
+                            "updatedAt": "2024-05-01T10:00:00.000Z"},
+            "url": "https://linear.app/acme/issue/ENG-123/retry-outbound-writes",
+            "organizationId": "0f0e0d0c-0000-4000-8000-00000000000a",
+            "webhookTimestamp": LINEAR_SENT_MS,
+            "webhookId": "3d3c3b3a-0000-4000-8000-0000000000ff"
+        })
+    }
+
+    /// An agent report with every field set.
+    pub fn agent_report() -> Value {
+        json!({
+            "taskId": "task_01HXYZ",
+            "state": "working",
+            "summary": "Reproduced the bug; writing a fix",
+            "link": "https://agents.example.com/tasks/task_01HXYZ",
+            "issue": "ENG-123",
+            "timestamp": "2024-05-01T12:00:00Z"
+        })
+    }
 
     /// Any JSON value, a few levels deep, with the awkward numbers included.
     pub fn arb_json() -> impl Strategy<Value = Value> {

@@ -121,20 +121,11 @@ fn project_of(issue: &ExternalRef) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::systems::test_support::{arb_json, at, edited, invalid_field, one, set};
+    use crate::systems::test_support::{
+        agent_report as report, arb_json, at, edited, invalid_field, one, set,
+    };
     use proptest::prelude::*;
     use serde_json::json;
-
-    fn report() -> Value {
-        json!({
-            "taskId": "task_01HXYZ",
-            "state": "working",
-            "summary": "Reproduced the bug; writing a fix",
-            "link": "https://agents.example.com/tasks/task_01HXYZ",
-            "issue": "ENG-123",
-            "timestamp": "2024-05-01T12:00:00Z"
-        })
-    }
 
     /// `report()` with some fields replaced (`None` removes one), parsed.
     fn parse_with(edits: &[(&str, Option<Value>)]) -> Result<Parsed, PayloadError> {

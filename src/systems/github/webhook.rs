@@ -286,31 +286,11 @@ fn ignored(reason: impl Into<String>) -> Parsed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::systems::test_support::{arb_json, at, edited, invalid_field, one, set};
+    use crate::systems::test_support::{
+        arb_json, at, edited, invalid_field, one, set, GITHUB_FIXTURES as FIXTURES,
+    };
     use proptest::prelude::*;
     use GithubPullRequestState as Pr;
-
-    macro_rules! fixtures {
-        ($($name:literal),+ $(,)?) => {
-            &[$(($name, include_bytes!(concat!(
-                env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/github/", $name, ".json"
-            )).as_slice())),+]
-        };
-    }
-
-    /// Every fixture, named `<event>.<action>` after its file.
-    const FIXTURES: &[(&str, &[u8])] = fixtures![
-        "issues.edited",
-        "issues.labeled",
-        "issues.opened",
-        "issues.reopened",
-        "ping",
-        "projects_v2_item.edited",
-        "pull_request.closed",
-        "pull_request.converted_to_draft",
-        "pull_request.opened",
-        "pull_request.ready_for_review",
-    ];
 
     const REPO: &str = "Codertocat/Hello-World";
     const ISSUE: &str = "issues.opened";

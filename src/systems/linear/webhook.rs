@@ -214,46 +214,12 @@ fn ignored(reason: String) -> Parsed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::systems::test_support::{arb_json, at, edited, invalid_field, one, set};
+    use crate::systems::test_support::{
+        arb_json, at, edited, invalid_field, linear_issue_update as issue_update, one, set,
+        LINEAR_ISSUE_ID as ISSUE_ID, LINEAR_SENT_MS as SENT_MS,
+    };
     use proptest::prelude::*;
     use serde_json::json;
-
-    const SENT_MS: i64 = 1_714_564_800_000; // 2024-05-01T12:00:00Z
-    const ISSUE_ID: &str = "2f2a8f5e-3c6b-4c1e-9a7d-6f1c1b2e3d4a";
-
-    /// An `Issue` `update` delivery shaped like the ones Linear sends.
-    fn issue_update() -> Value {
-        json!({
-            "action": "update",
-            "type": "Issue",
-            "createdAt": "2024-05-01T11:59:59.512Z",
-            "actor": {"id": "5f6a1d9e-0c8e-4a51-9f0b-7d0f2b0d7e11", "name": "Ada Lovelace", "type": "user",
-                      "email": "ada@example.com", "url": "https://linear.app/acme/profiles/ada"},
-            "data": {
-                "id": ISSUE_ID,
-                "identifier": "ENG-123",
-                "number": 123,
-                "title": "Retry outbound writes",
-                "description": null,
-                "priority": 2,
-                "stateId": "8c1f6a0e-1111-4b2c-9d3e-000000000002",
-                "state": {"id": "8c1f6a0e-1111-4b2c-9d3e-000000000002", "name": "In Progress",
-                          "type": "started", "color": "#f2c94c"},
-                "teamId": "a1b2c3d4-0000-4000-8000-000000000001",
-                "team": {"id": "a1b2c3d4-0000-4000-8000-000000000001", "key": "ENG", "name": "Engineering"},
-                "labelIds": [],
-                "createdAt": "2024-04-30T09:00:00.000Z",
-                "updatedAt": "2024-05-01T11:59:59.500Z",
-                "url": "https://linear.app/acme/issue/ENG-123/retry-outbound-writes"
-            },
-            "updatedFrom": {"stateId": "8c1f6a0e-1111-4b2c-9d3e-000000000001",
-                            "updatedAt": "2024-05-01T10:00:00.000Z"},
-            "url": "https://linear.app/acme/issue/ENG-123/retry-outbound-writes",
-            "organizationId": "0f0e0d0c-0000-4000-8000-00000000000a",
-            "webhookTimestamp": SENT_MS,
-            "webhookId": "3d3c3b3a-0000-4000-8000-0000000000ff"
-        })
-    }
 
     /// `issue_update()` with some fields replaced (`None` removes one), parsed.
     fn edit(edits: &[(&str, Option<Value>)]) -> Result<LinearDelivery, PayloadError> {
