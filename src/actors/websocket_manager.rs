@@ -167,10 +167,12 @@ impl WebSocketManager {
     /// `SLOW_AFTER` is dropped. `ctx.wait` holds every other message during the read, so
     /// a catch-up never interleaves with live delivery.
     fn next_page(&mut self, ctx: &mut Context<Self>) {
+        // Only subscribers in rooms take live events; one still catching up fills its
+        // buffer with backlog pages and is judged by `catch_up`, not here.
         let short: Vec<SubscriberId> = self
             .subscribers
             .iter()
-            .filter(|(_, s)| s.sink.capacity() < PAGE as usize)
+            .filter(|(_, s)| !s.rooms.is_empty() && s.sink.capacity() < PAGE as usize)
             .map(|(id, _)| *id)
             .collect();
         if !short.is_empty() {
@@ -338,7 +340,10 @@ struct CatchUp {
     rooms: Vec<String>,
     /// Sent up to here.
     from: i64,
-    short_since: Option<Instant>,
+    /// Since when the subscriber has lacked room for a page, and how much room it had
+    /// at the last look: a resuming client that is reading, however slowly on a busy
+    /// machine, is not the stuck one the drop is for.
+    short_since: Option<(Instant, usize)>,
 }
 
 impl Actor for WebSocketManager {
@@ -446,8 +451,14 @@ impl WebSocketManager {
         if c.from >= upto {
             return self.join(c.id, &c.rooms);
         }
-        if sub.sink.capacity() < PAGE as usize {
-            let since = *c.short_since.get_or_insert_with(Instant::now);
+        let room = sub.sink.capacity();
+        if room < PAGE as usize {
+            let since = match c.short_since {
+                Some((since, seen)) if room <= seen => since,
+                // first short look, or it has read since the last one
+                _ => Instant::now(),
+            };
+            c.short_since = Some((since, room));
             if since.elapsed() >= SLOW_AFTER {
                 tracing::info!(
                     subscriber = c.id,

@@ -120,6 +120,9 @@ async fn agentapi_delivery(
     .await
 }
 
+static REFUSED_LOG: crate::telemetry::Throttle = crate::telemetry::Throttle::new();
+static UNSTORED_LOG: crate::telemetry::Throttle = crate::telemetry::Throttle::new();
+
 async fn accept(
     state: &AppState,
     system: SystemId,
@@ -155,11 +158,16 @@ async fn accept(
             state.sync.monitor_webhook(system, event, "unavailable");
             let retry_after_s = state.settings.engine.retry_after_s;
             match &e {
+                // Every delivery fails alike while it lasts: one line a second.
                 IntakeError::QueueFull { .. } => {
-                    tracing::warn!(%system, error = %e, "delivery refused")
+                    if let Some(held_back) = REFUSED_LOG.allow(chrono::Utc::now().timestamp()) {
+                        tracing::warn!(%system, error = %e, held_back, "delivery refused")
+                    }
                 }
                 IntakeError::Store(cause) => {
-                    tracing::error!(%system, delivery_id, error = %cause, "delivery not committed")
+                    if let Some(held_back) = UNSTORED_LOG.allow(chrono::Utc::now().timestamp()) {
+                        tracing::error!(%system, delivery_id, error = %cause, held_back, "delivery not committed (503)")
+                    }
                 }
             }
             Err(ApiError::Unavailable {
