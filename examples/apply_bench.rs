@@ -8,15 +8,18 @@
 //! With DATABASE_URL set it uses that server; otherwise a private durable cluster
 //! (fsync on) under target/bench-pg, removed afterwards.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use common::{connect, drain};
 use futures_util::StreamExt;
 use statsync::config::Settings;
-use statsync::startup::{ensure_database, Application};
-use statsync::store::embedded::EmbeddedPostgres;
+use statsync::startup::Application;
 use statsync::systems::signature;
 
 #[derive(Parser)]
@@ -46,19 +49,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-pg");
-    let (url, cluster) = match std::env::var("DATABASE_URL") {
-        Ok(url) => (url, None),
-        Err(_) => {
-            let _ = std::fs::remove_dir_all(&root);
-            let cluster = EmbeddedPostgres::start(&root).await?;
-            ensure_database(&cluster.url("postgres"), "bench").await?;
-            (cluster.url("bench"), Some(cluster))
-        }
-    };
+    let (url, cluster) = common::database("bench-pg", "bench").await?;
     // CPU spent by this process (generator + service) and by the cluster's processes,
     // so the cost per delivery can be compared between runs on a busy machine.
-    let postmaster = cluster.as_ref().and_then(|c| postmaster_pid(c.data_dir()));
+    let postmaster = cluster
+        .as_ref()
+        .and_then(|c| postmaster_pid(c.pg.data_dir()));
     std::env::set_var("DATABASE_URL", &url);
     std::env::set_var("AGENTAPI_WEBHOOK_SECRET", SECRET);
     std::env::set_var("STATSYNC__HTTP__PORT", "0");
@@ -83,7 +79,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             refused: Arc::new(AtomicU64::new(0)),
         };
         run_load(&args, &base, warm).await?;
-        drain(&db).await?;
+        drain(&db, Duration::from_secs(300)).await?;
     }
     let cpu_before = cpu_seconds(postmaster);
     let started = Instant::now();
@@ -98,7 +94,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     run_load(&args, &base, measured).await?;
     let send_secs = started.elapsed().as_secs_f64();
-    drain(&db).await?;
+    drain(&db, Duration::from_secs(300)).await?;
 
     let row = db
         .query_one(
@@ -147,7 +143,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     handle.stop(true).await;
     if let Some(c) = cluster {
         c.stop().await?;
-        let _ = std::fs::remove_dir_all(&root);
     }
     Ok(())
 }
@@ -178,26 +173,6 @@ async fn run_load(args: &Args, base: &str, load: Load) -> anyhow::Result<()> {
     done_rx
         .await
         .map_err(|_| anyhow::anyhow!("load thread panicked"))?
-}
-
-async fn drain(db: &tokio_postgres::Client) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let pending: i64 = db
-            .query_one(
-                "SELECT count(*) FROM inbound_events WHERE state = 'pending'",
-                &[],
-            )
-            .await?
-            .get(0);
-        if pending == 0 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!("{pending} deliveries still pending after 300 s");
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn offer(
@@ -256,14 +231,6 @@ async fn offer(
         .collect::<()>()
         .await;
     Ok(())
-}
-
-async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    actix_web::rt::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
 }
 
 fn postmaster_pid(data_dir: &std::path::Path) -> Option<i32> {

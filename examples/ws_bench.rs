@@ -9,6 +9,9 @@
 //! cargo build --release && cargo run --release --example ws_bench -- \
 //!     --subscribers 10000 --entities 1000 --rate 1000 --seconds 10
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::cell::RefCell;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
@@ -133,18 +136,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let url = url.clone();
             let room = rooms[i % rooms.len()].clone();
             async move {
-                let (_, mut conn) = awc::Client::new()
-                    .ws(url)
-                    .bearer_auth(TOKEN)
-                    .connect()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
-                conn.send(ws::Message::Text(
-                    json!({"type": "subscribe", "rooms": [room]})
-                        .to_string()
-                        .into(),
-                ))
-                .await?;
+                let conn = common::subscribe(&url, TOKEN, &room).await?;
                 anyhow::Ok(conn)
             }
         })
@@ -161,14 +153,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             while let Some(Ok(frame)) = conn.next().await {
                 match frame {
                     ws::Frame::Text(t) => {
-                        let Ok(v) = serde_json::from_slice::<Value>(&t) else {
-                            continue;
-                        };
-                        if let Some(ts) = v["event"]["timestamp"].as_str() {
-                            if let Ok(ts) = chrono::DateTime::parse_from_rfc3339(ts) {
-                                let ms = (chrono::Utc::now() - ts.to_utc()).num_microseconds();
-                                latencies.borrow_mut().push(ms.unwrap_or(0) as f64 / 1000.0);
-                            }
+                        if let Some(ms) = common::event_age_ms(&t) {
+                            latencies.borrow_mut().push(ms);
                         }
                     }
                     ws::Frame::Ping(p) => {
@@ -213,13 +199,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
     let rss_load = rss_kib(pid);
-    let mut l = latencies.borrow().clone();
-    l.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let l = latencies.borrow().clone();
+    let received = l.len();
     let report = json!({
         "subscribers": args.subscribers,
         "entities": args.entities,
@@ -230,8 +211,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "changesAcknowledged": acked,
         "sendSeconds": send_secs,
         "deliveriesExpected": expected,
-        "deliveriesReceived": l.len(),
-        "eventToSubscriberMs": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "max": l.last().copied().unwrap_or(0.0)},
+        "deliveriesReceived": received,
+        "eventToSubscriberMs": common::percentiles(l),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     for r in readers {

@@ -13,6 +13,8 @@ mod item_lookup;
 mod lookup;
 #[path = "outbound/ordering.rs"]
 mod ordering;
+#[path = "outbound/outage.rs"]
+mod outage;
 #[path = "outbound/restart.rs"]
 mod restart;
 mod support;
@@ -153,4 +155,18 @@ async fn history(app: &TestApp, id: &str) -> Vec<Value> {
         .api("GET", &format!("/api/v1/entities/{id}/history"), None)
         .await;
     r.body["transitions"].as_array().unwrap().clone()
+}
+
+/// Fails unless every `limit + 1` consecutive arrivals span at least one second: at most
+/// `limit` calls started in any one-second window.
+fn assert_within_limit(mut arrivals: Vec<std::time::Instant>, limit: usize) {
+    arrivals.sort();
+    for i in 0..arrivals.len().saturating_sub(limit) {
+        let span = arrivals[i + limit] - arrivals[i];
+        assert!(
+            span >= Duration::from_secs(1),
+            "{} requests arrived within {span:?} (from request {i})",
+            limit + 1
+        );
+    }
 }

@@ -19,6 +19,8 @@ pub struct Recorded {
     pub headers: HashMap<String, String>,
     pub body: Value,
     pub raw: Vec<u8>,
+    /// Answered with a scripted status (a failure, an outage) instead of being handled.
+    pub scripted: bool,
 }
 
 /// A scripted answer for one request.
@@ -70,6 +72,9 @@ pub struct FakeState {
     pub always: HashMap<String, Reply>,
     /// Every request waits this long before it is answered (applied on arrival).
     pub latency: Duration,
+    /// While set, the whole API is down: every request gets this answer, before any
+    /// script or `always` (which stay untouched for after the outage).
+    pub down: Option<Reply>,
     /// GitHub: `owner/repo#n` → (state, state_reason). Linear: issue id → state id.
     pub objects: HashMap<String, (String, Option<String>)>,
 }
@@ -103,6 +108,10 @@ impl Fake {
             Some(r) => s.always.insert(key.to_owned(), r),
             None => s.always.remove(key),
         };
+    }
+    /// Takes the whole API down (every request answered `reply`) or, with `None`, back up.
+    pub fn set_down(&self, reply: Option<Reply>) {
+        self.state.lock().unwrap().down = reply;
     }
     pub fn set_latency(&self, d: Duration) {
         self.state.lock().unwrap().latency = d;
@@ -148,9 +157,18 @@ fn arrive(
             .collect(),
         body: serde_json::from_slice(body).unwrap_or(Value::Null),
         raw: body.to_vec(),
+        scripted: false,
     });
-    let scripted = s.script.get_mut(key).and_then(|q| q.pop_front());
-    let reply = scripted.or_else(|| s.always.get(key).cloned());
+    let reply = match s.down.clone() {
+        Some(outage) => Some(outage),
+        None => {
+            let scripted = s.script.get_mut(key).and_then(|q| q.pop_front());
+            scripted.or_else(|| s.always.get(key).cloned())
+        }
+    };
+    if let Some(last) = s.requests.last_mut() {
+        last.scripted = matches!(reply, Some(Reply::Status { .. }));
+    }
     (reply, s.latency)
 }
 

@@ -1,0 +1,124 @@
+//! Helpers the load generator and the benchmarks share: the database they run against,
+//! waiting for the intake to drain, latency percentiles. Included with `#[path]`; each
+//! example uses what it needs.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use statsync::startup::ensure_database;
+use statsync::store::embedded::EmbeddedPostgres;
+
+pub mod fake_apis;
+
+/// A private durable cluster under `target/<dir>`, removed when stopped.
+pub struct Cluster {
+    pub pg: EmbeddedPostgres,
+    root: PathBuf,
+}
+
+impl Cluster {
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.pg.stop().await?;
+        let _ = std::fs::remove_dir_all(&self.root);
+        Ok(())
+    }
+}
+
+/// DATABASE_URL when set; otherwise a fresh embedded cluster (fsync on) under
+/// `target/<dir>` with a database named `name`.
+pub async fn database(dir: &str, name: &str) -> anyhow::Result<(String, Option<Cluster>)> {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        return Ok((url, None));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(dir);
+    let _ = std::fs::remove_dir_all(&root);
+    let pg = EmbeddedPostgres::start(&root).await?;
+    ensure_database(&pg.url("postgres"), name).await?;
+    Ok((pg.url(name), Some(Cluster { pg, root })))
+}
+
+pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    actix_web::rt::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Waits until no stored delivery is pending, failing after `timeout`.
+pub async fn drain(db: &tokio_postgres::Client, timeout: Duration) -> anyhow::Result<()> {
+    count_reaches_zero(
+        db,
+        "SELECT count(*) FROM inbound_events WHERE state = 'pending'",
+        "deliveries",
+        timeout,
+    )
+    .await
+}
+
+/// `{"count","p50","p95","p99","max"}` of `samples` (milliseconds).
+pub fn percentiles(mut samples: Vec<f64>) -> Value {
+    samples.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        let i = ((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1));
+        samples.get(i).copied().unwrap_or(0.0)
+    };
+    json!({
+        "count": samples.len(),
+        "p50": at(0.5),
+        "p95": at(0.95),
+        "p99": at(0.99),
+        "max": samples.last().copied().unwrap_or(0.0),
+    })
+}
+
+/// Waits until `sql` (a count) answers 0, failing with `what` after `timeout`.
+pub async fn count_reaches_zero(
+    db: &tokio_postgres::Client,
+    sql: &str,
+    what: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left: i64 = db.query_one(sql, &[]).await?.get(0);
+        if left == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{left} {what} still open after {timeout:?}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub type WsConn = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+/// A WebSocket to `url` authenticated with `token`, subscribed (request sent) to `room`.
+pub async fn subscribe(url: &str, token: &str, room: &str) -> anyhow::Result<WsConn> {
+    use futures_util::SinkExt;
+    let (_, mut conn) = awc::Client::new()
+        .ws(url)
+        .bearer_auth(token)
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+    let request = json!({"type": "subscribe", "rooms": [room]});
+    conn.send(awc::ws::Message::Text(request.to_string().into()))
+        .await?;
+    Ok(conn)
+}
+
+/// For an `event` frame: milliseconds from its event's `timestamp` to now.
+pub fn event_age_ms(frame: &[u8]) -> Option<f64> {
+    let v: Value = serde_json::from_slice(frame).ok()?;
+    let ts = chrono::DateTime::parse_from_rfc3339(v["event"]["timestamp"].as_str()?).ok()?;
+    let us = (chrono::Utc::now() - ts.to_utc()).num_microseconds()?;
+    Some(us as f64 / 1000.0)
+}
