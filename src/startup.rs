@@ -17,7 +17,7 @@ use actix::{Actor, Addr};
 
 use crate::actors::conflict_resolver::ConflictResolver;
 use crate::actors::event_processor::{Engine, EventProcessor, Lifecycle};
-use crate::actors::hints::{Hints, Listen, Listeners};
+use crate::actors::hints::{Hints, Listen, Listeners, StopHints};
 use crate::actors::intake::IntakeWriter;
 use crate::actors::status_mapper::StatusMapper;
 use crate::actors::sync_monitor::SyncMonitor;
@@ -102,6 +102,7 @@ pub struct Application {
     state: web::Data<AppState>,
     engine: Arc<Engine>,
     dispatcher: Option<Addr<Dispatcher>>,
+    hints: Addr<Hints>,
 }
 
 impl Application {
@@ -176,7 +177,7 @@ impl Application {
             settings.engine.intake_writers,
             settings.engine.intake_group_max,
             backlog.clone(),
-            vec![processor.clone().recipient(), hints.recipient()],
+            vec![processor.clone().recipient(), hints.clone().recipient()],
         );
         let sync = StatusSynchronizer::new(Parts {
             store: store.clone(),
@@ -242,6 +243,7 @@ impl Application {
             state,
             engine,
             dispatcher,
+            hints,
         })
     }
 
@@ -281,6 +283,10 @@ impl Application {
             }
         };
         tokio::join!(self.engine.lifecycle.stop(grace), dispatch_stopped);
+        // Nothing reads or listens on a database about to close (also when stopped
+        // through the handle rather than a signal).
+        let _ = self.state.ws.send(Shutdown).await;
+        let _ = self.hints.send(StopHints).await;
         self.database.close().await;
         served.context("HTTP server")
     }

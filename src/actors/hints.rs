@@ -165,6 +165,19 @@ impl Handler<Wake> for Hints {
     }
 }
 
+/// Stops listening and sending: the database is about to close.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopHints;
+
+impl Handler<StopHints> for Hints {
+    type Result = ();
+
+    fn handle(&mut self, _: StopHints, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
 impl Handler<Listen> for Hints {
     type Result = ();
 
