@@ -2,10 +2,14 @@
 //! fakes of GitHub and Linear holding hundreds of issues over several pages, on real
 //! PostgreSQL.
 
+#[path = "backfill/cli.rs"]
+mod cli;
 #[path = "backfill/fakes.rs"]
 mod fakes;
 #[path = "backfill/linking.rs"]
 mod linking;
+#[path = "backfill/reconcile.rs"]
+mod reconcile;
 #[path = "backfill/runs.rs"]
 mod runs;
 mod support;

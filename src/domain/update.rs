@@ -79,6 +79,9 @@ pub enum UpdateAction {
     Removed,
     /// It moved (GitHub issue transferred); the old ref is replaced by the new one.
     Transferred { to: ExternalRef },
+    /// Only its `links` join its entity (a Linear attachment naming a pull request);
+    /// the status is untouched, and nothing is created for objects never seen.
+    Linked,
 }
 
 /// One update from one system about one external object.

@@ -147,6 +147,9 @@ pub struct SyncService {
     pub committed: Vec<Recipient<EventsCommitted>>,
     /// When the next reconciliation is due (status API).
     pub next_reconcile: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// A system whose rate budget fell below `sync.min_rate_remaining`, until the
+    /// budget refills: runs started meanwhile stop before their first request.
+    low_budget: std::sync::Mutex<std::collections::HashMap<SystemId, DateTime<Utc>>>,
 }
 
 impl SyncService {
@@ -166,6 +169,7 @@ impl SyncService {
             http,
             committed,
             next_reconcile: std::sync::Mutex::new(None),
+            low_budget: std::sync::Mutex::default(),
         })
     }
 
@@ -194,6 +198,19 @@ impl SyncService {
             return Err(SyncError::Paused(system));
         }
         Ok(())
+    }
+
+    /// Remembers that `system`'s budget is low until `reset_at`.
+    fn budget_low_until(&self, system: SystemId, reset_at: DateTime<Utc>) {
+        if let Ok(mut low) = self.low_budget.lock() {
+            low.insert(system, reset_at);
+        }
+    }
+
+    /// When `system`'s budget refills, if it was low and has not refilled yet.
+    fn budget_refills_at(&self, system: SystemId, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let low = self.low_budget.lock().ok()?;
+        low.get(&system).copied().filter(|at| *at > now)
     }
 
     /// Logs a `<system>_sync_<what>` event in its own transaction and wakes listeners.

@@ -72,10 +72,12 @@ async fn redeliver_missed(service: &SyncService) -> usize {
         http: &service.http,
         token: settings.secrets.github_token.as_ref(),
     };
+    let now = Utc::now();
+    let since = now - crate::systems::github::listing::REDELIVERY_WINDOW;
     let mut asked = 0;
     for (repo, hook) in &settings.github.hook_ids {
         let list = match lister
-            .deliveries(&settings.github.api_url, repo, *hook)
+            .deliveries(&settings.github.api_url, repo, *hook, since)
             .await
         {
             Ok((list, _)) => list,
@@ -84,7 +86,7 @@ async fn redeliver_missed(service: &SyncService) -> usize {
                 continue;
             }
         };
-        for delivery in failed_deliveries(&list) {
+        for delivery in failed_deliveries(&list, now) {
             match lister
                 .redeliver(&settings.github.api_url, repo, *hook, delivery)
                 .await

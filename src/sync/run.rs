@@ -173,7 +173,14 @@ impl SyncService {
             if self.check_not_paused(scope.system).await.is_err() {
                 return Ok(Ended::Stopped(format!("{} sync was paused", scope.system)));
             }
-            let (items, next, remaining, percent) = match scope.system {
+            if let Some(at) = self.budget_refills_at(scope.system, Utc::now()) {
+                return Ok(Ended::Stopped(format!(
+                    "{} rate budget is low until {}; resumes from the cursor",
+                    scope.system,
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )));
+            }
+            let (items, next, rate, percent) = match scope.system {
                 SystemId::Github => {
                     let url = position.clone().unwrap_or_else(|| first_url.clone());
                     let conditional = first && !resuming && mode == Mode::Incremental;
@@ -203,7 +210,7 @@ impl SyncService {
                         .iter()
                         .filter_map(|i| github_item(&scope.key, i))
                         .collect();
-                    (items, page.next, page.rate.remaining, percent)
+                    (items, page.next, page.rate, percent)
                 }
                 _ => {
                     let page = linear_listing::page(
@@ -221,7 +228,7 @@ impl SyncService {
                         .filter_map(|i| linear_item(&scope.key, i))
                         .collect();
                     let next = page.has_next.then_some(page.end_cursor).flatten();
-                    (items, next, page.rate.remaining, None)
+                    (items, next, page.rate, None)
                 }
             };
             let items: Vec<Listed> = items;
@@ -254,14 +261,20 @@ impl SyncService {
                 pages: counts.pages,
                 seen: counts.seen,
             });
+            let low = rate
+                .remaining
+                .filter(|r| *r < settings.sync.min_rate_remaining);
+            if let (Some(_), Some(at)) = (low, rate.reset_at) {
+                self.budget_low_until(scope.system, at);
+            }
             let Some(next) = next else {
                 return Ok(Ended::Completed);
             };
-            if remaining.is_some_and(|r| r < settings.sync.min_rate_remaining) {
+            if let Some(left) = low {
                 return Ok(Ended::Stopped(format!(
-                    "{} rate budget is low ({} left); resumes from the cursor",
-                    scope.system,
-                    remaining.unwrap_or(0)
+                    "{} rate budget is low ({left} left, under sync.min_rate_remaining = {}); \
+                     resumes from the cursor",
+                    scope.system, settings.sync.min_rate_remaining
                 )));
             }
             position = Some(next);

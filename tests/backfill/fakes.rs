@@ -1,5 +1,7 @@
 //! Fakes of GitHub's issue listing (pagination by `Link`, `since`, ETags and 304s that
-//! cost no rate budget, hook deliveries) and of Linear's `issues` GraphQL connection
+//! cost no rate budget, `x-ratelimit-remaining` / `-reset`), of a hook's deliveries
+//! (newest first, cursor pagination by `Link`, redelivery attempts that add a delivery
+//! with the same `guid` and `redelivery: true`, as GitHub does) and of Linear's `issues` GraphQL connection
 //! (cursor pagination, team and `updatedAt` filters), holding whatever issues a test
 //! puts in them. Any other request (outbound status writes) is answered 200.
 
@@ -23,7 +25,12 @@ pub struct State {
     pub fail_page: Option<u32>,
     /// Listing requests: (path and query, status answered).
     pub listed: Vec<(String, u16)>,
+    /// GitHub's rate budget refills at this Unix time (`x-ratelimit-reset`).
+    pub reset_at: i64,
+    /// A hook's deliveries, newest first.
     pub deliveries: Vec<Value>,
+    /// Delivery listing requests: path and query.
+    pub delivery_lists: Vec<String>,
     pub redelivered: Vec<u64>,
 }
 
@@ -42,6 +49,7 @@ impl Fake {
 pub async fn start() -> Fake {
     let state = Arc::new(Mutex::new(State {
         remaining: 5000,
+        reset_at: chrono::Utc::now().timestamp() + 3600,
         ..State::default()
     }));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -147,19 +155,66 @@ async fn list_issues(
         .insert_header(("etag", etag))
         .insert_header(("link", links.join(", ")))
         .insert_header(("x-ratelimit-remaining", s.remaining.to_string()))
+        .insert_header(("x-ratelimit-reset", s.reset_at.to_string()))
         .insert_header(("content-type", "application/json"))
         .body(body)
 }
 
-async fn deliveries(state: web::Data<Mutex<State>>) -> HttpResponse {
-    HttpResponse::Ok().json(state.lock().unwrap().deliveries.clone())
+/// One page of deliveries after the `cursor` (an index), `Link: <…>; rel="next"` when
+/// more remain.
+async fn deliveries(
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    let mut s = state.lock().unwrap();
+    s.delivery_lists.push(req.uri().to_string());
+    let per_page: usize = q.get("per_page").map_or(30, |p| p.parse().unwrap());
+    let start: usize = q.get("cursor").map_or(0, |c| c.parse().unwrap());
+    let page: Vec<Value> = s
+        .deliveries
+        .iter()
+        .skip(start)
+        .take(per_page)
+        .cloned()
+        .collect();
+    let mut answer = HttpResponse::Ok();
+    if start + per_page < s.deliveries.len() {
+        let next = format!(
+            "<http://{}{}?per_page={per_page}&cursor={}>; rel=\"next\"",
+            req.connection_info().host(),
+            req.path(),
+            start + per_page
+        );
+        answer.insert_header(("link", next));
+    }
+    answer.json(page)
 }
 
+/// Redelivers a known delivery: a new one, newest, with the same guid.
 async fn redeliver(
     path: web::Path<(String, String, u64, u64)>,
     state: web::Data<Mutex<State>>,
 ) -> HttpResponse {
-    state.lock().unwrap().redelivered.push(path.3);
+    let mut s = state.lock().unwrap();
+    let Some(original) = s.deliveries.iter().find(|d| d["id"] == path.3).cloned() else {
+        return HttpResponse::NotFound().json(json!({"message": "Not Found"}));
+    };
+    s.redelivered.push(path.3);
+    let id = s
+        .deliveries
+        .iter()
+        .filter_map(|d| d["id"].as_u64())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let mut again = original;
+    again["id"] = json!(id);
+    again["redelivery"] = json!(true);
+    again["status"] = json!("OK");
+    again["status_code"] = json!(200);
+    again["delivered_at"] = json!(chrono::Utc::now().to_rfc3339());
+    s.deliveries.insert(0, again);
     HttpResponse::Accepted().json(json!({}))
 }
 

@@ -1,4 +1,5 @@
-//! Pull requests and issues linked to the Linear issues they name, through webhooks.
+//! Pull requests and issues linked to the Linear issues they name, or that are attached
+//! to them in Linear, through webhooks.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
@@ -42,15 +43,21 @@ async fn status_of(app: &TestApp, external_id: &str) -> String {
         .to_owned()
 }
 
-#[actix_web::test]
-async fn pull_requests_naming_an_issue_drive_it_until_every_closing_one_is_merged() {
-    // Conflict resolution between Linear and GitHub is not what this test is about.
+/// An app with ENG-1 (`LINEAR_ID`) in progress since an hour ago, and that time.
+async fn app_with_issue_in_progress() -> (TestApp, DateTime<Utc>) {
+    // Conflict resolution between Linear and GitHub is not what these tests are about.
     let app = spawn_app_with(&[("STATSYNC__SYNC__CONFLICT_WINDOW_MS", "0")]).await;
     let t0 = Utc::now() - TimeDelta::hours(1);
-    let at = |minutes: i64| t0 + TimeDelta::minutes(minutes);
     let linear = linear_issue_update(LINEAR_ID, "ENG-1", "In Progress", "started", t0);
     assert_eq!(app.linear("l-1", &linear).await.status, 200);
     app.drained().await;
+    (app, t0)
+}
+
+#[actix_web::test]
+async fn pull_requests_naming_an_issue_drive_it_until_every_closing_one_is_merged() {
+    let (app, t0) = app_with_issue_in_progress().await;
+    let at = |minutes: i64| t0 + TimeDelta::minutes(minutes);
 
     let first = pull_request("opened", 10, "Login", "Fixes ENG-1", "x", false, at(1));
     app.github("pull_request", "g-10", &first).await;
@@ -154,6 +161,124 @@ async fn a_pull_request_naming_an_issue_not_seen_yet_is_linked_when_the_team_is_
     assert_eq!(
         linked_refs(&issue),
         vec![format!("github:{REPO}#20"), format!("linear:{id}")]
+    );
+    app.stop().await;
+}
+
+/// A Linear `Attachment` delivery (`AttachmentWebhookPayload`): `url` attached to the
+/// issue `issue_id`.
+fn attachment(action: &str, issue_id: &str, url: &str, at: DateTime<Utc>) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "action": action,
+        "type": "Attachment",
+        "createdAt": at,
+        "organizationId": "org-1",
+        "webhookId": "hook-1",
+        "webhookTimestamp": Utc::now().timestamp_millis(),
+        "url": url,
+        "actor": {"id": "user-1", "name": "Ada", "type": "user"},
+        "data": {
+            "id": format!("att-{}", url.len()),
+            "createdAt": at,
+            "updatedAt": at,
+            "issueId": issue_id,
+            "title": "Pull request",
+            "subtitle": null,
+            "url": url,
+            "groupBySource": true,
+            "metadata": {"status": "open"},
+            "source": {"type": "github"},
+            "sourceType": "github",
+            "creatorId": "user-1",
+        }
+    }))
+    .unwrap()
+}
+
+/// Sends an `Attachment` delivery and waits until it is processed.
+async fn attach(
+    app: &TestApp,
+    delivery: &str,
+    action: &str,
+    issue_id: &str,
+    url: &str,
+    at: DateTime<Utc>,
+) -> Answer {
+    let body = attachment(action, issue_id, url, at);
+    let r = app.linear_event("Attachment", delivery, &body).await;
+    app.drained().await;
+    r
+}
+
+#[actix_web::test]
+async fn a_github_link_attached_in_linear_joins_the_issue_and_its_pull_request_drives_it() {
+    let (app, t0) = app_with_issue_in_progress().await;
+    let at = |minutes: i64| t0 + TimeDelta::minutes(minutes);
+    let issue = entity(&app, "linear", LINEAR_ID).await;
+
+    // A pull request statsync has not seen, whose texts name no issue, is attached.
+    let pr_url = format!("https://github.com/{REPO}/pull/30");
+    let r = attach(&app, "a-30", "create", LINEAR_ID, &pr_url, at(1)).await;
+    assert_eq!((r.status, &r.body), (200, &json!({"status": "accepted"})));
+    let linked = entity(&app, "github", &format!("{REPO}#30")).await;
+    assert_eq!(linked["id"], issue["id"]);
+    assert_eq!(
+        linked_refs(&linked),
+        vec![format!("github:{REPO}#30"), format!("linear:{LINEAR_ID}")]
+    );
+    assert_eq!(
+        (&linked["status"], &linked["version"]),
+        (&issue["status"], &issue["version"])
+    );
+
+    // Its review request and its merge then move the issue.
+    let review = pull_request("review_requested", 30, "Login", "", "x", false, at(2));
+    app.github("pull_request", "g-30", &review).await;
+    app.drained().await;
+    assert_eq!(status_of(&app, LINEAR_ID).await, "in_review");
+    let merged = pull_request("closed", 30, "Login", "", "x", true, at(3));
+    app.github("pull_request", "g-30-merged", &merged).await;
+    app.drained().await;
+    assert_eq!(status_of(&app, LINEAR_ID).await, "done");
+
+    // An issue statsync has not seen, attached to a known pull request, joins its entity.
+    let other = "0b6f3c4e-0000-4000-8000-000000000002";
+    let pr31 = pull_request("opened", 31, "Other", "", "y", false, at(4));
+    app.github("pull_request", "g-31", &pr31).await;
+    app.drained().await;
+    let pr_entity = entity(&app, "github", &format!("{REPO}#31")).await;
+    let url31 = format!("https://github.com/{REPO}/pull/31");
+    attach(&app, "a-31", "create", other, &url31, at(5)).await;
+    assert_eq!(entity(&app, "linear", other).await["id"], pr_entity["id"]);
+
+    // Neither side known: nothing is created. Not GitHub: ignored at once.
+    let unknown = "0b6f3c4e-0000-4000-8000-000000000003";
+    let url32 = format!("https://github.com/{REPO}/issues/32");
+    let r = attach(&app, "a-32", "create", unknown, &url32, at(6)).await;
+    assert_eq!(r.status, 200);
+    let figma = "https://figma.com/file/x";
+    let r = attach(&app, "a-33", "create", LINEAR_ID, figma, at(6)).await;
+    assert_eq!((r.status, &r.body["status"]), (200, &json!("ignored")));
+    for (system, id) in [("linear", unknown), ("github", "Codertocat/Hello-World#32")] {
+        let path = format!(
+            "/api/v1/entities?system={system}&external_id={}",
+            id.replace('#', "%23")
+        );
+        assert_eq!(
+            app.api("GET", &path, None).await.status,
+            404,
+            "{system}:{id}"
+        );
+    }
+
+    // A pull request that already shares another entity stays where it is.
+    attach(&app, "a-34", "update", other, &pr_url, at(7)).await;
+    let still = entity(&app, "github", &format!("{REPO}#30")).await;
+    assert_eq!(still["id"], issue["id"]);
+    let pr_entity = entity(&app, "github", &format!("{REPO}#31")).await;
+    assert_eq!(
+        linked_refs(&pr_entity),
+        vec![format!("github:{REPO}#31"), format!("linear:{other}")]
     );
     app.stop().await;
 }

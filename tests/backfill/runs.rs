@@ -9,23 +9,23 @@ use serde_json::{json, Value};
 use super::fakes::{self, Fake};
 use super::*;
 
-const REPO: &str = "acme/api";
+pub(super) const REPO: &str = "acme/api";
 const GITHUB_ITEMS: u64 = 250;
 const LINEAR_ITEMS: u64 = 120;
 
-fn base() -> DateTime<Utc> {
+pub(super) fn base() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
         .unwrap()
         .with_timezone(&Utc)
 }
 
-fn stamp(t: DateTime<Utc>) -> String {
+pub(super) fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Issue n; every fifth is a pull request closing ENG-n/5 (merged when n/5 is even);
 /// every third other issue is closed as completed.
-fn github_item(n: u64) -> Value {
+pub(super) fn github_item(n: u64) -> Value {
     let mut item = json!({
         "number": n,
         "title": format!("Item {n}"),
@@ -92,7 +92,7 @@ fn expected() -> HashMap<String, &'static str> {
     want
 }
 
-async fn fake_with_items() -> Fake {
+pub(super) async fn fake_with_items() -> Fake {
     let fake = fakes::start().await;
     fake.with(|s| {
         s.github = (1..=GITHUB_ITEMS).map(github_item).collect();
@@ -101,7 +101,7 @@ async fn fake_with_items() -> Fake {
     fake
 }
 
-fn env(fake: &Fake) -> Vec<(&'static str, String)> {
+pub(super) fn env(fake: &Fake) -> Vec<(&'static str, String)> {
     vec![
         ("STATSYNC__GITHUB__API_URL", fake.url.clone()),
         (
@@ -114,7 +114,7 @@ fn env(fake: &Fake) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn spawn(fake: &Fake, extra: &[(&'static str, String)]) -> TestApp {
+pub(super) async fn spawn(fake: &Fake, extra: &[(&'static str, String)]) -> TestApp {
     let mut vars = env(fake);
     vars.extend(extra.iter().cloned());
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -122,7 +122,7 @@ async fn spawn(fake: &Fake, extra: &[(&'static str, String)]) -> TestApp {
 }
 
 /// Starts a backfill through the API and waits for its run to end.
-async fn backfill(app: &TestApp, body: Value) -> Value {
+pub(super) async fn backfill(app: &TestApp, body: Value) -> Value {
     let r = app.api("POST", "/api/v1/sync/backfill", Some(body)).await;
     assert_eq!(r.status, 202, "{}", r.body);
     let id = r.body["operationId"].as_str().unwrap().to_owned();
@@ -139,7 +139,7 @@ async fn backfill(app: &TestApp, body: Value) -> Value {
 }
 
 /// Every object is linked and has its status; pull requests share their issue's entity.
-async fn assert_synced(app: &TestApp) {
+pub(super) async fn assert_synced(app: &TestApp) {
     let rows = app
         .db()
         .await

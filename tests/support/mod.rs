@@ -162,14 +162,19 @@ impl TestApp {
         .await
     }
 
-    /// A Linear delivery signed with the test secret.
+    /// A Linear `Issue` delivery signed with the test secret.
     pub async fn linear(&self, delivery: &str, body: &[u8]) -> Answer {
+        self.linear_event("Issue", delivery, body).await
+    }
+
+    /// A Linear delivery of type `event` signed with the test secret.
+    pub async fn linear_event(&self, event: &str, delivery: &str, body: &[u8]) -> Answer {
         let sig = signature::sign_hex(LINEAR_SECRET.as_bytes(), body);
         self.post_raw(
             "/webhooks/linear",
             &[
                 ("Linear-Delivery", delivery.to_owned()),
-                ("Linear-Event", "Issue".to_owned()),
+                ("Linear-Event", event.to_owned()),
                 ("Linear-Signature", sig),
             ],
             body.to_vec(),

@@ -307,6 +307,33 @@ async fn apply_one(
             effects.record_noop(state, item, &reason);
             return Ok(ItemOutcome::of(item, "noop", state, reason));
         }
+        UpdateAction::Linked => {
+            let Some(id) = *entity else {
+                let reason = format!(
+                    "neither {} nor what it names is linked to an entity yet",
+                    describe_target(item)
+                );
+                return Ok(ItemOutcome::ignored(item, &reason));
+            };
+            ensure_links(tx, item, id, states, found).await?;
+            let state = states.get_mut(&id).ok_or_else(|| missing(id))?;
+            let (ours, elsewhere): (Vec<&ExternalRef>, Vec<&ExternalRef>) = update
+                .links
+                .iter()
+                .partition(|r| found.get(*r) == Some(&id));
+            let names = |refs: Vec<&ExternalRef>| {
+                refs.iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let reason = match elsewhere.is_empty() {
+                true => format!("linked {}", names(ours)),
+                false => format!("{} belongs to another entity; not linked", names(elsewhere)),
+            };
+            effects.record_noop(state, item, &reason);
+            return Ok(ItemOutcome::of(item, "noop", state, reason));
+        }
         UpdateAction::Status { .. } => {}
     }
 

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::client::{classify, API_VERSION};
-use crate::systems::outbound::{exchange, ErrorCode, OutboundError, RateInfo};
+use crate::systems::outbound::{exchange, ErrorCode, Exchange, OutboundError, RateInfo};
 
 /// One page of a listing.
 #[derive(Debug, Clone, Default)]
@@ -89,15 +89,7 @@ impl Lister<'_> {
                 ..Page::default()
             });
         }
-        if !(200..300).contains(&answer.status) {
-            return Err(classify(answer.status, &answer.headers, &answer.body));
-        }
-        let items: Vec<Value> = serde_json::from_slice(&answer.body).map_err(|e| {
-            OutboundError::new(
-                ErrorCode::Upstream5xx,
-                format!("GitHub's issue list is not a JSON array: {e}"),
-            )
-        })?;
+        let items = json_list(&answer, "issue")?;
         let (next, last_page) = links(&answer.headers);
         Ok(Page {
             items,
@@ -109,29 +101,34 @@ impl Lister<'_> {
         })
     }
 
-    /// `GET /repos/{repo}/hooks/{hook}/deliveries`: the hook's recent deliveries.
+    /// `GET /repos/{repo}/hooks/{hook}/deliveries`: the hook's deliveries, newest
+    /// first, page by page (`Link`, cursor-based) until one older than `since` or
+    /// [`MAX_DELIVERY_PAGES`] pages.
     pub async fn deliveries(
         &self,
         api_url: &str,
         repo: &str,
         hook: u64,
+        since: DateTime<Utc>,
     ) -> Result<(Vec<Value>, RateInfo), OutboundError> {
-        let url = format!(
+        let mut url = format!(
             "{}/repos/{repo}/hooks/{hook}/deliveries?per_page=100",
             api_url.trim_end_matches('/')
         );
-        let answer = exchange(self.request(reqwest::Method::GET, &url)?).await?;
-        let rate = RateInfo::github(&answer.headers);
-        if !(200..300).contains(&answer.status) {
-            return Err(classify(answer.status, &answer.headers, &answer.body));
+        let mut all = Vec::new();
+        let mut rate = RateInfo::default();
+        for _ in 0..MAX_DELIVERY_PAGES {
+            let answer = exchange(self.request(reqwest::Method::GET, &url)?).await?;
+            rate = RateInfo::github(&answer.headers);
+            let page = json_list(&answer, "delivery")?;
+            let reached_since = page.iter().filter_map(delivered_at).any(|at| at < since);
+            all.extend(page);
+            match links(&answer.headers).0 {
+                Some(next) if !reached_since => url = next,
+                _ => break,
+            }
         }
-        let list = serde_json::from_slice(&answer.body).map_err(|e| {
-            OutboundError::new(
-                ErrorCode::Upstream5xx,
-                format!("GitHub's delivery list is not a JSON array: {e}"),
-            )
-        })?;
-        Ok((list, rate))
+        Ok((all, rate))
     }
 
     /// `POST …/deliveries/{id}/attempts`: GitHub sends the delivery again, with the same
@@ -156,30 +153,58 @@ impl Lister<'_> {
     }
 }
 
-/// Deliveries to ask again for: failed ones (`status_code` not 2xx) whose `guid` never
-/// succeeded in a later attempt, one id per guid.
-pub fn failed_deliveries(list: &[Value]) -> Vec<u64> {
+/// How many pages of a hook's deliveries one pass reads at most.
+pub const MAX_DELIVERY_PAGES: usize = 10;
+
+/// GitHub redelivers deliveries of the last three days only.
+pub const REDELIVERY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(3);
+
+fn delivered_at(d: &Value) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(d["delivered_at"].as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Deliveries to ask again for, one id per `guid`: failed ones (`status_code` not 2xx)
+/// still inside GitHub's redelivery window whose guid never succeeded and was never
+/// redelivered (a redelivery that failed too is left to a person: the endpoint is up,
+/// since statsync is asking, so asking again every pass would fail the same way).
+pub fn failed_deliveries(list: &[Value], now: DateTime<Utc>) -> Vec<u64> {
     let ok = |d: &Value| {
         d["status_code"]
             .as_u64()
             .is_some_and(|s| (200..300).contains(&s))
     };
-    let succeeded: std::collections::HashSet<&str> = list
+    let settled: std::collections::HashSet<&str> = list
         .iter()
-        .filter(|d| ok(d))
+        .filter(|d| ok(d) || d["redelivery"].as_bool() == Some(true))
         .filter_map(|d| d["guid"].as_str())
         .collect();
     let mut asked = std::collections::HashSet::new();
     list.iter()
         .filter(|d| !ok(d))
-        .filter(|d| d["guid"].as_str().is_some_and(|g| !succeeded.contains(g)))
+        .filter(|d| delivered_at(d).map_or(true, |at| now - at < REDELIVERY_WINDOW))
         .filter(|d| {
             d["guid"]
                 .as_str()
-                .is_some_and(|g| asked.insert(g.to_owned()))
+                .is_some_and(|g| !settled.contains(g) && asked.insert(g))
         })
         .filter_map(|d| d["id"].as_u64())
         .collect()
+}
+
+/// A successful answer's body as a JSON array of `what` objects; any other answer as
+/// its classified error.
+fn json_list(answer: &Exchange, what: &str) -> Result<Vec<Value>, OutboundError> {
+    if !(200..300).contains(&answer.status) {
+        return Err(classify(answer.status, &answer.headers, &answer.body));
+    }
+    serde_json::from_slice(&answer.body).map_err(|e| {
+        OutboundError::new(
+            ErrorCode::Upstream5xx,
+            format!("GitHub's {what} list is not a JSON array: {e}"),
+        )
+    })
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -244,14 +269,30 @@ mod tests {
     }
 
     #[test]
-    fn only_deliveries_that_never_succeeded_are_redelivered_once() {
+    fn only_deliveries_that_never_succeeded_nor_were_redelivered_are_asked_once() {
+        let now = DateTime::parse_from_rfc3339("2024-05-04T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |hours: i64| (now - chrono::TimeDelta::hours(hours)).to_rfc3339();
+        let d = |id: u64, guid: &str, code: u64, redelivery: bool, hours: i64| {
+            json!({"id": id, "guid": guid, "status_code": code, "redelivery": redelivery,
+                   "delivered_at": at(hours)})
+        };
         let list = vec![
-            json!({"id": 1, "guid": "a", "status_code": 500}),
-            json!({"id": 2, "guid": "a", "status_code": 200}),
-            json!({"id": 3, "guid": "b", "status_code": 502}),
-            json!({"id": 4, "guid": "b", "status_code": 0}),
-            json!({"id": 5, "guid": "c", "status_code": 202}),
+            d(1, "a", 500, false, 5),
+            d(2, "a", 200, false, 4),
+            d(3, "b", 502, false, 3),
+            d(4, "b", 0, false, 2),
+            d(5, "c", 202, false, 1),
+            d(6, "d", 503, true, 1),
+            d(7, "d", 503, false, 2),
+            d(8, "e", 404, false, 71),
+            d(9, "f", 500, false, 73),
         ];
-        assert_eq!(failed_deliveries(&list), vec![3]);
+        assert_eq!(failed_deliveries(&list, now), vec![3, 8]);
+        assert_eq!(
+            failed_deliveries(&[json!({"id": 1})], now),
+            Vec::<u64>::new()
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Linear webhook deliveries (`Issue` create / update / remove; every other type
-//! ignored) turned into `StatusUpdate`s, plus the `webhookTimestamp` freshness check.
+//! Linear webhook deliveries (`Issue` create / update / remove; `Attachment` create /
+//! update with a GitHub URL, a link; every other type ignored) turned into
+//! `StatusUpdate`s, plus the `webhookTimestamp` freshness check.
 //! Reads only the fields it needs; never panics on any input, never reads the clock
 //! (callers pass `now`), never does I/O.
 
@@ -62,10 +63,10 @@ pub fn parse(body: &[u8]) -> Result<LinearDelivery, PayloadError> {
     let webhook_timestamp_ms = webhook_timestamp(&root)?;
     let kind: String = required(&root, "type")?;
     let action: String = required(&root, "action")?;
-    let parsed = if kind == "Issue" {
-        issue(&root, &action)?
-    } else {
-        ignored(format!("Linear `{kind}` events are not status changes"))
+    let parsed = match kind.as_str() {
+        "Issue" => issue(&root, &action)?,
+        "Attachment" => attachment(&root, &action)?,
+        _ => ignored(format!("Linear `{kind}` events are not status changes")),
     };
     Ok(LinearDelivery {
         webhook_timestamp_ms,
@@ -104,10 +105,7 @@ fn issue(root: &Value, action: &str) -> Result<Parsed, PayloadError> {
     Ok(Parsed::Updates(vec![StatusUpdate {
         source: SystemId::Linear,
         target: ExternalRef::new(SystemId::Linear, id),
-        aliases: identifier
-            .iter()
-            .map(|i| ExternalRef::new(SystemId::Linear, i.as_str()))
-            .collect(),
+        aliases: alias_of(identifier.as_deref()),
         links: attachment_links(root)?,
         kind: EntityKind::Issue,
         action,
@@ -125,6 +123,55 @@ fn issue(root: &Value, action: &str) -> Result<Parsed, PayloadError> {
     }]))
 }
 
+/// An attachment added to an issue (or its URL changed): a GitHub pull request or issue
+/// URL links that object to the issue's entity, as Linear's own GitHub integration does.
+/// A removed attachment is ignored: the object keeps the entity it shares.
+fn attachment(root: &Value, action: &str) -> Result<Parsed, PayloadError> {
+    if !matches!(action, "create" | "update") {
+        return Ok(ignored(format!(
+            "Linear Attachment action `{action}` is not handled"
+        )));
+    }
+    let url: String = required(root, "data.url")?;
+    let Some(github) = github_link(&url) else {
+        return Ok(ignored(format!(
+            "attachment {url} is not a GitHub pull request or issue"
+        )));
+    };
+    let issue: String = match optional(root, "data.issueId")? {
+        Some(id) => id,
+        None => required(root, "data.issue.id")?,
+    };
+    let identifier: Option<String> = optional(root, "data.issue.identifier")?;
+    Ok(Parsed::Updates(vec![StatusUpdate {
+        source: SystemId::Linear,
+        target: ExternalRef::new(SystemId::Linear, issue),
+        aliases: alias_of(identifier.as_deref()),
+        links: vec![github],
+        kind: EntityKind::Issue,
+        action: UpdateAction::Linked,
+        source_timestamp: timestamp(root, "data.updatedAt")?,
+        project: identifier.as_deref().and_then(team_key_of),
+        explicit: false,
+        title: None,
+        body: None,
+        metadata: metadata([]),
+    }]))
+}
+
+/// A Linear issue's identifier (`ENG-123`) as an alias of its id.
+fn alias_of(identifier: Option<&str>) -> Vec<ExternalRef> {
+    identifier
+        .map(|i| ExternalRef::new(SystemId::Linear, i))
+        .into_iter()
+        .collect()
+}
+
+/// The GitHub pull request or issue a URL names, as a link.
+fn github_link(url: &str) -> Option<ExternalRef> {
+    crate::systems::github::ref_of_url(url).map(|r| ExternalRef::new(SystemId::Github, r))
+}
+
 /// GitHub pull requests and issues among the issue's attachments
 /// (`data.attachments.nodes[].url`, present when the issue was read through the API):
 /// linked to the same entity.
@@ -135,8 +182,7 @@ fn attachment_links(root: &Value) -> Result<Vec<ExternalRef>, PayloadError> {
     Ok(nodes
         .iter()
         .filter_map(|n| n.get("url")?.as_str())
-        .filter_map(crate::systems::github::ref_of_url)
-        .map(|r| ExternalRef::new(SystemId::Github, r))
+        .filter_map(github_link)
         .collect())
 }
 
@@ -252,6 +298,63 @@ mod tests {
         assert_eq!(got.links, vec![github("acme/api#12"), github("acme/api#3")]);
         let bad = edit(&[set("data.attachments.nodes", json!("x"))]).unwrap_err();
         assert_eq!(invalid_field(bad), "data.attachments.nodes");
+    }
+
+    /// An `Attachment` delivery as the schema's `AttachmentWebhookPayload` has it.
+    fn attachment_delivery(action: &str, url: &str) -> Value {
+        json!({
+            "action": action, "type": "Attachment", "webhookTimestamp": SENT_MS,
+            "organizationId": "o", "webhookId": "w", "createdAt": "2024-05-01T11:59:59.512Z",
+            "url": url,
+            "data": {
+                "id": "att-1", "createdAt": "2024-05-01T11:59:59.000Z",
+                "updatedAt": "2024-05-01T11:59:59.500Z", "issueId": ISSUE_ID,
+                "title": "Fix login", "url": url, "groupBySource": false,
+                "metadata": {}, "sourceType": "github"
+            }
+        })
+    }
+
+    #[test]
+    fn a_github_attachment_links_its_pull_request_to_the_issue() {
+        let url = "https://github.com/acme/api/pull/12";
+        let body = serde_json::to_vec(&attachment_delivery("create", url)).unwrap();
+        let got = one(parse(&body).map(|d| d.parsed));
+        assert_eq!(got.target, ExternalRef::new(SystemId::Linear, ISSUE_ID));
+        assert_eq!(
+            got.links,
+            vec![ExternalRef::new(SystemId::Github, "acme/api#12")]
+        );
+        assert_eq!(got.action, UpdateAction::Linked);
+        assert!(!got.explicit);
+        assert_eq!(got.source_timestamp, at("2024-05-01T11:59:59.500Z"));
+
+        let mut by_issue = attachment_delivery("update", url);
+        by_issue["data"]["issueId"] = Value::Null;
+        by_issue["data"]["issue"] = json!({"id": ISSUE_ID, "identifier": "ENG-123"});
+        let got = one(parse(&serde_json::to_vec(&by_issue).unwrap()).map(|d| d.parsed));
+        assert_eq!(got.target.external_id, ISSUE_ID);
+        assert_eq!(
+            got.aliases,
+            vec![ExternalRef::new(SystemId::Linear, "ENG-123")]
+        );
+        assert_eq!(got.project.as_deref(), Some("ENG"));
+    }
+
+    #[test]
+    fn other_attachments_and_removals_are_ignored_and_bad_ones_named() {
+        for (action, url) in [
+            ("create", "https://figma.com/file/x"),
+            ("remove", "https://github.com/acme/api/pull/12"),
+        ] {
+            let body = serde_json::to_vec(&attachment_delivery(action, url)).unwrap();
+            let parsed = parse(&body).unwrap().parsed;
+            assert!(matches!(parsed, Parsed::Ignored { .. }), "{action} {url}");
+        }
+        let mut no_issue = attachment_delivery("create", "https://github.com/a/b/pull/1");
+        no_issue["data"]["issueId"] = Value::Null;
+        let err = parse(&serde_json::to_vec(&no_issue).unwrap()).unwrap_err();
+        assert_eq!(err, PayloadError::Missing("data.issue.id".into()));
     }
 
     #[test]
