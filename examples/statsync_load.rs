@@ -6,7 +6,8 @@
 //! acknowledged, refused, applied (from the database), delivered (WebSocket), and
 //! latency percentiles for the acknowledgement (client-measured), webhook → canonical
 //! commit (`processed_at - received_at`) and commit → WebSocket (the event's
-//! `timestamp`, stamped at its insert, to its arrival). Loopback only; bounded by
+//! `timestamp`, stamped at its insert, to its arrival), and end to end per change
+//! (sent → arrived at a subscriber, matched by entity and source time). Loopback only; bounded by
 //! `--seconds` and by the limits below.
 //!
 //! cargo run --release --example statsync_load -- --rate 2000 --seconds 10 \
@@ -194,7 +195,22 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
         let room: String = row.get(0);
         expected += row.get::<_, i64>(1) * per_room.get(&room).copied().unwrap_or(0);
     }
-    let (delivered, ws_latencies, closed) = subscribers.finish(expected as u64).await;
+    let (delivered, ws_latencies, closed, arrivals) = subscribers.finish(expected as u64).await;
+    // End to end, per change: sent (just before the request) → arrived at a subscriber.
+    let index: HashMap<&str, u64> = entities
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i as u64))
+        .collect();
+    let end_to_end: Vec<f64> = arrivals
+        .iter()
+        .filter_map(|(id, ts, arrived)| {
+            let e = *index.get(id.as_str())?;
+            let source = DateTime::parse_from_rfc3339(ts).ok()?.timestamp();
+            let sent = sent.sent_at.get(&(e, source))?;
+            Some((*arrived - *sent).num_microseconds()? as f64 / 1000.0)
+        })
+        .collect();
 
     let commit = db
         .query(
@@ -236,6 +252,7 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
             "ack": common::percentiles(sent.ack_ms),
             "webhookToCommit": common::percentiles(commit),
             "commitToWebSocket": common::percentiles(ws_latencies),
+            "webhookToWebSocket": common::percentiles(end_to_end),
         },
     });
     if let Some((gh, lin)) = &fakes {
@@ -419,6 +436,9 @@ struct Sent {
     refused: u64,
     seconds: f64,
     ack_ms: Vec<f64>,
+    /// When each (entity, source second) delivery was sent, by the wall clock the
+    /// subscribers' arrivals are stamped with.
+    sent_at: HashMap<(u64, i64), DateTime<Utc>>,
 }
 
 /// Offers `rate * seconds` deliveries from a thread and runtime of its own, like a
@@ -446,12 +466,13 @@ async fn offer(args: Args, base: String, templates: Templates) -> anyhow::Result
     let total = args.rate * args.seconds;
     let (acked, refused) = (AtomicU64::new(0), AtomicU64::new(0));
     let ack_ms = Mutex::new(Vec::with_capacity(total as usize));
+    let sent_at = Mutex::new(HashMap::with_capacity(total as usize));
     let epoch = Utc::now() - TimeDelta::hours(1);
     let start = Instant::now();
     futures_util::stream::iter(0..total)
         .map(|n| {
             let (http, base, templates) = (&http, &base, &templates);
-            let (acked, refused, ack_ms) = (&acked, &refused, &ack_ms);
+            let (acked, refused, ack_ms, sent_at) = (&acked, &refused, &ack_ms, &sent_at);
             async move {
                 // open loop: delivery n is due at n / rate seconds
                 let due = start + Duration::from_secs_f64(n as f64 / args.rate as f64);
@@ -463,6 +484,13 @@ async fn offer(args: Args, base: String, templates: Templates) -> anyhow::Result
                 for (k, v) in d.headers {
                     req = req.header(k, v);
                 }
+                // the same entity and source second as `Templates::delivery`
+                let key = (
+                    n % args.entities,
+                    (epoch + TimeDelta::seconds((1 + n / args.entities) as i64)).timestamp(),
+                );
+                // unwrap: the lock is never held across a panic
+                sent_at.lock().unwrap().insert(key, Utc::now());
                 let sent_at = Instant::now();
                 let ok = req
                     .body(d.body)
@@ -489,6 +517,7 @@ async fn offer(args: Args, base: String, templates: Templates) -> anyhow::Result
         seconds: start.elapsed().as_secs_f64(),
         // unwrap: no other holder is left
         ack_ms: ack_ms.into_inner().unwrap(),
+        sent_at: sent_at.into_inner().unwrap(),
     })
 }
 
@@ -500,6 +529,8 @@ struct Received {
     events: AtomicU64,
     closed: AtomicU64,
     latency_ms: Mutex<Vec<f64>>,
+    /// (entity id, the change's source timestamp, arrival) of each `status_changed`.
+    arrivals: Mutex<Vec<(String, String, DateTime<Utc>)>>,
 }
 
 struct Subscribers {
@@ -550,7 +581,11 @@ impl Subscribers {
 
     /// Waits (at most 30 s) for `expected` events, then closes every connection;
     /// answers (events received, their latencies, connections the server closed).
-    async fn finish(self, expected: u64) -> (u64, Vec<f64>, u64) {
+    #[allow(clippy::type_complexity)]
+    async fn finish(
+        self,
+        expected: u64,
+    ) -> (u64, Vec<f64>, u64, Vec<(String, String, DateTime<Utc>)>) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.received.events.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
             actix_web::rt::time::sleep(Duration::from_millis(50)).await;
@@ -558,10 +593,12 @@ impl Subscribers {
         let _ = self.stop.send(());
         let _ = self.done.await;
         let latencies = std::mem::take(&mut *self.received.latency_ms.lock().unwrap());
+        let arrivals = std::mem::take(&mut *self.received.arrivals.lock().unwrap());
         (
             self.received.events.load(Ordering::Relaxed),
             latencies,
             self.received.closed.load(Ordering::Relaxed),
+            arrivals,
         )
     }
 }
@@ -602,10 +639,25 @@ async fn read(mut conn: WsConn, received: Arc<Received>) {
     while let Some(Ok(frame)) = conn.next().await {
         match frame {
             ws::Frame::Text(t) => {
+                let arrived = Utc::now();
                 if let Some(ms) = common::event_age_ms(&t) {
                     received.events.fetch_add(1, Ordering::Relaxed);
                     // unwrap: the lock is never held across a panic
                     received.latency_ms.lock().unwrap().push(ms);
+                }
+                if let Ok(v) = serde_json::from_slice::<Value>(&t) {
+                    let e = &v["event"];
+                    if let (Some("status_changed"), Some(id), Some(ts)) = (
+                        e["type"].as_str(),
+                        e["entityId"].as_str(),
+                        e["data"]["sourceTimestamp"].as_str(),
+                    ) {
+                        received.arrivals.lock().unwrap().push((
+                            id.to_owned(),
+                            ts.to_owned(),
+                            arrived,
+                        ));
+                    }
                 }
             }
             ws::Frame::Ping(p) => {
