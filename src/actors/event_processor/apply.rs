@@ -143,21 +143,16 @@ pub async fn apply_items(
 
     // Which entity each item is about, as far as links already tell.
     let mut refs = Vec::new();
+    let mut targets: Vec<&ExternalRef> = Vec::new();
     for item in items {
         if let Target::Ref(r) = &item.target {
+            targets.push(r);
             refs.push(r.clone());
             refs.extend(item.update.aliases.iter().cloned());
             refs.extend(item.update.links.iter().cloned());
         }
     }
     let mut found = entities::find(tx, &refs).await?;
-    let targets: Vec<&ExternalRef> = items
-        .iter()
-        .filter_map(|i| match &i.target {
-            Target::Ref(r) => Some(r),
-            Target::Entity(_) => None,
-        })
-        .collect();
     let echoes = echoes::present(tx, &targets).await?;
     let mut entity_of: Vec<Option<Uuid>> = items.iter().map(|i| known_entity(i, &found)).collect();
 
