@@ -160,7 +160,7 @@ pub struct Effects {
     outbox: Vec<NewOutboxRow>,
     lookups: Vec<NewLookup>,
     events: Vec<NewEvent>,
-    /// Filled by `write`: the seqs logged, for the post-commit wake-ups.
+    /// Filled by `log_and_commit`: the seqs logged, for the post-commit wake-ups.
     pub seqs: Vec<i64>,
 }
 
@@ -477,7 +477,16 @@ impl Effects {
         }
         outbox::insert(tx, &self.outbox).await?;
         lookups::insert(tx, &self.lookups).await?;
-        self.seqs = events::append(tx, &self.events).await?;
+        Ok(())
+    }
+
+    /// Logs the events and commits. The event log's seq lock is held from the append
+    /// until the commit is flushed, and every event-writing transaction of every
+    /// replica waits for it; so the caller's own writes (marking deliveries done…) all
+    /// come before this, and only the append and the commit are serialized.
+    pub async fn log_and_commit(&mut self, tx: Transaction<'_>) -> Result<(), StoreError> {
+        self.seqs = events::append(&tx, &self.events).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -121,16 +121,17 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
         }
     }
     let now = Utc::now();
-    let (outcomes, effects) = apply_items(&tx, engine, &items, now)
+    let (outcomes, mut effects) = apply_items(&tx, engine, &items, now)
         .await
         .map_err(|e| (e, Some(first)))?;
     marks.extend(summarize(&claimed, &outcomes));
     inbound::mark(&tx, &marks)
         .await
         .map_err(fail(Some(first)))?;
-    tx.commit()
+    effects
+        .log_and_commit(tx)
         .await
-        .map_err(|e| (ApplyError::from(StoreError::from(e)), Some(first)))?;
+        .map_err(fail(Some(first)))?;
 
     let done = Utc::now();
     for item in &items {
@@ -223,8 +224,9 @@ async fn apply_once(
 ) -> Result<ItemOutcome, ApplyError> {
     let mut client = engine.store.client().await?;
     let tx = client.transaction().await.map_err(StoreError::from)?;
-    let (mut outcomes, effects) = apply_items(&tx, engine, std::slice::from_ref(item), now).await?;
-    tx.commit().await.map_err(StoreError::from)?;
+    let (mut outcomes, mut effects) =
+        apply_items(&tx, engine, std::slice::from_ref(item), now).await?;
+    effects.log_and_commit(tx).await?;
     announce(engine, &effects);
     match outcomes.pop() {
         Some(o) if o.decision == NOT_FOUND => Err(ApplyError::NotFound(o.reason)),
@@ -315,10 +317,10 @@ async fn postgresql_batch(engine: &Engine) -> Result<usize, ApplyError> {
             catch_up: false,
         })
         .collect();
-    let (_, effects) = apply_items(&tx, engine, &items, Utc::now()).await?;
+    let (_, mut effects) = apply_items(&tx, engine, &items, Utc::now()).await?;
     let ids: Vec<i64> = writes.iter().map(|w| w.id).collect();
     pg_source::done(&tx, &ids).await?;
-    tx.commit().await.map_err(StoreError::from)?;
+    effects.log_and_commit(tx).await?;
     announce(engine, &effects);
     Ok(writes.len())
 }
