@@ -54,7 +54,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // so the cost per delivery can be compared between runs on a busy machine.
     let postmaster = cluster
         .as_ref()
-        .and_then(|c| postmaster_pid(c.pg.data_dir()));
+        .and_then(|c| common::postmaster_pid(c.pg.data_dir()));
     std::env::set_var("DATABASE_URL", &url);
     std::env::set_var("AGENTAPI_WEBHOOK_SECRET", SECRET);
     std::env::set_var("STATSYNC__HTTP__PORT", "0");
@@ -81,7 +81,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         run_load(&args, &base, warm).await?;
         drain(&db, Duration::from_secs(300)).await?;
     }
-    let cpu_before = cpu_seconds(postmaster);
+    let cpu_before = common::cpu_seconds(postmaster);
     let started = Instant::now();
     let offered = args.rate * args.seconds;
     let measured = Load {
@@ -120,7 +120,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .query_one("SELECT count(*) FROM entities", &[])
         .await?
         .get(0);
-    let cpu_after = cpu_seconds(postmaster);
+    let cpu_after = common::cpu_seconds(postmaster);
     let processed: i64 = row.get(0);
     let span: f64 = row.get::<_, Option<f64>>(1).unwrap_or(0.0);
     let ms = |i: usize| row.get::<_, Option<f64>>(i).unwrap_or(0.0) * 1000.0;
@@ -231,49 +231,4 @@ async fn offer(
         .collect::<()>()
         .await;
     Ok(())
-}
-
-fn postmaster_pid(data_dir: &std::path::Path) -> Option<i32> {
-    std::fs::read_to_string(data_dir.join("postmaster.pid"))
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// (this process, the cluster) CPU seconds, user + system; the cluster's count includes
-/// its exited backends (postmaster's reaped children) and its live ones.
-fn cpu_seconds(postmaster: Option<i32>) -> (f64, f64) {
-    let tick = 100.0; // USER_HZ on Linux
-    let fields = |pid: &str| -> Option<Vec<i64>> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // fields after the command name, which may contain spaces
-        let rest = &stat[stat.rfind(')')? + 2..];
-        Some(
-            rest.split(' ')
-                .skip(1)
-                .map(|f| f.parse().unwrap_or(0))
-                .collect(),
-        )
-    };
-    // proc(5) numbers the fields from 1; after skipping pid, comm and state, field N
-    // is at N - 4: ppid 0, utime 10, stime 11, cutime 12, cstime 13
-    let own = fields("self").map_or(0, |f| f[10] + f[11]) as f64 / tick;
-    let Some(pm) = postmaster else {
-        return (own, 0.0);
-    };
-    let mut cluster = fields(&pm.to_string()).map_or(0, |f| f[10] + f[11] + f[12] + f[13]);
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(f) = name.parse::<i32>().ok().and_then(|_| fields(&name)) {
-                if f[0] == pm as i64 {
-                    cluster += f[10] + f[11];
-                }
-            }
-        }
-    }
-    (own, cluster as f64 / tick)
 }

@@ -106,6 +106,9 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
     let templates = Templates::load(&args.fixtures)?;
     let (url, cluster) = common::database("load-pg", "load").await?;
+    let postmaster = cluster
+        .as_ref()
+        .and_then(|c| common::postmaster_pid(c.pg.data_dir()));
     let fakes = if args.fake_apis {
         let limits = || Limits {
             latency: Duration::from_millis(args.api_latency_ms),
@@ -167,6 +170,7 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
         .await?
         .get(0);
 
+    let (cpu_before, busy_before) = (common::cpu_seconds(postmaster), common::machine_jiffies());
     let sent = run_senders(&args, &base, templates).await?;
     common::drain(&db, DRAIN).await?;
     if args.fake_apis {
@@ -195,14 +199,16 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
         let room: String = row.get(0);
         expected += row.get::<_, i64>(1) * per_room.get(&room).copied().unwrap_or(0);
     }
-    let (delivered, ws_latencies, closed, arrivals) = subscribers.finish(expected as u64).await;
+    let got = subscribers.finish(expected as u64).await;
+    let (cpu_after, busy_after) = (common::cpu_seconds(postmaster), common::machine_jiffies());
     // End to end, per change: sent (just before the request) → arrived at a subscriber.
     let index: HashMap<&str, u64> = entities
         .iter()
         .enumerate()
         .map(|(i, id)| (id.as_str(), i as u64))
         .collect();
-    let end_to_end: Vec<f64> = arrivals
+    let end_to_end: Vec<f64> = got
+        .arrivals
         .iter()
         .filter_map(|(id, ts, arrived)| {
             let e = *index.get(id.as_str())?;
@@ -234,6 +240,7 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
     {
         decisions.insert(row.get(0), json!(row.get::<_, i64>(1)));
     }
+    let per_delivery = 1000.0 / sent.sent.max(1) as f64;
     let mut report = json!({
         "rate": args.rate,
         "seconds": args.seconds,
@@ -245,13 +252,23 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
         "sendSeconds": sent.seconds,
         "applied": decisions.get("applied").cloned().unwrap_or(json!(0)),
         "decisions": decisions,
-        "delivered": delivered,
+        "delivered": got.events,
         "deliveriesExpected": expected,
-        "subscribersClosed": closed,
+        "subscribersClosed": got.closed,
+        // From the first send until the last event reached its subscribers. The
+        // generator is this process's sending and subscribing threads; the service is
+        // the rest of it.
+        "cpuMsPerDelivery": {
+            "generator": (sent.cpu_seconds + got.cpu_seconds) * per_delivery,
+            "service": (cpu_after.0 - cpu_before.0 - sent.cpu_seconds - got.cpu_seconds) * per_delivery,
+            "postgres": (cpu_after.1 - cpu_before.1) * per_delivery,
+        },
+        "machineBusy": (busy_after.0 - busy_before.0) as f64
+            / (busy_after.1 - busy_before.1).max(1) as f64,
         "latencyMs": {
             "ack": common::percentiles(sent.ack_ms),
             "webhookToCommit": common::percentiles(commit),
-            "commitToWebSocket": common::percentiles(ws_latencies),
+            "commitToWebSocket": common::percentiles(got.latency_ms),
             "webhookToWebSocket": common::percentiles(end_to_end),
         },
     });
@@ -436,6 +453,8 @@ struct Sent {
     refused: u64,
     seconds: f64,
     ack_ms: Vec<f64>,
+    /// CPU seconds the sending thread spent (signing, HTTP client).
+    cpu_seconds: f64,
     /// When each (entity, source second) delivery was sent, by the wall clock the
     /// subscribers' arrivals are stamped with.
     sent_at: HashMap<(u64, i64), DateTime<Utc>>,
@@ -451,7 +470,11 @@ async fn run_senders(args: &Args, base: &str, templates: Templates) -> anyhow::R
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(offer(args, base, templates)));
+            .and_then(|rt| rt.block_on(offer(args, base, templates)))
+            .map(|sent| Sent {
+                cpu_seconds: common::thread_cpu_seconds(),
+                ..sent
+            });
         let _ = tx.send(result);
     });
     rx.await
@@ -518,6 +541,7 @@ async fn offer(args: Args, base: String, templates: Templates) -> anyhow::Result
         // unwrap: no other holder is left
         ack_ms: ack_ms.into_inner().unwrap(),
         sent_at: sent_at.into_inner().unwrap(),
+        cpu_seconds: 0.0,
     })
 }
 
@@ -533,10 +557,23 @@ struct Received {
     arrivals: Mutex<Vec<(String, String, DateTime<Utc>)>>,
 }
 
+/// What the subscribers received, once they are closed.
+struct Got {
+    events: u64,
+    /// Commit → arrival, per event.
+    latency_ms: Vec<f64>,
+    /// Connections the server closed.
+    closed: u64,
+    /// (entity id, source timestamp, arrived at) per event.
+    arrivals: Vec<(String, String, DateTime<Utc>)>,
+    cpu_seconds: f64,
+}
+
 struct Subscribers {
     received: Arc<Received>,
     stop: tokio::sync::oneshot::Sender<()>,
-    done: tokio::sync::oneshot::Receiver<()>,
+    /// Answers the CPU seconds the subscribers' thread spent after connecting.
+    done: tokio::sync::oneshot::Receiver<f64>,
 }
 
 impl Subscribers {
@@ -549,9 +586,10 @@ impl Subscribers {
         let (done_tx, done) = tokio::sync::oneshot::channel();
         let shared = received.clone();
         std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
+            let cpu = actix_web::rt::System::new().block_on(async move {
                 match connect_all(port, rooms).await {
                     Ok(conns) => {
+                        let connected_cpu = common::thread_cpu_seconds();
                         let _ = ready_tx.send(Ok(()));
                         let readers: Vec<_> = conns
                             .into_iter()
@@ -561,13 +599,15 @@ impl Subscribers {
                         for r in readers {
                             r.abort();
                         }
+                        common::thread_cpu_seconds() - connected_cpu
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
+                        0.0
                     }
                 }
             });
-            let _ = done_tx.send(());
+            let _ = done_tx.send(cpu);
         });
         ready_rx
             .await
@@ -580,26 +620,21 @@ impl Subscribers {
     }
 
     /// Waits (at most 30 s) for `expected` events, then closes every connection;
-    /// answers (events received, their latencies, connections the server closed).
-    #[allow(clippy::type_complexity)]
-    async fn finish(
-        self,
-        expected: u64,
-    ) -> (u64, Vec<f64>, u64, Vec<(String, String, DateTime<Utc>)>) {
+    /// answers what they received.
+    async fn finish(self, expected: u64) -> Got {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.received.events.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
             actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         }
         let _ = self.stop.send(());
-        let _ = self.done.await;
-        let latencies = std::mem::take(&mut *self.received.latency_ms.lock().unwrap());
-        let arrivals = std::mem::take(&mut *self.received.arrivals.lock().unwrap());
-        (
-            self.received.events.load(Ordering::Relaxed),
-            latencies,
-            self.received.closed.load(Ordering::Relaxed),
-            arrivals,
-        )
+        let cpu_seconds = self.done.await.unwrap_or(0.0);
+        Got {
+            events: self.received.events.load(Ordering::Relaxed),
+            latency_ms: std::mem::take(&mut *self.received.latency_ms.lock().unwrap()),
+            closed: self.received.closed.load(Ordering::Relaxed),
+            arrivals: std::mem::take(&mut *self.received.arrivals.lock().unwrap()),
+            cpu_seconds,
+        }
     }
 }
 

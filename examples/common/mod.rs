@@ -122,3 +122,69 @@ pub fn event_age_ms(frame: &[u8]) -> Option<f64> {
     let us = (chrono::Utc::now() - ts.to_utc()).num_microseconds()?;
     Some(us as f64 / 1000.0)
 }
+
+/// The cluster's postmaster, whose children are its backends.
+pub fn postmaster_pid(data_dir: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// (this process, the cluster) CPU seconds, user + system; the cluster's count includes
+/// its exited backends (postmaster's reaped children) and its live ones.
+pub fn cpu_seconds(postmaster: Option<i32>) -> (f64, f64) {
+    let fields = |pid: &str| stat_fields(&format!("/proc/{pid}/stat"));
+    let own = fields("self").map_or(0, |f| f[10] + f[11]) as f64 / TICK;
+    let Some(pm) = postmaster else {
+        return (own, 0.0);
+    };
+    let mut cluster = fields(&pm.to_string()).map_or(0, |f| f[10] + f[11] + f[12] + f[13]);
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(f) = name.parse::<i32>().ok().and_then(|_| fields(&name)) {
+                if f[0] == pm as i64 {
+                    cluster += f[10] + f[11];
+                }
+            }
+        }
+    }
+    (own, cluster as f64 / TICK)
+}
+
+const TICK: f64 = 100.0; // USER_HZ on Linux
+
+/// A `/proc/…/stat` line's fields after the command name (which may contain spaces).
+/// proc(5) numbers the fields from 1; after skipping pid, comm and state, field N is at
+/// N - 4: ppid 0, utime 10, stime 11, cutime 12, cstime 13.
+fn stat_fields(path: &str) -> Option<Vec<i64>> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    Some(rest.split(' ').skip(1).map(|f| f.parse().unwrap_or(0)).collect())
+}
+
+/// CPU seconds (user + system) of the calling thread.
+pub fn thread_cpu_seconds() -> f64 {
+    stat_fields("/proc/thread-self/stat").map_or(0, |f| f[10] + f[11]) as f64 / TICK
+}
+
+/// (busy, total) jiffies of the whole machine, from `/proc/stat`.
+pub fn machine_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let total: u64 = cpu.iter().sum();
+    // idle and iowait
+    let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
