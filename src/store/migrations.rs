@@ -37,8 +37,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/0011_sync_runs.sql"),
     ),
     (
-        "0012_write_costs",
-        include_str!("../../sql/0012_write_costs.sql"),
+        "0013_write_costs",
+        include_str!("../../sql/0013_write_costs.sql"),
     ),
 ];
 
