@@ -460,7 +460,10 @@ pub fn parse_hook_ids(value: &str) -> Result<BTreeMap<String, u64>, ConfigError>
         };
         let repo = repo.trim();
         if crate::systems::github::client::parse_issue_ref(&format!("{repo}#1")).is_none() {
-            return Err(bad(entry, &format!("names `{repo}`, which is not owner/name")));
+            return Err(bad(
+                entry,
+                &format!("names `{repo}`, which is not owner/name"),
+            ));
         }
         let id: u64 = id
             .trim()
@@ -811,12 +814,17 @@ mod tests {
             &[(HOOK_IDS_VAR, " b/two=22, octo-org/hello.world=456 ,")],
         )
         .unwrap();
-        let want: BTreeMap<String, u64> = [("a/one", 1), ("b/two", 22), ("octo-org/hello.world", 456)]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+        let want: BTreeMap<String, u64> =
+            [("a/one", 1), ("b/two", 22), ("octo-org/hello.world", 456)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
         assert_eq!(s.github.hook_ids, want);
-        assert!(load(None, &[(HOOK_IDS_VAR, "")]).unwrap().github.hook_ids.is_empty());
+        assert!(load(None, &[(HOOK_IDS_VAR, "")])
+            .unwrap()
+            .github
+            .hook_ids
+            .is_empty());
     }
 
     #[test]
@@ -828,7 +836,9 @@ mod tests {
             ("a/b=-3", "a/b=-3", "not a positive integer"),
             ("a/b=1,a/b=2", "a/b=2", "repeats `a/b`"),
         ] {
-            let err = load(None, &[(HOOK_IDS_VAR, value)]).unwrap_err().to_string();
+            let err = load(None, &[(HOOK_IDS_VAR, value)])
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(HOOK_IDS_VAR), "{value}: {err}");
             assert!(err.contains(&format!("`{entry}`")), "{value}: {err}");
             assert!(err.contains(why), "{value}: {err}");

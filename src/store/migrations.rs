@@ -36,6 +36,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0011_sync_runs",
         include_str!("../../sql/0011_sync_runs.sql"),
     ),
+    (
+        "0012_entity_merges",
+        include_str!("../../sql/0012_entity_merges.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrators.
