@@ -441,6 +441,41 @@ impl Secrets {
     }
 }
 
+/// `github.hook_ids` from the environment: its keys (`owner/name`) cannot be spelled in
+/// a `STATSYNC__…` variable name, so they travel in the value. Entries add to (and
+/// override) the file's.
+pub const HOOK_IDS_VAR: &str = "STATSYNC_GITHUB_HOOK_IDS";
+
+/// `owner/name=123,owner2/name2=456`; spaces around entries are ignored, an empty value
+/// names nothing.
+pub fn parse_hook_ids(value: &str) -> Result<BTreeMap<String, u64>, ConfigError> {
+    let bad = |entry: &str, why: &str| ConfigError::Invalid {
+        key: HOOK_IDS_VAR.to_owned(),
+        why: format!("entry `{entry}` {why}; expected owner/name=HOOK_ID[,owner/name=HOOK_ID…]"),
+    };
+    let mut out = BTreeMap::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((repo, id)) = entry.split_once('=') else {
+            return Err(bad(entry, "has no `=`"));
+        };
+        let repo = repo.trim();
+        if crate::systems::github::client::parse_issue_ref(&format!("{repo}#1")).is_none() {
+            return Err(bad(
+                entry,
+                &format!("names `{repo}`, which is not owner/name"),
+            ));
+        }
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| bad(entry, "has a hook id that is not a positive integer"))?;
+        if out.insert(repo.to_owned(), id).is_some() {
+            return Err(bad(entry, &format!("repeats `{repo}`")));
+        }
+    }
+    Ok(out)
+}
+
 impl MappingSettings {
     /// The shipped table, or the file named by `mappings.file` (which replaces it).
     pub fn load(&self) -> Result<MappingTable, ConfigError> {
@@ -505,6 +540,9 @@ impl Settings {
         let mut settings: Settings = raw
             .try_deserialize()
             .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        if let Some((_, value)) = vars.iter().find(|(k, _)| k == HOOK_IDS_VAR) {
+            settings.github.hook_ids.extend(parse_hook_ids(value)?);
+        }
         settings.secrets = Secrets::from_env(env)?;
         settings.validate()?;
         Ok(settings)
@@ -767,5 +805,43 @@ mod tests {
         assert!(!printed.contains("hunter2"));
         assert!(printed.contains("GITHUB_WEBHOOK_SECRET = \"[redacted]\""));
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn hook_ids_come_from_their_own_environment_variable_over_the_file() {
+        let s = load(
+            Some("[github.hook_ids]\n\"a/one\" = 1\n\"b/two\" = 2\n"),
+            &[(HOOK_IDS_VAR, " b/two=22, octo-org/hello.world=456 ,")],
+        )
+        .unwrap();
+        let want: BTreeMap<String, u64> =
+            [("a/one", 1), ("b/two", 22), ("octo-org/hello.world", 456)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+        assert_eq!(s.github.hook_ids, want);
+        assert!(load(None, &[(HOOK_IDS_VAR, "")])
+            .unwrap()
+            .github
+            .hook_ids
+            .is_empty());
+    }
+
+    #[test]
+    fn a_bad_hook_ids_entry_is_named() {
+        for (value, entry, why) in [
+            ("a/b=1,c/d", "c/d", "has no `=`"),
+            ("a/b=1,nope=2", "nope=2", "not owner/name"),
+            ("a/b=x", "a/b=x", "not a positive integer"),
+            ("a/b=-3", "a/b=-3", "not a positive integer"),
+            ("a/b=1,a/b=2", "a/b=2", "repeats `a/b`"),
+        ] {
+            let err = load(None, &[(HOOK_IDS_VAR, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(HOOK_IDS_VAR), "{value}: {err}");
+            assert!(err.contains(&format!("`{entry}`")), "{value}: {err}");
+            assert!(err.contains(why), "{value}: {err}");
+        }
     }
 }

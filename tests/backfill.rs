@@ -8,6 +8,8 @@ mod cli;
 mod fakes;
 #[path = "backfill/linking.rs"]
 mod linking;
+#[path = "backfill/merges.rs"]
+mod merges;
 #[path = "backfill/reconcile.rs"]
 mod reconcile;
 #[path = "backfill/runs.rs"]

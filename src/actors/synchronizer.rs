@@ -142,6 +142,14 @@ pub struct EntityView {
     pub manual: bool,
     pub links: Vec<Link>,
     pub metadata: serde_json::Value,
+    /// Absorbed by a late link into this entity (whose links it gave up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_at: Option<DateTime<Utc>>,
+    /// Entities absorbed into this one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<Uuid>,
 }
 
 impl EntityView {
@@ -158,6 +166,9 @@ impl EntityView {
             manual: row.manual,
             links,
             metadata: row.metadata,
+            merged_into: row.merged_into,
+            merged_at: row.merged_at,
+            merged_from: Vec::new(),
         }
     }
 }
@@ -270,7 +281,9 @@ impl StatusSynchronizer {
             .await?
             .remove(&id)
             .unwrap_or_default();
-        Ok(Some(EntityView::new(row, links)))
+        let mut view = EntityView::new(row, links);
+        view.merged_from = entities::merged_from(&client, id).await?;
+        Ok(Some(view))
     }
 
     pub async fn lookup(&self, r: &ExternalRef) -> Result<Option<EntityView>, SyncError> {
@@ -332,8 +345,13 @@ impl StatusSynchronizer {
         owners.dedup();
         let (id, created) = match (req.entity_id, owners.as_slice()) {
             (Some(id), _) => {
-                if entities::lock(&tx, &[id]).await?.is_empty() {
+                let Some(row) = entities::lock(&tx, &[id]).await?.remove(&id) else {
                     return Err(SyncError::NotFound(format!("no entity {id}")));
+                };
+                if let Some(survivor) = row.merged_into {
+                    return Err(SyncError::Conflict(format!(
+                        "entity {id} was merged into entity {survivor}; link to that one"
+                    )));
                 }
                 (id, false)
             }

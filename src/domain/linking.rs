@@ -5,7 +5,7 @@
 //! name. Pure: no I/O, no clock, and never takes `UTF-8` or `SHA-256` for an issue
 //! unless the caller says `UTF` or `SHA` is a known team.
 
-use super::{GithubIssueState, GithubPullRequestState, NativeStatus};
+use super::{CanonicalStatus, GithubIssueState, GithubPullRequestState, NativeStatus};
 
 /// The configurable vocabulary (config `[linking]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +116,46 @@ pub fn find_references(
         .collect()
 }
 
+/// A link recorded before for the same object (`linked_pull_requests`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub identifier: String,
+    pub closing: bool,
+    /// Attached in Linear: closing whatever the texts say (Linear's own automation
+    /// finishes an issue when an attached pull request is merged).
+    pub attached: bool,
+}
+
+/// Every Linear issue a GitHub object is linked to, the one whose entity takes the
+/// object's own ref first. A ref belongs to one entity, so the object joins one issue
+/// (its *primary*): the issue whose entity holds it already, else the first closing
+/// one, else the first; it is a related pull request of the others. Issues recorded
+/// before stay linked when the texts stop naming them (Linear keeps such links too).
+pub fn issues_of(
+    named: &[Reference],
+    recorded: &[Recorded],
+    holding: Option<&str>,
+) -> Vec<Reference> {
+    let mut all: Vec<Reference> = named.to_vec();
+    for r in recorded {
+        match all.iter_mut().find(|n| n.identifier == r.identifier) {
+            Some(n) => n.closing |= r.attached,
+            None => all.push(Reference {
+                identifier: r.identifier.clone(),
+                closing: r.closing || r.attached,
+            }),
+        }
+    }
+    let primary = holding
+        .and_then(|h| all.iter().position(|r| r.identifier == h))
+        .or_else(|| all.iter().position(|r| r.closing));
+    if let Some(i) = primary {
+        let first = all.remove(i);
+        all.insert(0, first);
+    }
+    all
+}
+
 /// A pull request linked to an issue, as far as the issue is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkedPullRequest {
@@ -158,6 +198,21 @@ pub fn issue_status_from_pull_request(
         state => state,
     };
     NativeStatus::GithubPullRequest { pr }
+}
+
+/// A pull request's state as far as an entity of its own tells it (its status was
+/// mapped from the pull request's state): what a Linear attachment of that pull request
+/// brings to the issue's multi-PR rule.
+pub fn pull_request_state_of(status: CanonicalStatus) -> GithubPullRequestState {
+    use CanonicalStatus as C;
+    match status {
+        C::InReview => GithubPullRequestState::ReviewRequested,
+        C::Done => GithubPullRequestState::Merged,
+        C::Cancelled => GithubPullRequestState::ClosedUnmerged,
+        C::Triage | C::Backlog | C::Todo | C::InProgress | C::Blocked => {
+            GithubPullRequestState::Open
+        }
+    }
 }
 
 /// Identifiers in free text with the intent of the words right before them (`None`:

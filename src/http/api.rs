@@ -182,6 +182,14 @@ async fn get_entity(
         .entity(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no entity {id}")))?;
+    // An entity absorbed by a late link lives on as its survivor: a permanent redirect
+    // there (clients following it read the survivor, whose `mergedFrom` names this id),
+    // with this one's own row (`mergedInto`, no links) as the body for those that do not.
+    if let Some(survivor) = entity.merged_into {
+        return Ok(HttpResponse::PermanentRedirect()
+            .insert_header(("Location", format!("/api/v1/entities/{survivor}")))
+            .json(entity));
+    }
     Ok(HttpResponse::Ok().json(entity))
 }
 

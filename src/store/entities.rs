@@ -31,6 +31,9 @@ pub struct EntityRow {
     pub confirmed_by: Vec<SystemId>,
     pub metadata: serde_json::Value,
     pub updated_at: DateTime<Utc>,
+    /// Absorbed by a late link: the entity that took its links.
+    pub merged_into: Option<Uuid>,
+    pub merged_at: Option<DateTime<Utc>>,
 }
 
 fn corrupt(e: crate::domain::ParseError) -> StoreError {
@@ -65,12 +68,15 @@ impl TryFrom<&Row> for EntityRow {
                 .map_err(corrupt)?,
             metadata: r.get("metadata"),
             updated_at: r.get("updated_at"),
+            merged_into: r.get("merged_into"),
+            merged_at: r.get("merged_at"),
         })
     }
 }
 
 const COLUMNS: &str = "id, kind, status, version, last_system, last_source_ts, last_applied_at, \
-                       project, title, manual, confirmed_by, metadata, updated_at";
+                       project, title, manual, confirmed_by, metadata, updated_at, merged_into, \
+                       merged_at";
 
 /// A link as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -152,6 +158,59 @@ pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<EntityR
         .transpose()
 }
 
+const REDIRECTS: &str =
+    "SELECT id, merged_into FROM entities WHERE id = ANY($1) AND merged_into IS NOT NULL";
+
+/// Which of `ids` were absorbed by a merge, and into which entity.
+pub async fn redirects(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Uuid>, StoreError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let stmt = client.prepare_cached(REDIRECTS).await?;
+    let rows = client.query(&stmt, &[&ids]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+const MOVE_LINKS: &str = "UPDATE entity_links SET entity_id = $2 WHERE entity_id = $1
+    RETURNING system, external_id";
+const MARK_MERGED: &str =
+    "UPDATE entities SET merged_into = $2, merged_at = now(), updated_at = now()
+    WHERE id = $1";
+
+/// Moves every link of `absorbed` to `survivor` and marks `absorbed` as merged into it;
+/// answers the refs moved. Both rows must be locked by the caller.
+pub async fn merge(
+    client: &impl GenericClient,
+    absorbed: Uuid,
+    survivor: Uuid,
+) -> Result<Vec<ExternalRef>, StoreError> {
+    let stmt = client.prepare_cached(MOVE_LINKS).await?;
+    let rows = client.query(&stmt, &[&absorbed, &survivor]).await?;
+    let stmt = client.prepare_cached(MARK_MERGED).await?;
+    client.execute(&stmt, &[&absorbed, &survivor]).await?;
+    rows.iter()
+        .map(|r| {
+            let system: String = r.get(0);
+            Ok(ExternalRef::new(
+                system.parse().map_err(corrupt)?,
+                r.get::<_, String>(1),
+            ))
+        })
+        .collect()
+}
+
+const MERGED_FROM: &str = "SELECT id FROM entities WHERE merged_into = $1 ORDER BY merged_at, id";
+
+/// The entities absorbed into `id`.
+pub async fn merged_from(client: &impl GenericClient, id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+    let stmt = client.prepare_cached(MERGED_FROM).await?;
+    let rows = client.query(&stmt, &[&id]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 const INSERT: &str = "INSERT INTO entities (id, kind, status, version, project, title, metadata)
     VALUES ($1, $2, $3, 0, $4, $5, $6)";
 
@@ -230,6 +289,21 @@ pub async fn link(
             .await?;
     }
     Ok(owner)
+}
+
+const ALIAS_OF: &str =
+    "SELECT alias FROM entity_links WHERE system = $1 AND external_id = $2 AND alias IS NOT NULL";
+
+/// The alias kept next to a linked ref (a Linear issue's identifier).
+pub async fn alias_of(
+    client: &impl GenericClient,
+    r: &ExternalRef,
+) -> Result<Option<String>, StoreError> {
+    let stmt = client.prepare_cached(ALIAS_OF).await?;
+    let row = client
+        .query_opt(&stmt, &[&r.system.as_str(), &r.external_id])
+        .await?;
+    Ok(row.map(|r| r.get(0)))
 }
 
 const UNLINK: &str =

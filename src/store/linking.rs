@@ -1,6 +1,7 @@
 //! `linear_teams` and `linked_pull_requests`: which Linear teams exist (so `UTF-8` is
 //! never taken for an issue) and the state of every pull request linked to a Linear
-//! issue by naming it (so the issue is done only when all its closing ones are merged).
+//! issue by naming it or by a Linear attachment, one row per (pull request, issue) (so
+//! each issue is done only when all its closing ones are merged).
 
 use std::collections::{HashMap, HashSet};
 
@@ -65,11 +66,13 @@ pub struct LinkedPullRequest {
     pub closing: bool,
     pub state: GithubPullRequestState,
     pub last_source_ts: DateTime<Utc>,
+    /// Attached in Linear (as opposed to named in the pull request's texts).
+    pub attached: bool,
 }
 
-const OF_PULL_REQUESTS: &str = "SELECT pull_request, issue, closing, state, last_source_ts
-    FROM linked_pull_requests WHERE pull_request = ANY($1)";
-const OF_ISSUES: &str = "SELECT pull_request, issue, closing, state, last_source_ts
+const OF_PULL_REQUESTS: &str = "SELECT pull_request, issue, closing, state, last_source_ts, via
+    FROM linked_pull_requests WHERE pull_request = ANY($1) ORDER BY pull_request, issue";
+const OF_ISSUES: &str = "SELECT pull_request, issue, closing, state, last_source_ts, via
     FROM linked_pull_requests WHERE issue = ANY($1)";
 
 fn state_text(s: GithubPullRequestState) -> &'static str {
@@ -95,6 +98,7 @@ fn read(rows: Vec<tokio_postgres::Row>) -> Result<Vec<LinkedPullRequest>, StoreE
                 closing: r.get(2),
                 state,
                 last_source_ts: r.get(4),
+                attached: r.get::<_, String>(5) == "attachment",
             })
         })
         .collect()
@@ -104,16 +108,16 @@ fn read(rows: Vec<tokio_postgres::Row>) -> Result<Vec<LinkedPullRequest>, StoreE
 pub async fn of_pull_requests(
     client: &impl GenericClient,
     pull_requests: &[String],
-) -> Result<HashMap<String, LinkedPullRequest>, StoreError> {
+) -> Result<HashMap<String, Vec<LinkedPullRequest>>, StoreError> {
     if pull_requests.is_empty() {
         return Ok(HashMap::new());
     }
     let stmt = client.prepare_cached(OF_PULL_REQUESTS).await?;
-    let rows = read(client.query(&stmt, &[&pull_requests]).await?)?;
-    Ok(rows
-        .into_iter()
-        .map(|l| (l.pull_request.clone(), l))
-        .collect())
+    let mut out: HashMap<String, Vec<LinkedPullRequest>> = HashMap::new();
+    for l in read(client.query(&stmt, &[&pull_requests]).await?)? {
+        out.entry(l.pull_request.clone()).or_default().push(l);
+    }
+    Ok(out)
 }
 
 /// Every pull request linked to these issues.
@@ -128,17 +132,29 @@ pub async fn of_issues(
     read(client.query(&stmt, &[&issues]).await?)
 }
 
-// An older report (a backfill listing behind a webhook) never overwrites a newer one.
+// An older report (a backfill listing behind a webhook) never overwrites a newer one;
+// a link made by an attachment stays one (`via`) whatever the texts say later.
 const UPSERT: &str = "INSERT INTO linked_pull_requests
-        (pull_request, issue, closing, state, last_source_ts)
-    VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (pull_request) DO UPDATE
-    SET issue = excluded.issue, closing = excluded.closing, state = excluded.state,
+        (pull_request, issue, closing, state, last_source_ts, via)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (pull_request, issue) DO UPDATE
+    SET closing = excluded.closing, state = excluded.state,
         last_source_ts = excluded.last_source_ts, updated_at = now()
     WHERE linked_pull_requests.last_source_ts <= excluded.last_source_ts";
+// An attachment tells nothing newer about the pull request's state than a row has.
+const ATTACH: &str = "INSERT INTO linked_pull_requests
+        (pull_request, issue, closing, state, last_source_ts, via)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (pull_request, issue) DO UPDATE SET via = 'attachment', closing = true
+    WHERE linked_pull_requests.via <> 'attachment' OR NOT linked_pull_requests.closing";
 
-pub async fn upsert(client: &impl GenericClient, l: &LinkedPullRequest) -> Result<(), StoreError> {
-    let stmt = client.prepare_cached(UPSERT).await?;
+async fn write(
+    client: &impl GenericClient,
+    sql: &str,
+    l: &LinkedPullRequest,
+) -> Result<(), StoreError> {
+    let stmt = client.prepare_cached(sql).await?;
+    let via = if l.attached { "attachment" } else { "text" };
     client
         .execute(
             &stmt,
@@ -148,8 +164,20 @@ pub async fn upsert(client: &impl GenericClient, l: &LinkedPullRequest) -> Resul
                 &l.closing,
                 &state_text(l.state),
                 &l.last_source_ts,
+                &via,
             ],
         )
         .await?;
     Ok(())
+}
+
+/// Records a pull request's state for one issue it is linked to.
+pub async fn upsert(client: &impl GenericClient, l: &LinkedPullRequest) -> Result<(), StoreError> {
+    write(client, UPSERT, l).await
+}
+
+/// Records a pull request attached to an issue in Linear (closing, as Linear's own
+/// automation treats attached pull requests); a known state is kept.
+pub async fn attach(client: &impl GenericClient, l: &LinkedPullRequest) -> Result<(), StoreError> {
+    write(client, ATTACH, l).await
 }

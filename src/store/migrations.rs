@@ -37,6 +37,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/0011_sync_runs.sql"),
     ),
     (
+        "0012_entity_merges",
+        include_str!("../../sql/0012_entity_merges.sql"),
+    ),
+    (
         "0013_write_costs",
         include_str!("../../sql/0013_write_costs.sql"),
     ),

@@ -5,6 +5,7 @@
 //! incremental or interrupted run resumes, announce progress, and record a summary.
 //! Never holds a database connection across an HTTP call.
 
+mod branches;
 mod reconcile;
 mod run;
 

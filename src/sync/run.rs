@@ -3,7 +3,7 @@
 //! and once the engine has applied what was stored, record the summary.
 
 use super::BACKFILL_DELIVERY_PREFIX;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::branches::Branches;
 use super::{Mode, Progress, Scope, SyncError, SyncService, Trigger};
 use crate::domain::{ExternalRef, SystemId};
 use crate::store::sync_runs::{self, Counts, Cursor, ListedItem};
@@ -169,6 +170,7 @@ impl SyncService {
         let first_url = first_page_url(&settings.github.api_url, &scope.key, page_size, since);
         let filter = linear_listing::filter(&scope.key, since);
         let mut first = true;
+        let mut branches = Branches::default();
         loop {
             if self.check_not_paused(scope.system).await.is_err() {
                 return Ok(Ended::Stopped(format!("{} sync was paused", scope.system)));
@@ -205,12 +207,22 @@ impl SyncService {
                     let percent = page
                         .last_page
                         .map(|last| (number * 100 / last.max(1)) as u8);
+                    let (heads, rate) = branches
+                        .of(
+                            &lister,
+                            &settings.github.api_url,
+                            &scope.key,
+                            page_size,
+                            since,
+                            &page.items,
+                        )
+                        .await?;
                     let items = page
                         .items
                         .iter()
-                        .filter_map(|i| github_item(&scope.key, i))
+                        .filter_map(|i| github_item(&scope.key, i, &heads))
                         .collect();
-                    (items, page.next, page.rate, percent)
+                    (items, page.next, rate.unwrap_or(page.rate), percent)
                 }
                 _ => {
                     let page = linear_listing::page(
@@ -384,11 +396,15 @@ fn updated_at(v: &Value) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// A REST issue as a stored delivery: `backfill:github:<repo>:<number>:<updated_at>`.
-fn github_item(repo: &str, issue: &Value) -> Option<Listed> {
+/// A REST issue as a stored delivery: `backfill:github:<repo>:<number>:<updated_at>`,
+/// with a pull request's branch (from `heads`, by number) as `head.ref`.
+fn github_item(repo: &str, issue: &Value, heads: &HashMap<u64, String>) -> Option<Listed> {
     let number = issue["number"].as_u64()?;
     let stamp = issue["updated_at"].as_str()?;
-    let body = json!({ "repository": { "full_name": repo }, "issue": issue });
+    let mut body = json!({ "repository": { "full_name": repo }, "issue": issue });
+    if let Some(branch) = heads.get(&number) {
+        body["head"] = json!({ "ref": branch });
+    }
     Some(Listed {
         item: ListedItem {
             delivery_id: format!("{BACKFILL_DELIVERY_PREFIX}github:{repo}:{number}:{stamp}"),

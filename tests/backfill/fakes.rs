@@ -1,5 +1,7 @@
 //! Fakes of GitHub's issue listing (pagination by `Link`, `since`, ETags and 304s that
-//! cost no rate budget, `x-ratelimit-remaining` / `-reset`), of a hook's deliveries
+//! cost no rate budget, `x-ratelimit-remaining` / `-reset`), of its pull request listing
+//! and single pull request (the same pull requests in their `pulls` shape, with
+//! `head.ref`; newest change first with `direction=desc`), of a hook's deliveries
 //! (newest first, cursor pagination by `Link`, redelivery attempts that add a delivery
 //! with the same `guid` and `redelivery: true`, as GitHub does) and of Linear's `issues` GraphQL connection
 //! (cursor pagination, team and `updatedAt` filters), holding whatever issues a test
@@ -25,6 +27,12 @@ pub struct State {
     pub fail_page: Option<u32>,
     /// Listing requests: (path and query, status answered).
     pub listed: Vec<(String, u16)>,
+    /// Head branches of pull requests by number (default `patch-<n>`).
+    pub branches: HashMap<u64, String>,
+    /// Pull request listing and single pull request requests: path and query.
+    pub pulls_listed: Vec<String>,
+    /// Pull requests the listing leaves out (changed after it was read).
+    pub unlisted_pulls: Vec<u64>,
     /// GitHub's rate budget refills at this Unix time (`x-ratelimit-reset`).
     pub reset_at: i64,
     /// A hook's deliveries, newest first.
@@ -59,6 +67,8 @@ pub async fn start() -> Fake {
         App::new()
             .app_data(data.clone())
             .route("/repos/{o}/{r}/issues", web::get().to(list_issues))
+            .route("/repos/{o}/{r}/pulls", web::get().to(list_pulls))
+            .route("/repos/{o}/{r}/pulls/{n}", web::get().to(one_pull))
             .route(
                 "/repos/{o}/{r}/hooks/{h}/deliveries",
                 web::get().to(deliveries),
@@ -158,6 +168,107 @@ async fn list_issues(
         .insert_header(("x-ratelimit-reset", s.reset_at.to_string()))
         .insert_header(("content-type", "application/json"))
         .body(body)
+}
+
+/// An issue listing item that is a pull request, as `GET …/pulls` shows it.
+fn as_pull(s: &State, issue: &Value) -> Value {
+    let n = issue["number"].as_u64().unwrap();
+    let branch = s.branches.get(&n).cloned().unwrap_or(format!("patch-{n}"));
+    json!({
+        "number": n,
+        "state": issue["state"],
+        "title": issue["title"],
+        "body": issue["body"],
+        "draft": issue["draft"],
+        "merged_at": issue["pull_request"]["merged_at"],
+        "updated_at": issue["updated_at"],
+        "html_url": issue["html_url"].as_str().unwrap().replace("/issues/", "/pull/"),
+        "head": {"ref": branch, "sha": "6dcb09b5b57875f334f61aebed695e2e4193db5e"},
+        "base": {"ref": "main"},
+    })
+}
+
+fn pulls_of(s: &State, repo: &str) -> Vec<Value> {
+    s.github
+        .iter()
+        .filter(|i| i["repository_url"].as_str().unwrap().ends_with(repo))
+        .filter(|i| i.get("pull_request").is_some())
+        .map(|i| as_pull(s, i))
+        .collect()
+}
+
+/// `GET /repos/{o}/{r}/pulls?state=all&sort=updated&direction=…`: one page, `Link`
+/// pagination by page number, one unit of rate budget.
+async fn list_pulls(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    let mut s = state.lock().unwrap();
+    s.pulls_listed.push(req.uri().to_string());
+    assert_eq!(q.get("state").map(String::as_str), Some("all"));
+    assert_eq!(q.get("sort").map(String::as_str), Some("updated"));
+    let per_page: usize = q.get("per_page").map_or(30, |p| p.parse().unwrap());
+    let page: usize = q.get("page").map_or(1, |p| p.parse().unwrap());
+    let mut all = pulls_of(&s, &format!("{}/{}", path.0, path.1));
+    all.retain(|p| !s.unlisted_pulls.contains(&p["number"].as_u64().unwrap()));
+    all.sort_by_key(|p| (ts(p, "updated_at"), p["number"].as_u64()));
+    if q.get("direction").map(String::as_str) != Some("asc") {
+        all.reverse();
+    }
+    let last = all.len().div_ceil(per_page).max(1);
+    let items: Vec<Value> = all
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    s.remaining -= 1;
+    let base = format!("http://{}{}", req.connection_info().host(), req.path());
+    let query: String = q
+        .iter()
+        .filter(|(k, _)| k.as_str() != "page")
+        .map(|(k, v)| format!("&{k}={v}"))
+        .collect();
+    let mut links = Vec::new();
+    if page < last {
+        links.push(format!("<{base}?page={}{query}>; rel=\"next\"", page + 1));
+    }
+    links.push(format!("<{base}?page={last}{query}>; rel=\"last\""));
+    HttpResponse::Ok()
+        .insert_header(("link", links.join(", ")))
+        .insert_header(("x-ratelimit-remaining", s.remaining.to_string()))
+        .insert_header(("x-ratelimit-reset", s.reset_at.to_string()))
+        .json(items)
+}
+
+/// `GET /repos/{o}/{r}/pulls/{n}`: 404 with GitHub's body for a number that is not a
+/// pull request.
+async fn one_pull(
+    req: HttpRequest,
+    path: web::Path<(String, String, u64)>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    let mut s = state.lock().unwrap();
+    s.pulls_listed.push(req.uri().to_string());
+    s.remaining -= 1;
+    let found = pulls_of(&s, &format!("{}/{}", path.0, path.1))
+        .into_iter()
+        .find(|p| p["number"] == path.2);
+    let mut answer = match found {
+        Some(_) => HttpResponse::Ok(),
+        None => HttpResponse::NotFound(),
+    };
+    answer
+        .insert_header(("x-ratelimit-remaining", s.remaining.to_string()))
+        .insert_header(("x-ratelimit-reset", s.reset_at.to_string()));
+    match found {
+        Some(pr) => answer.json(pr),
+        None => answer.json(json!({
+            "message": "Not Found",
+            "documentation_url": "https://docs.github.com/rest/pulls/pulls#get-a-pull-request",
+        })),
+    }
 }
 
 /// One page of deliveries after the `cursor` (an index), `Link: <…>; rel="next"` when

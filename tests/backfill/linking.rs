@@ -6,11 +6,11 @@ use serde_json::{json, Value};
 
 use super::*;
 
-const LINEAR_ID: &str = "0b6f3c4e-0000-4000-8000-000000000001";
-const REPO: &str = "Codertocat/Hello-World";
+pub(super) const LINEAR_ID: &str = "0b6f3c4e-0000-4000-8000-000000000001";
+pub(super) const REPO: &str = "Codertocat/Hello-World";
 
 /// A pull request delivery: `action` on PR `number` with these texts.
-fn pull_request(
+pub(super) fn pull_request(
     action: &str,
     number: u64,
     title: &str,
@@ -36,7 +36,7 @@ fn pull_request(
     })
 }
 
-async fn status_of(app: &TestApp, external_id: &str) -> String {
+pub(super) async fn status_of(app: &TestApp, external_id: &str) -> String {
     entity(app, "linear", external_id).await["status"]
         .as_str()
         .unwrap()
@@ -44,7 +44,7 @@ async fn status_of(app: &TestApp, external_id: &str) -> String {
 }
 
 /// An app with ENG-1 (`LINEAR_ID`) in progress since an hour ago, and that time.
-async fn app_with_issue_in_progress() -> (TestApp, DateTime<Utc>) {
+pub(super) async fn app_with_issue_in_progress() -> (TestApp, DateTime<Utc>) {
     // Conflict resolution between Linear and GitHub is not what these tests are about.
     let app = spawn_app_with(&[("STATSYNC__SYNC__CONFLICT_WINDOW_MS", "0")]).await;
     let t0 = Utc::now() - TimeDelta::hours(1);
@@ -196,7 +196,7 @@ fn attachment(action: &str, issue_id: &str, url: &str, at: DateTime<Utc>) -> Vec
 }
 
 /// Sends an `Attachment` delivery and waits until it is processed.
-async fn attach(
+pub(super) async fn attach(
     app: &TestApp,
     delivery: &str,
     action: &str,

@@ -104,8 +104,9 @@ async fn failed_deliveries_are_redelivered_exactly_once_and_no_hook_id_does_noth
 #[actix_web::test]
 async fn reconciliation_stops_early_on_a_low_rate_budget_and_a_later_pass_resumes() {
     let fake = fake_with_items().await;
-    // Page 1 leaves 150 (enough), page 2 leaves 149: below the minimum of 150.
-    fake.with(|s| s.remaining = 151);
+    // Page 1 leaves 151, the pull request listing read for branches 150 (enough), page
+    // 2 leaves 149: below the minimum of 150.
+    fake.with(|s| s.remaining = 152);
     let app = spawn(&fake, &[]).await;
     backfill(&app, json!({"system": "linear", "team": "ENG"})).await;
     let reconciler = service(&app, |s| {

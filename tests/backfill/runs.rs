@@ -235,6 +235,97 @@ async fn a_full_backfill_creates_and_links_everything_with_its_status() {
     app.stop().await;
 }
 
+/// Pull request n with no title or body naming an issue, open or merged.
+fn bare_pull_request(n: u64, merged: bool) -> Value {
+    let mut item = github_item(n);
+    item["title"] = json!(format!("Change {n}"));
+    item["body"] = Value::Null;
+    item["state"] = json!(if merged { "closed" } else { "open" });
+    item["state_reason"] = Value::Null;
+    item["draft"] = json!(false);
+    let merged_at = if merged {
+        item["updated_at"].clone()
+    } else {
+        Value::Null
+    };
+    item["pull_request"] = json!({ "merged_at": merged_at });
+    item
+}
+
+#[actix_web::test]
+async fn a_backfilled_pull_request_named_only_by_its_branch_is_linked() {
+    let fake = fakes::start().await;
+    fake.with(|s| {
+        s.linear = (1..=2).map(linear_item).collect();
+        s.github = vec![
+            bare_pull_request(1, false),
+            bare_pull_request(2, true),
+            bare_pull_request(3, false),
+            bare_pull_request(4, false),
+            bare_pull_request(5, false),
+        ];
+        for (n, branch) in [
+            (1, "eng-1-login"),
+            (2, "alice/ENG-2-retry"),
+            (3, "patch-3"),
+            (4, "eng-1-docs"),
+            (5, "utf-8-names"),
+        ] {
+            s.branches.insert(n, branch.into());
+        }
+        // Changed after the pull request listing was read: fetched by itself.
+        s.unlisted_pulls = vec![4];
+    });
+    let app = spawn(&fake, &[("STATSYNC__SYNC__PAGE_SIZE", "2".into())]).await;
+    let linear = backfill(&app, json!({"system": "linear", "team": "ENG"})).await;
+    assert_eq!(linear["state"], "completed", "{linear}");
+    let budget = fake.with(|s| s.remaining);
+    let github = backfill(&app, json!({"system": "github", "repo": REPO})).await;
+    assert_eq!(github["state"], "completed", "{github}");
+
+    let issue = |j: u64| {
+        let app = &app;
+        async move { entity(app, "linear", &format!("lin-{j}")).await }
+    };
+    let pr = |n: u64| {
+        let app = &app;
+        async move { entity(app, "github", &format!("{REPO}#{n}")).await }
+    };
+    let (eng1, eng2) = (issue(1).await, issue(2).await);
+    for n in [1, 4] {
+        assert_eq!(pr(n).await["id"], eng1["id"], "#{n}");
+    }
+    assert_eq!(eng1["status"], "in_progress");
+    assert_eq!(pr(2).await["id"], eng2["id"]);
+    assert_eq!(eng2["status"], "done");
+    // A branch naming no known team's issue links nothing.
+    for n in [3, 5] {
+        assert_eq!(
+            linked_refs(&pr(n).await),
+            vec![format!("github:{REPO}#{n}")],
+            "#{n}"
+        );
+    }
+
+    // The pull request listing was read once, newest first, over its two pages; the one
+    // missing from it was fetched alone. Each request cost one unit of budget.
+    let pulls = fake.with(|s| s.pulls_listed.clone());
+    let (listing, single): (Vec<&String>, Vec<&String>) =
+        pulls.iter().partition(|u| u.contains("/pulls?"));
+    assert_eq!(listing.len(), 2, "{pulls:?}");
+    assert!(listing
+        .iter()
+        .all(|u| u.contains("direction=desc") && u.contains("state=all")));
+    assert_eq!(single, vec![&format!("/repos/{REPO}/pulls/4")]);
+    let spent = budget - fake.with(|s| s.remaining);
+    assert_eq!(
+        spent,
+        3 + 2 + 1,
+        "three issue pages, two pull request pages, one pull request"
+    );
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn an_interrupted_backfill_resumes_from_its_cursor_with_the_same_result() {
     let fake = fake_with_items().await;

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::effects::{Effects, EntityState};
 use super::links::{create_entity, ensure_links};
+use super::merges;
 use crate::actors::conflict_resolver::{ConflictResolver, Resolve};
 use crate::actors::status_mapper::{MapInbound, StatusMapper};
 use crate::actors::synchronizer::{Backlog, EventsCommitted};
@@ -155,16 +156,50 @@ pub async fn apply_items(
     let mut found = entities::find(tx, &refs).await?;
     let echoes = echoes::present(tx, &targets).await?;
     let mut entity_of: Vec<Option<Uuid>> = items.iter().map(|i| known_entity(i, &found)).collect();
+    // An entity absorbed by an earlier merge answers for its survivor.
+    let by_id: Vec<Uuid> = items
+        .iter()
+        .filter_map(|i| match i.target {
+            Target::Entity(id) => Some(id),
+            Target::Ref(_) => None,
+        })
+        .collect();
+    let redirects = entities::redirects(tx, &by_id).await?;
+    let merges = merges::plan(items, &found);
 
-    let ids: Vec<Uuid> = entity_of.iter().flatten().copied().collect();
+    // Every row the batch touches, merges' included, locked in one statement in id
+    // order, so that two appliers never deadlock.
+    let mut ids: Vec<Uuid> = entity_of
+        .iter()
+        .flatten()
+        .map(|id| redirects.get(id).copied().unwrap_or(*id))
+        .collect();
+    ids.extend(merges.iter().flat_map(|m| [m.absorbed, m.survivor]));
     let rows = entities::lock(tx, &ids).await?;
     let mut states: HashMap<Uuid, EntityState> = rows
         .into_iter()
         .map(|(id, row)| (id, EntityState::loaded(row)))
         .collect();
+    let mut effects = Effects::default();
+    let merged = merges::execute(
+        tx,
+        &merges,
+        items,
+        &mut states,
+        &mut found,
+        &mut effects,
+        now,
+    )
+    .await?;
+    for (item, entity) in items.iter().zip(entity_of.iter_mut()) {
+        *entity = match item.target {
+            Target::Entity(id) => Some(redirects.get(&id).copied().unwrap_or(id)),
+            Target::Ref(_) => known_entity(item, &found),
+        }
+        .map(|id| merged.get(&id).copied().unwrap_or(id));
+    }
     load_context(tx, engine, &mut states, now).await?;
 
-    let mut effects = Effects::default();
     let mut outcomes = Vec::with_capacity(items.len());
     for (idx, item) in items.iter().enumerate() {
         // An earlier item of this batch may have created the entity since.
@@ -259,7 +294,7 @@ async fn apply_one(
     now: DateTime<Utc>,
 ) -> Result<ItemOutcome, ApplyError> {
     let update = &item.update;
-    if let Target::Entity(id) = item.target {
+    if let (Target::Entity(_), Some(id)) = (&item.target, *entity) {
         if !states.contains_key(&id) {
             return Ok(ItemOutcome::ignored_with(
                 item,

@@ -63,6 +63,8 @@ impl EntityState {
             confirmed_by: Vec::new(),
             metadata: update.metadata.clone(),
             updated_at: now,
+            merged_into: None,
+            merged_at: None,
         })
     }
 
@@ -88,6 +90,9 @@ impl EntityState {
     }
     pub fn kind(&self) -> EntityKind {
         self.row.kind
+    }
+    pub fn merged_into(&self) -> Option<Uuid> {
+        self.row.merged_into
     }
 
     /// Fills in the room key and title an update tells and the entity lacks.
@@ -366,6 +371,57 @@ impl Effects {
         }
     }
 
+    /// `absorbed`'s links moved to `survivor` (`moved`) because of `item`: both
+    /// histories say so, and subscribers of either entity hear it.
+    pub fn record_merge(
+        &mut self,
+        survivor: &EntityState,
+        absorbed: &EntityState,
+        moved: &[crate::domain::ExternalRef],
+        item: &WorkItem,
+        now: DateTime<Utc>,
+    ) {
+        let refs: Vec<String> = moved.iter().map(|r| r.to_string()).collect();
+        let why = match &item.target {
+            Target::Ref(r) => format!("{r} linked {}", describe_links(item)),
+            Target::Entity(id) => format!("entity {id}"),
+        };
+        let into = format!(
+            "merged into entity {} ({} moved there): {why}",
+            survivor.id(),
+            refs.join(", ")
+        );
+        let from = format!(
+            "entity {} merged into this one ({} moved here): {why}",
+            absorbed.id(),
+            refs.join(", ")
+        );
+        self.transition(absorbed, None, item, absorbed.status(), "noop", &into);
+        self.transition(survivor, None, item, survivor.status(), "noop", &from);
+        let source = item.update.source;
+        let mut rooms = survivor.rooms(source);
+        for room in absorbed.rooms(source) {
+            if !rooms.contains(&room) {
+                rooms.push(room);
+            }
+        }
+        self.event(
+            "entities_merged",
+            Some(survivor.id()),
+            rooms,
+            json!({
+                "survivorId": survivor.id(),
+                "absorbedId": absorbed.id(),
+                "refs": refs,
+                "status": survivor.status(),
+                "absorbedStatus": absorbed.status(),
+                "reason": from,
+                "projectId": survivor.row.project,
+                "timestamp": now,
+            }),
+        );
+    }
+
     /// Closes the entity's open conflicts after a person's resolution was applied.
     pub fn resolve_conflicts(
         &mut self,
@@ -494,6 +550,11 @@ impl Effects {
     pub fn outbox_rows(&self) -> usize {
         self.outbox.len() + self.lookups.len()
     }
+}
+
+fn describe_links(item: &WorkItem) -> String {
+    let links: Vec<String> = item.update.links.iter().map(|r| r.to_string()).collect();
+    links.join(", ")
 }
 
 fn unmapped_data(item: &WorkItem, e: &MappingError) -> serde_json::Value {

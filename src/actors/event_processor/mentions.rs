@@ -2,17 +2,26 @@
 //! remembers the Linear teams that updates come from, links a GitHub pull request or
 //! issue to the Linear issue its title, body or branch names (known teams only), and
 //! turns a linked pull request's state into what it means for that issue given the
-//! other pull requests linked to it. Never links to an unknown team; never lets a
-//! non-closing pull request move the issue or reopen it.
+//! other pull requests linked to it. A pull request naming several issues joins one
+//! (`linking::issues_of`) and its state reaches each other one's entity as an update of
+//! its own. Never links to an unknown team; never lets a non-closing pull request move
+//! an issue or reopen it.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
+use uuid::Uuid;
 
 use super::apply::{ApplyError, Engine, Target, WorkItem};
-use crate::domain::linking::{self, LinkedPullRequest, Reference, Texts};
-use crate::domain::{ExternalRef, NativeStatus, StatusUpdate, SystemId, UpdateAction};
+use super::attachments;
+use crate::domain::linking::{self, LinkedPullRequest, Recorded, Reference, Texts};
+use crate::domain::{
+    EntityKind, ExternalRef, GithubPullRequestState, NativeStatus, StatusUpdate, SystemId,
+    UpdateAction,
+};
+use crate::store::entities;
 use crate::store::linking as store;
 
 /// `items` with the links their texts name and their pull request states resolved.
@@ -57,97 +66,211 @@ pub(super) async fn resolve<'a>(
             .map(|t| t.to_uppercase()),
     );
 
-    // The issue each item links to: the first closing reference, else the first one,
-    // else (a pull request whose text no longer names it) the one recorded before.
-    let pull_requests: Vec<String> = items
+    // Every issue each object is linked to: named in its texts (known teams only) or
+    // recorded before (an earlier text, a Linear attachment).
+    let known_named: Vec<Vec<Reference>> = named
+        .into_iter()
+        .map(|refs| {
+            refs.into_iter()
+                .filter(|r| {
+                    r.identifier
+                        .split_once('-')
+                        .is_some_and(|(team, _)| known.contains(team))
+                })
+                .collect()
+        })
+        .collect();
+    let attached = attachments::wanted(tx, items).await?;
+    let mut pull_requests: Vec<String> = items
         .iter()
-        .filter(|i| is_pull_request(i))
+        .filter(|i| github_object(i).is_some())
         .filter_map(|i| target_of(i).map(|r| r.external_id.clone()))
         .collect();
+    pull_requests.extend(attached.iter().flat_map(|a| a.pull_requests.clone()));
     let recorded = store::of_pull_requests(tx, &pull_requests).await?;
-    let mut chosen: Vec<Option<(String, bool)>> = Vec::with_capacity(items.len());
-    for (item, refs) in items.iter().zip(&named) {
-        let known_refs: Vec<&Reference> = refs
-            .iter()
-            .filter(|r| {
-                r.identifier
-                    .split_once('-')
-                    .is_some_and(|(team, _)| known.contains(team))
+    let recorded_of = |item: &WorkItem| -> Vec<Recorded> {
+        let rows = target_of(item).and_then(|t| recorded.get(&t.external_id));
+        rows.into_iter()
+            .flatten()
+            .map(|l| Recorded {
+                identifier: l.issue.clone(),
+                closing: l.closing,
+                attached: l.attached,
             })
-            .collect();
-        let pick = known_refs
-            .iter()
-            .find(|r| r.closing)
-            .or(known_refs.first())
-            .map(|r| (r.identifier.clone(), r.closing));
-        let before = target_of(item)
-            .and_then(|t| recorded.get(&t.external_id))
-            .map(|l| (l.issue.clone(), l.closing));
-        chosen.push(pick.or(before));
-    }
-    if chosen.iter().all(Option::is_none) {
+            .collect()
+    };
+    let linked_somehow = items
+        .iter()
+        .zip(&known_named)
+        .any(|(i, n)| github_object(i).is_some() && (!n.is_empty() || !recorded_of(i).is_empty()));
+    if !linked_somehow && attached.is_empty() {
         return Ok(Cow::Borrowed(items));
     }
 
-    let issues: Vec<String> = chosen.iter().flatten().map(|(i, _)| i.clone()).collect();
+    // Which entities hold the objects and their issues: an object stays on the issue
+    // whose entity holds it, and the others are reached through their own entities.
+    let mut refs: Vec<ExternalRef> = Vec::new();
+    for (item, names) in items.iter().zip(&known_named) {
+        if let (Some(_), Some(t)) = (github_object(item), target_of(item)) {
+            refs.push(t.clone());
+            refs.extend(names.iter().map(|n| linear(&n.identifier)));
+            refs.extend(recorded_of(item).iter().map(|r| linear(&r.identifier)));
+        }
+    }
+    let found = entities::find(tx, &refs).await?;
+    let chosen: Vec<Vec<Reference>> = items
+        .iter()
+        .zip(&known_named)
+        .map(|(item, names)| {
+            let Some(target) = github_object(item).and(target_of(item)) else {
+                return Vec::new();
+            };
+            let recorded = recorded_of(item);
+            let holder = found.get(target);
+            let holding = names
+                .iter()
+                .map(|n| &n.identifier)
+                .chain(recorded.iter().map(|r| &r.identifier))
+                .find(|i| holder.is_some() && found.get(&linear(i)) == holder);
+            linking::issues_of(names, &recorded, holding.map(String::as_str))
+        })
+        .collect();
+
+    let mut issues: Vec<String> = chosen
+        .iter()
+        .flatten()
+        .map(|r| r.identifier.clone())
+        .collect();
+    issues.extend(attached.iter().map(|a| a.identifier.clone()));
     store::lock_issues(tx, &issues).await?;
     let mut by_issue: HashMap<String, Vec<store::LinkedPullRequest>> = HashMap::new();
     for l in store::of_issues(tx, &issues).await? {
         by_issue.entry(l.issue.clone()).or_default().push(l);
     }
 
-    let mut out = items.to_vec();
-    for (item, choice) in out.iter_mut().zip(chosen) {
-        let Some((issue, closing)) = choice else {
-            continue;
-        };
-        let linear = ExternalRef::new(SystemId::Linear, issue.clone());
-        if !item.update.links.contains(&linear) {
-            item.update.links.push(linear);
+    let mut out = Vec::with_capacity(items.len());
+    for (idx, (original, issues)) in items.iter().zip(&chosen).enumerate() {
+        let mut item = original.clone();
+        let mut related = Vec::new();
+        if let Some(a) = attached.iter().find(|a| a.item == idx) {
+            related.extend(attachments::record(tx, original, a, &mut by_issue).await?);
         }
-        let Some(pr) = pull_request_state(&item.update) else {
+        let Some(primary) = issues.first() else {
+            out.push(item);
+            out.extend(related);
             continue;
         };
-        let Some(target) = target_of(item).map(|t| t.external_id.clone()) else {
-            continue;
-        };
-        let siblings = by_issue.entry(issue.clone()).or_default();
-        // Only a report at least as new as the one recorded counts for the others.
-        let newest = siblings
-            .iter()
-            .find(|l| l.pull_request == target)
-            .map_or(true, |l| l.last_source_ts <= item.update.source_timestamp);
-        if newest {
-            let record = store::LinkedPullRequest {
-                pull_request: target.clone(),
-                issue: issue.clone(),
-                closing,
-                state: pr,
-                last_source_ts: item.update.source_timestamp,
-            };
-            store::upsert(tx, &record).await?;
-            siblings.retain(|l| l.pull_request != target);
-            siblings.push(record);
+        let issue_ref = linear(&primary.identifier);
+        if !item.update.links.contains(&issue_ref) {
+            item.update.links.push(issue_ref.clone());
         }
-        let others: Vec<LinkedPullRequest> = siblings
-            .iter()
-            .filter(|l| l.pull_request != target)
-            .map(|l| LinkedPullRequest {
-                closing: l.closing,
-                state: l.state,
-            })
+        let (Some(pr), Some(target)) = (
+            pull_request_state(&original.update),
+            target_of(original).cloned(),
+        ) else {
+            out.push(item);
+            out.extend(related);
+            continue;
+        };
+        // Entities the pull request's own update reaches already.
+        let mut reached: BTreeSet<Uuid> = [found.get(&target), found.get(&issue_ref)]
+            .into_iter()
+            .flatten()
+            .copied()
             .collect();
-        let native = linking::issue_status_from_pull_request(
-            LinkedPullRequest { closing, state: pr },
-            &others,
-        );
-        item.update.action = UpdateAction::Status { native };
-        if !closing {
-            // Merely mentioning an issue never reopens it.
-            item.update.explicit = false;
+        let ts = original.update.source_timestamp;
+        for (n, issue) in issues.iter().enumerate() {
+            let siblings = by_issue.entry(issue.identifier.clone()).or_default();
+            let native = decide(tx, siblings, &target.external_id, issue, pr, ts).await?;
+            if n == 0 {
+                item.update.action = UpdateAction::Status { native };
+                if !issue.closing {
+                    // Merely mentioning an issue never reopens it.
+                    item.update.explicit = false;
+                }
+                continue;
+            }
+            // An issue never seen is recorded only; its own delivery tells its status.
+            let Some(entity) = found.get(&linear(&issue.identifier)) else {
+                continue;
+            };
+            if reached.insert(*entity) {
+                related.push(related_update(original, *entity, native, issue.closing));
+            }
         }
+        out.push(item);
+        out.extend(related);
     }
     Ok(Cow::Owned(out))
+}
+
+/// Records the pull request's state for `issue` (unless an older report) and answers
+/// what it means for that issue given its other pull requests.
+async fn decide(
+    tx: &Transaction<'_>,
+    siblings: &mut Vec<store::LinkedPullRequest>,
+    pull_request: &str,
+    issue: &Reference,
+    state: GithubPullRequestState,
+    ts: DateTime<Utc>,
+) -> Result<NativeStatus, ApplyError> {
+    let before = siblings.iter().find(|l| l.pull_request == pull_request);
+    // Only a report at least as new as the one recorded counts for the others.
+    if before.map_or(true, |l| l.last_source_ts <= ts) {
+        let record = store::LinkedPullRequest {
+            pull_request: pull_request.to_owned(),
+            issue: issue.identifier.clone(),
+            closing: issue.closing,
+            state,
+            last_source_ts: ts,
+            attached: before.is_some_and(|l| l.attached),
+        };
+        store::upsert(tx, &record).await?;
+        siblings.retain(|l| l.pull_request != pull_request);
+        siblings.push(record);
+    }
+    let others: Vec<LinkedPullRequest> = siblings
+        .iter()
+        .filter(|l| l.pull_request != pull_request)
+        .map(|l| LinkedPullRequest {
+            closing: l.closing,
+            state: l.state,
+        })
+        .collect();
+    Ok(linking::issue_status_from_pull_request(
+        LinkedPullRequest {
+            closing: issue.closing,
+            state,
+        },
+        &others,
+    ))
+}
+
+/// The pull request's state as an update of another issue it names (its ref stays on
+/// the entity of the first): status only, never the pull request's title or links.
+fn related_update(item: &WorkItem, entity: Uuid, native: NativeStatus, closing: bool) -> WorkItem {
+    let mut update = item.update.clone();
+    update.action = UpdateAction::Status { native };
+    update.kind = EntityKind::Issue;
+    update.explicit = update.explicit && closing;
+    update.aliases = Vec::new();
+    update.links = Vec::new();
+    update.project = None;
+    update.title = None;
+    update.body = None;
+    update.metadata = serde_json::json!({ "pullRequest": update.target.external_id });
+    WorkItem {
+        target: Target::Entity(entity),
+        update,
+        forced: false,
+        resolves: None,
+        direct_write_from: None,
+        ..item.clone()
+    }
+}
+
+fn linear(identifier: &str) -> ExternalRef {
+    ExternalRef::new(SystemId::Linear, identifier)
 }
 
 fn target_of(item: &WorkItem) -> Option<&ExternalRef> {
@@ -165,11 +288,7 @@ fn github_object(item: &WorkItem) -> Option<&StatusUpdate> {
     matches!(item.update.action, UpdateAction::Status { .. }).then_some(&item.update)
 }
 
-fn is_pull_request(item: &WorkItem) -> bool {
-    github_object(item).is_some_and(|u| pull_request_state(u).is_some())
-}
-
-fn pull_request_state(update: &StatusUpdate) -> Option<crate::domain::GithubPullRequestState> {
+fn pull_request_state(update: &StatusUpdate) -> Option<GithubPullRequestState> {
     match &update.action {
         UpdateAction::Status {
             native: NativeStatus::GithubPullRequest { pr },

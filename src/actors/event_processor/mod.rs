@@ -4,10 +4,12 @@
 //! claimed again by whichever replica looks next.
 
 mod apply;
+mod attachments;
 mod effects;
 mod intake;
 mod links;
 mod mentions;
+mod merges;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -313,3 +313,66 @@ fn a_non_closing_pull_request_never_moves_the_issue() {
         );
     }
 }
+
+fn reference(identifier: &str, closing: bool) -> Reference {
+    Reference {
+        identifier: identifier.into(),
+        closing,
+    }
+}
+
+fn recorded(identifier: &str, closing: bool, attached: bool) -> Recorded {
+    Recorded {
+        identifier: identifier.into(),
+        closing,
+        attached,
+    }
+}
+
+#[test]
+fn an_object_joins_one_issue_and_is_related_to_the_others() {
+    let named = [reference("ENG-1", false), reference("ENG-2", true)];
+    // The first closing one takes the object's ref; the others follow in text order.
+    assert_eq!(
+        issues_of(&named, &[], None),
+        vec![reference("ENG-2", true), reference("ENG-1", false)]
+    );
+    // An issue whose entity already holds the object keeps it.
+    assert_eq!(
+        issues_of(&named, &[], Some("ENG-1")),
+        vec![reference("ENG-1", false), reference("ENG-2", true)]
+    );
+    // Links recorded before stay when the texts stop naming them; an attachment is
+    // closing even where the texts only mention the issue.
+    let before = [
+        recorded("ENG-3", false, false),
+        recorded("ENG-1", false, true),
+    ];
+    assert_eq!(
+        issues_of(&named, &before, Some("ENG-3")),
+        vec![
+            reference("ENG-3", false),
+            reference("ENG-1", true),
+            reference("ENG-2", true),
+        ]
+    );
+    // Nothing named, nothing recorded: no issue. Only non-closing ones: the first.
+    assert_eq!(issues_of(&[], &[], Some("ENG-9")), vec![]);
+    assert_eq!(
+        issues_of(
+            &[reference("ENG-5", false), reference("ENG-4", false)],
+            &[],
+            None
+        ),
+        vec![reference("ENG-5", false), reference("ENG-4", false)]
+    );
+}
+
+#[test]
+fn an_attached_pull_request_brings_the_state_its_own_entity_had() {
+    use crate::domain::CanonicalStatus as C;
+    assert_eq!(pull_request_state_of(C::InProgress), Pr::Open);
+    assert_eq!(pull_request_state_of(C::InReview), Pr::ReviewRequested);
+    assert_eq!(pull_request_state_of(C::Done), Pr::Merged);
+    assert_eq!(pull_request_state_of(C::Cancelled), Pr::ClosedUnmerged);
+}

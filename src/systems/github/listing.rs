@@ -1,9 +1,13 @@
 //! Reading a repository's issues and pull requests page by page
 //! (`GET /repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc&since=…`,
 //! `Link` header pagination), with conditional requests: a page whose ETag is unchanged
-//! answers 304, which GitHub does not count against the rate limit. And the webhook
-//! deliveries of a hook: listing them and asking GitHub to redeliver failed ones.
+//! answers 304, which GitHub does not count against the rate limit. The issue listing
+//! has no branch names, so pull requests' branches are read from the pull request
+//! listing (`GET /repos/{owner}/{repo}/pulls?state=all`, newest change first). And the
+//! webhook deliveries of a hook: listing them and asking GitHub to redeliver failed ones.
 //! Never retries by itself and never logs the token.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::header::HeaderMap;
@@ -101,6 +105,64 @@ impl Lister<'_> {
         })
     }
 
+    /// The head branch of every pull request changed at or after `since` (all without
+    /// it), by number: the pull request listing newest change first, page by page
+    /// (`Link`) until a pull request older than `since`. Answers the last rate seen.
+    pub async fn branches(
+        &self,
+        api_url: &str,
+        repo: &str,
+        per_page: u32,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<(HashMap<u64, String>, RateInfo), OutboundError> {
+        let mut url = Some(format!(
+            "{}/repos/{repo}/pulls?state=all&sort=updated&direction=desc&per_page={per_page}",
+            api_url.trim_end_matches('/')
+        ));
+        let mut out = HashMap::new();
+        let mut rate = RateInfo::default();
+        while let Some(next) = url.take() {
+            let page = self.page(&next, None).await?;
+            rate = page.rate;
+            let mut older = false;
+            for pr in &page.items {
+                older |= since.is_some_and(|t| updated_at(pr).is_some_and(|at| at < t));
+                if let (Some(n), Some(branch)) = (pr["number"].as_u64(), pr["head"]["ref"].as_str())
+                {
+                    out.insert(n, branch.to_owned());
+                }
+            }
+            url = page.next.filter(|_| !older);
+        }
+        Ok((out, rate))
+    }
+
+    /// `GET /repos/{repo}/pulls/{number}`: one pull request's head branch (one changed
+    /// after the listing was read).
+    pub async fn branch(
+        &self,
+        api_url: &str,
+        repo: &str,
+        number: u64,
+    ) -> Result<(Option<String>, RateInfo), OutboundError> {
+        let url = format!(
+            "{}/repos/{repo}/pulls/{number}",
+            api_url.trim_end_matches('/')
+        );
+        let answer = exchange(self.request(reqwest::Method::GET, &url)?).await?;
+        let rate = RateInfo::github(&answer.headers);
+        if !(200..300).contains(&answer.status) {
+            return Err(classify(answer.status, &answer.headers, &answer.body));
+        }
+        let pr: Value = serde_json::from_slice(&answer.body).map_err(|e| {
+            OutboundError::new(
+                ErrorCode::Upstream5xx,
+                format!("GitHub's pull request {repo}#{number} is not JSON: {e}"),
+            )
+        })?;
+        Ok((pr["head"]["ref"].as_str().map(str::to_owned), rate))
+    }
+
     /// `GET /repos/{repo}/hooks/{hook}/deliveries`: the hook's deliveries, newest
     /// first, page by page (`Link`, cursor-based) until one older than `since` or
     /// [`MAX_DELIVERY_PAGES`] pages.
@@ -158,6 +220,12 @@ pub const MAX_DELIVERY_PAGES: usize = 10;
 
 /// GitHub redelivers deliveries of the last three days only.
 pub const REDELIVERY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(3);
+
+fn updated_at(v: &Value) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v["updated_at"].as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
 
 fn delivered_at(d: &Value) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(d["delivered_at"].as_str()?)

@@ -88,6 +88,17 @@ fn pull_request(root: &Value) -> Result<Parsed, PayloadError> {
                 (GithubPullRequestState::ClosedUnmerged, false)
             }
         }
+        // A title, body or base edit changes no state, but it may name a Linear issue
+        // (late linking): the pull request reports the state it is in.
+        "edited" => {
+            let state: Option<String> = optional(root, "pull_request.state")?;
+            let merged_at: Option<String> = optional(root, "pull_request.merged_at")?;
+            match (state.as_deref(), merged_at) {
+                (_, Some(_)) => (GithubPullRequestState::Merged, false),
+                (Some("closed"), None) => (GithubPullRequestState::ClosedUnmerged, false),
+                _ => (open_or_draft()?, false),
+            }
+        }
         "converted_to_draft" => (GithubPullRequestState::Draft, false),
         "ready_for_review" => (GithubPullRequestState::Open, false),
         "review_requested" => (GithubPullRequestState::ReviewRequested, false),
@@ -102,7 +113,9 @@ fn pull_request(root: &Value) -> Result<Parsed, PayloadError> {
 }
 
 /// An item of `GET /repos/{owner}/{repo}/issues`: an issue, or the issue side of a pull
-/// request (`pull_request.merged_at`, `draft`; no branch). Never an explicit reopen.
+/// request (`pull_request.merged_at`, `draft`), whose branch the issue listing lacks: a
+/// backfill adds it from the pull request listing as `head.ref` next to `issue`. Never
+/// an explicit reopen.
 fn listed_issue(root: &Value) -> Result<Parsed, PayloadError> {
     let state: String = required(root, "issue.state")?;
     let (kind, native) = match lookup(root, "issue.pull_request")? {
@@ -137,7 +150,8 @@ fn listed_issue(root: &Value) -> Result<Parsed, PayloadError> {
         }
     };
     let item = Item::read(root, "issue")?;
-    Ok(item.update(kind, UpdateAction::Status { native }, false, None))
+    let branch: Option<String> = optional(root, "head.ref")?;
+    Ok(item.update(kind, UpdateAction::Status { native }, false, branch))
 }
 
 /// A Projects v2 item's single-select field changed: the item (linked as a second ref)
@@ -299,6 +313,13 @@ mod tests {
     const OPENED_AT: &str = "2019-05-15T15:20:18Z";
     const PR_OPENED_AT: &str = "2019-05-15T15:20:33Z";
     const LATER: &str = "2019-05-15T15:21:18Z";
+    /// A pull request's `state`, `merged_at` and `draft`, and the state they mean.
+    const PR_STATES: [(&str, Option<&str>, bool, Pr); 4] = [
+        ("open", None, false, Pr::Open),
+        ("open", None, true, Pr::Draft),
+        ("closed", None, false, Pr::ClosedUnmerged),
+        ("closed", Some(LATER), false, Pr::Merged),
+    ];
 
     /// Fixture `name` with some fields replaced (`None` removes one), parsed.
     fn edit(name: &str, edits: &[(&str, Option<Value>)]) -> Result<Parsed, PayloadError> {
@@ -497,6 +518,23 @@ mod tests {
     }
 
     #[test]
+    fn an_edited_pull_request_reports_the_state_it_is_in() {
+        for (state, merged_at, draft, want) in PR_STATES {
+            let got = one(edit(
+                PR,
+                &[
+                    set("action", json!("edited")),
+                    set("pull_request.state", json!(state)),
+                    set("pull_request.merged_at", json!(merged_at)),
+                    set("pull_request.draft", json!(draft)),
+                ],
+            ));
+            assert_eq!(got.action, pr(want), "{state} {merged_at:?} {draft}");
+            assert!(!got.explicit);
+        }
+    }
+
+    #[test]
     fn a_pull_request_with_a_null_body_parses() {
         let got = one(edit(PR, &[set("pull_request.body", Value::Null)]));
         let want = expected(PR, pr(Pr::Open), PR_OPENED_AT, false);
@@ -582,13 +620,7 @@ mod tests {
                 state_reason: reason
             })
         );
-        let cases = [
-            ("open", None, false, Pr::Open),
-            ("open", None, true, Pr::Draft),
-            ("closed", None, false, Pr::ClosedUnmerged),
-            ("closed", Some(LATER), false, Pr::Merged),
-        ];
-        for (state, merged_at, draft, want) in cases {
+        for (state, merged_at, draft, want) in PR_STATES {
             let got = with(&[
                 set("issue.state", json!(state)),
                 set("issue.draft", json!(draft)),
@@ -596,6 +628,18 @@ mod tests {
             ]);
             assert_eq!((got.kind, got.action), (EntityKind::PullRequest, pr(want)));
         }
+        // The branch a backfill added from the pull request listing.
+        assert_eq!(got.metadata.get("branch"), None);
+        let branched = with(&[
+            set("issue.pull_request", json!({"merged_at": null})),
+            set("head", json!({"ref": "eng-1-fix"})),
+        ]);
+        assert_eq!(branched.metadata["branch"], "eng-1-fix");
+        let err = parse(
+            LISTED_EVENT,
+            br#"{"repository":{"full_name":"a/b"},"issue":{"number":1,"state":"open","updated_at":"2019-05-15T15:20:18Z"},"head":{"ref":7}}"#,
+        );
+        assert_eq!(invalid_field(err.unwrap_err()), "head.ref");
         let err = parse(
             LISTED_EVENT,
             br#"{"repository":{"full_name":"a/b"},"issue":{"state":"gone"}}"#,

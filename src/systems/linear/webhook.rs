@@ -102,11 +102,12 @@ fn issue(root: &Value, action: &str) -> Result<Parsed, PayloadError> {
     };
     let actor_name: Option<String> = optional(root, "actor.name")?;
     let actor_id: Option<String> = optional(root, "actor.id")?;
+    let (links, pull_requests) = attachment_links(root)?;
     Ok(Parsed::Updates(vec![StatusUpdate {
         source: SystemId::Linear,
         target: ExternalRef::new(SystemId::Linear, id),
         aliases: alias_of(identifier.as_deref()),
-        links: attachment_links(root)?,
+        links,
         kind: EntityKind::Issue,
         action,
         source_timestamp: timestamp(root, "data.updatedAt")?,
@@ -119,6 +120,7 @@ fn issue(root: &Value, action: &str) -> Result<Parsed, PayloadError> {
             ("identifier", identifier.map(Value::from)),
             ("actor", actor_name.map(Value::from)),
             ("actorId", actor_id.map(Value::from)),
+            (PULL_REQUESTS, pull_requests),
         ]),
     }]))
 }
@@ -133,6 +135,7 @@ fn attachment(root: &Value, action: &str) -> Result<Parsed, PayloadError> {
         )));
     }
     let url: String = required(root, "data.url")?;
+    let (_, pull_requests) = github_links([url.as_str()]);
     let Some(github) = github_link(&url) else {
         return Ok(ignored(format!(
             "attachment {url} is not a GitHub pull request or issue"
@@ -155,7 +158,7 @@ fn attachment(root: &Value, action: &str) -> Result<Parsed, PayloadError> {
         explicit: false,
         title: None,
         body: None,
-        metadata: metadata([]),
+        metadata: metadata([(PULL_REQUESTS, pull_requests)]),
     }]))
 }
 
@@ -172,18 +175,36 @@ fn github_link(url: &str) -> Option<ExternalRef> {
     crate::systems::github::ref_of_url(url).map(|r| ExternalRef::new(SystemId::Github, r))
 }
 
+/// Metadata key of a Linear update: the GitHub pull requests (`owner/repo#12`) among its
+/// links, which count in the issue's multi-PR rule like pull requests naming it.
+pub const PULL_REQUESTS: &str = "pullRequests";
+
 /// GitHub pull requests and issues among the issue's attachments
 /// (`data.attachments.nodes[].url`, present when the issue was read through the API):
-/// linked to the same entity.
-fn attachment_links(root: &Value) -> Result<Vec<ExternalRef>, PayloadError> {
+/// linked to the same entity; and which of them are pull requests.
+fn attachment_links(root: &Value) -> Result<(Vec<ExternalRef>, Option<Value>), PayloadError> {
     let Some(nodes) = optional::<Vec<Value>>(root, "data.attachments.nodes")? else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     };
-    Ok(nodes
-        .iter()
-        .filter_map(|n| n.get("url")?.as_str())
-        .filter_map(github_link)
-        .collect())
+    Ok(github_links(
+        nodes.iter().filter_map(|n| n.get("url")?.as_str()),
+    ))
+}
+
+/// The GitHub refs among `urls`, and those of pull requests (`…/pull/12`) as a JSON list
+/// when there are any.
+fn github_links<'a>(urls: impl IntoIterator<Item = &'a str>) -> (Vec<ExternalRef>, Option<Value>) {
+    let mut links = Vec::new();
+    let mut pulls = Vec::new();
+    for url in urls {
+        if let Some(r) = github_link(url) {
+            if url.split('/').nth(5) == Some("pull") {
+                pulls.push(Value::from(r.external_id.clone()));
+            }
+            links.push(r);
+        }
+    }
+    (links, (!pulls.is_empty()).then_some(Value::Array(pulls)))
 }
 
 /// The issue's workflow state as the delivery tells it.
