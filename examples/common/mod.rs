@@ -164,7 +164,12 @@ const TICK: f64 = 100.0; // USER_HZ on Linux
 fn stat_fields(path: &str) -> Option<Vec<i64>> {
     let stat = std::fs::read_to_string(path).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
-    Some(rest.split(' ').skip(1).map(|f| f.parse().unwrap_or(0)).collect())
+    Some(
+        rest.split(' ')
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
 }
 
 /// CPU seconds (user + system) of the calling thread.

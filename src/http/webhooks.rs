@@ -35,13 +35,12 @@ async fn github_delivery(
         SystemId::Github,
     )?;
     let body = read_body(&req, payload, state.settings.http.max_body_bytes).await?;
-    signature::verify_github(
-        secret.expose_secret().as_bytes(),
-        &body,
-        header(req.headers(), "X-Hub-Signature-256"),
-    )
-    .map_err(|e| bad_signature(&state, SystemId::Github, "X-Hub-Signature-256", e))?;
-    let event = header(req.headers(), "X-GitHub-Event")
+    signature_header(req.headers(), "X-Hub-Signature-256")
+        .and_then(|provided| {
+            signature::verify_github(secret.expose_secret().as_bytes(), &body, provided)
+        })
+        .map_err(|e| bad_signature(&state, SystemId::Github, "X-Hub-Signature-256", e))?;
+    let event = header(req.headers(), "X-GitHub-Event")?
         .ok_or_else(|| ApiError::Malformed("missing header `X-GitHub-Event`".into()))?;
     if github::webhook::INTERNAL_EVENTS.contains(&event) {
         // statsync's own rows (read-backs, backfill) carry these types; GitHub never does.
@@ -64,12 +63,11 @@ async fn linear_delivery(
         SystemId::Linear,
     )?;
     let body = read_body(&req, payload, state.settings.http.max_body_bytes).await?;
-    signature::verify_linear(
-        secret.expose_secret().as_bytes(),
-        &body,
-        header(req.headers(), "Linear-Signature"),
-    )
-    .map_err(|e| bad_signature(&state, SystemId::Linear, "Linear-Signature", e))?;
+    signature_header(req.headers(), "Linear-Signature")
+        .and_then(|provided| {
+            signature::verify_linear(secret.expose_secret().as_bytes(), &body, provided)
+        })
+        .map_err(|e| bad_signature(&state, SystemId::Linear, "Linear-Signature", e))?;
     let delivery = linear::webhook::parse(&body).map_err(malformed)?;
     let tolerance_ms = state.settings.linear.webhook_tolerance_s as i64 * 1000;
     linear::webhook::check_timestamp(
@@ -78,7 +76,7 @@ async fn linear_delivery(
         tolerance_ms,
     )
     .map_err(|e| ApiError::StaleTimestamp(format!("webhookTimestamp: {e}")))?;
-    let event = header(req.headers(), "Linear-Event").unwrap_or("Issue");
+    let event = header(req.headers(), "Linear-Event")?.unwrap_or("Issue");
     let delivery_id = delivery_id(req.headers(), "Linear-Delivery", &body)?;
     accept(
         &state,
@@ -101,12 +99,11 @@ async fn agentapi_delivery(
         SystemId::Agentapi,
     )?;
     let body = read_body(&req, payload, state.settings.http.max_body_bytes).await?;
-    signature::verify_prefixed(
-        secret.expose_secret().as_bytes(),
-        &body,
-        header(req.headers(), "X-Statsync-Signature"),
-    )
-    .map_err(|e| bad_signature(&state, SystemId::Agentapi, "X-Statsync-Signature", e))?;
+    signature_header(req.headers(), "X-Statsync-Signature")
+        .and_then(|provided| {
+            signature::verify_prefixed(secret.expose_secret().as_bytes(), &body, provided)
+        })
+        .map_err(|e| bad_signature(&state, SystemId::Agentapi, "X-Statsync-Signature", e))?;
     let parsed = agentapi::webhook::parse(&body).map_err(malformed)?;
     let delivery_id = delivery_id(req.headers(), "X-Statsync-Delivery", &body)?;
     accept(
@@ -205,14 +202,34 @@ fn malformed(e: PayloadError) -> ApiError {
     ApiError::Malformed(e.to_string())
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// A header's value. HTTP allows other bytes in a value, but none of these senders uses
+/// them: a value that is not visible ASCII is named as such, never taken for absent.
+fn visible<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| format!("header `{name}` holds bytes that are not visible ASCII")),
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    visible(headers, name).map_err(ApiError::Malformed)
+}
+
+/// The signature header, for the verifier: unreadable is malformed, not missing.
+fn signature_header<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<Option<&'a str>, signature::SignatureError> {
+    visible(headers, name).map_err(signature::SignatureError::Malformed)
 }
 
 /// The sender's delivery id, else a digest of the body, so a resend of the same bytes
 /// is recognised either way.
 fn delivery_id(headers: &HeaderMap, name: &str, body: &[u8]) -> Result<String, ApiError> {
-    match header(headers, name).map(str::trim) {
+    match header(headers, name)?.map(str::trim) {
         Some(id) if id.is_empty() || id.len() > MAX_DELIVERY_ID_LEN => Err(ApiError::Malformed(
             format!("header `{name}` must be 1 to {MAX_DELIVERY_ID_LEN} characters"),
         )),
@@ -228,7 +245,7 @@ async fn read_body(
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<web::Bytes, ApiError> {
-    let declared = header(req.headers(), "content-length").and_then(|v| v.parse::<usize>().ok());
+    let declared = header(req.headers(), "content-length")?.and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::TooLarge { limit });
     }
@@ -242,4 +259,28 @@ async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::signature_header;
+
+    #[test]
+    fn a_signature_that_is_not_visible_ascii_is_named_not_taken_for_missing() {
+        let name = "X-Hub-Signature-256";
+        let mut headers = HeaderMap::new();
+        assert!(matches!(signature_header(&headers, name), Ok(None)));
+        headers.insert(
+            HeaderName::from_static("x-hub-signature-256"),
+            HeaderValue::from_bytes(b"sha256=\xffab").unwrap(),
+        );
+        let err = signature_header(&headers, name).unwrap_err().to_string();
+        assert!(
+            err.contains("`X-Hub-Signature-256`") && err.contains("not visible ASCII"),
+            "{err}"
+        );
+        assert!(!err.contains("missing"), "{err}");
+    }
 }
