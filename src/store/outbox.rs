@@ -26,9 +26,15 @@ pub struct NewOutboxRow {
     pub operation_id: Uuid,
 }
 
+// A pull request linked to a Linear issue (named by it, or attached to it) drives that
+// issue; its own state is git's (merged or not), so the issue's changes are never
+// written back to it: closing an issue in Linear must not close its open pull request.
 const INSERT: &str = "INSERT INTO sync_outbox
     (entity_id, system, external_id, status, previous_status, entity_version, operation_id)
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::uuid[])";
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::uuid[])
+        AS r(entity_id, system, external_id, status, previous_status, entity_version, operation_id)
+    WHERE NOT (r.system = 'github' AND EXISTS (
+        SELECT 1 FROM linked_pull_requests l WHERE l.pull_request = r.external_id))";
 
 pub async fn insert(client: &impl GenericClient, rows: &[NewOutboxRow]) -> Result<(), StoreError> {
     if rows.is_empty() {

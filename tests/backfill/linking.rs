@@ -282,3 +282,29 @@ async fn a_github_link_attached_in_linear_joins_the_issue_and_its_pull_request_d
     );
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn an_issue_closed_in_linear_never_closes_the_pull_requests_that_drive_it() {
+    let (app, t0) = app_with_issue_in_progress().await;
+    let at = |minutes: i64| t0 + TimeDelta::minutes(minutes);
+    let pr = pull_request("opened", 20, "Login", "Fixes ENG-1", "x", false, at(1));
+    app.github("pull_request", "g-20", &pr).await;
+    let mention = pull_request("opened", 21, "Tidy", "Relates to ENG-1", "y", false, at(2));
+    app.github("pull_request", "g-21", &mention).await;
+    app.drained().await;
+    let issue = entity(&app, "linear", "ENG-1").await;
+    assert!(linked_refs(&issue).contains(&format!("github:{REPO}#20")));
+
+    // A person finishes the issue in Linear while both pull requests are open: the
+    // pull requests' state is git's (merged or not), so nothing is written to them.
+    let done = linear_issue_update(LINEAR_ID, "ENG-1", "Done", "completed", at(3));
+    assert_eq!(app.linear("l-done", &done).await.status, 200);
+    app.drained().await;
+    assert_eq!(status_of(&app, "ENG-1").await, "done");
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_outbox WHERE system = 'github'")
+            .await,
+        0
+    );
+    app.stop().await;
+}
