@@ -294,6 +294,8 @@ async fn an_issue_closed_in_linear_never_closes_the_pull_requests_that_drive_it(
     app.drained().await;
     let issue = entity(&app, "linear", "ENG-1").await;
     assert!(linked_refs(&issue).contains(&format!("github:{REPO}#20")));
+    // The issue keeps its own title; the pull requests' name their changes.
+    assert_eq!(issue["title"], "Fix login");
 
     // A person finishes the issue in Linear while both pull requests are open: the
     // pull requests' state is git's (merged or not), so nothing is written to them.

@@ -95,13 +95,16 @@ impl EntityState {
         self.row.merged_into
     }
 
-    /// Fills in the room key and title an update tells and the entity lacks.
+    /// Fills in the room key an update tells and the entity lacks, and takes the title
+    /// of an object of the entity's own kind: a pull request driving an issue names
+    /// the change, not the issue.
     pub fn adopt_details(&mut self, update: &StatusUpdate) {
         if self.row.project.is_none() && update.project.is_some() {
             self.row.project = update.project.clone();
             self.dirty = true;
         }
-        if update.title.is_some() && self.row.title != update.title {
+        if update.kind == self.row.kind && update.title.is_some() && self.row.title != update.title
+        {
             self.row.title = update.title.clone();
             self.dirty = true;
         }
