@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::error::JsonPayloadError;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -202,35 +201,24 @@ impl Application {
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
         let limit = settings.http.max_body_bytes;
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .app_data(web::PayloadConfig::new(limit))
-                .app_data(web::JsonConfig::default().limit(limit).error_handler(
-                    move |e, _| match e {
-                        // Over http.max_body_bytes is 413 here as at the webhooks.
-                        JsonPayloadError::Overflow { .. }
-                        | JsonPayloadError::OverflowKnownLength { .. } => {
-                            ApiError::TooLarge { limit }.into()
-                        }
-                        e => ApiError::Malformed(format!("invalid JSON body: {e}")).into(),
-                    },
-                ))
-                .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    ApiError::Malformed(format!("invalid query: {e}")).into()
-                }))
-                .app_data(
-                    web::PathConfig::default().error_handler(|e, _| {
+        let mut server =
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(app_state.clone())
+                    .app_data(web::PayloadConfig::new(limit))
+                    .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                        ApiError::Malformed(format!("invalid query: {e}")).into()
+                    }))
+                    .app_data(web::PathConfig::default().error_handler(|e, _| {
                         ApiError::Malformed(format!("invalid path: {e}")).into()
-                    }),
-                )
-                .wrap(actix_web::middleware::from_fn(http::request_id::request_id))
-                .configure(http::routes)
-        })
-        .shutdown_timeout(settings.server.shutdown_grace_s)
-        // Ours (see `run_until_stopped`): WebSockets are told before the server stops.
-        .disable_signals()
-        .listen(listener)?;
+                    }))
+                    .wrap(actix_web::middleware::from_fn(http::request_id::request_id))
+                    .configure(http::routes)
+            })
+            .shutdown_timeout(settings.server.shutdown_grace_s)
+            // Ours (see `run_until_stopped`): WebSockets are told before the server stops.
+            .disable_signals()
+            .listen(listener)?;
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);
         }

@@ -2,6 +2,8 @@
 //! status outside the canonical vocabulary answers 422 listing the valid ones.
 
 use actix_web::{web, HttpResponse};
+
+use super::json::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
@@ -100,7 +102,7 @@ struct StatusBody {
 async fn submit_status(
     _: Authenticated,
     state: web::Data<AppState>,
-    body: web::Json<StatusBody>,
+    body: Json<StatusBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let status = status(&body.status)?;
@@ -220,7 +222,7 @@ async fn rollback(
     _: Authenticated,
     state: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Json<RollbackBody>,
+    body: Json<RollbackBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = uuid(&id)?;
     let outcome = state.sync.rollback(id, body.version).await?;
@@ -239,7 +241,7 @@ struct LinkBody {
 async fn link(
     _: Authenticated,
     state: web::Data<AppState>,
-    body: web::Json<LinkBody>,
+    body: Json<LinkBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if body.refs.is_empty() {
@@ -311,7 +313,7 @@ async fn resolve_conflict(
     _: Authenticated,
     state: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Json<ResolveBody>,
+    body: Json<ResolveBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound(format!("no conflict `{id}`")))?;
     let status = status(&body.status)?;

@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod errors;
 pub mod health;
+pub mod json;
 pub mod metrics;
 pub mod outbox;
 pub mod page;

@@ -2,6 +2,8 @@
 //! past runs and when reconciliation runs next, pause and resume a system's syncs.
 
 use actix_web::{web, HttpResponse};
+
+use super::json::Json;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -52,7 +54,7 @@ struct BackfillRequest {
 async fn backfill(
     _: Authenticated,
     state: web::Data<AppState>,
-    body: web::Json<BackfillRequest>,
+    body: Json<BackfillRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let scope = match (system(&body.system)?, &body.repo, &body.team) {
         (SystemId::Github, Some(repo), None) => Scope::github(repo),
@@ -143,7 +145,7 @@ struct SystemRequest {
 
 async fn set_paused(
     state: web::Data<AppState>,
-    body: web::Json<SystemRequest>,
+    body: Json<SystemRequest>,
     paused: bool,
 ) -> Result<HttpResponse, ApiError> {
     let system = system(&body.system)?;
@@ -161,7 +163,7 @@ async fn set_paused(
 async fn pause(
     _: Authenticated,
     state: web::Data<AppState>,
-    body: web::Json<SystemRequest>,
+    body: Json<SystemRequest>,
 ) -> Result<HttpResponse, ApiError> {
     set_paused(state, body, true).await
 }
@@ -169,7 +171,7 @@ async fn pause(
 async fn resume(
     _: Authenticated,
     state: web::Data<AppState>,
-    body: web::Json<SystemRequest>,
+    body: Json<SystemRequest>,
 ) -> Result<HttpResponse, ApiError> {
     set_paused(state, body, false).await
 }

@@ -440,7 +440,11 @@ fn api_cases() -> Vec<Case> {
             .header("content-type", Some("text/plain"))
             .malformed("Content type"),
         Case::api("api status as a number", status(json!({"entityId": uuid::Uuid::new_v4(), "status": 5})))
-            .malformed("invalid type"),
+            .malformed("`status`: invalid type: integer `5`"),
+        Case::api("api nested field of the wrong type", status(json!({"ref": {"system": "linear", "externalId": 7}, "status": "done"})))
+            .malformed("`ref.externalId`: invalid type"),
+        Case::api("api trailing bytes after the object", [status(json!({"entityId": uuid::Uuid::new_v4(), "status": "done"})), b" x".to_vec()].concat())
+            .malformed("trailing characters"),
         Case::api("api entityId not a UUID", status(json!({"entityId": "seven", "status": "done"})))
             .malformed("UUID"),
         Case::api(
