@@ -182,6 +182,17 @@ impl Session {
     }
 
     /// Closes on the server's initiative, counted in `statsync_ws_dropped_total{reason}`.
+    /// Tells the client why (an `UNAUTHORIZED` error) and closes with 1008.
+    fn refuse_unauthenticated(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        message: &str,
+        close_reason: &'static str,
+    ) {
+        Self::error(ctx, "UNAUTHORIZED", message);
+        self.drop_client(ctx, "unauthenticated", ws::CloseCode::Policy, close_reason);
+    }
+
     fn drop_client(
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
@@ -255,27 +266,13 @@ impl Session {
                     self.register(ctx);
                 }
                 ClientMessage::Auth { .. } => {
-                    Self::error(ctx, "UNAUTHORIZED", "invalid token");
-                    self.drop_client(
-                        ctx,
-                        "unauthenticated",
-                        ws::CloseCode::Policy,
-                        "invalid token",
-                    );
+                    self.refuse_unauthenticated(ctx, "invalid token", "invalid token")
                 }
-                _ => {
-                    Self::error(
-                        ctx,
-                        "UNAUTHORIZED",
-                        "authenticate first: `Authorization: Bearer` on the upgrade or {\"type\":\"auth\",\"token\":…}",
-                    );
-                    self.drop_client(
-                        ctx,
-                        "unauthenticated",
-                        ws::CloseCode::Policy,
-                        "not authenticated",
-                    );
-                }
+                _ => self.refuse_unauthenticated(
+                    ctx,
+                    "authenticate first: `Authorization: Bearer` on the upgrade or {\"type\":\"auth\",\"token\":…}",
+                    "not authenticated",
+                ),
             };
         }
         let Some(id) = self.id else { return };
@@ -347,11 +344,9 @@ impl Actor for Session {
         } else {
             ctx.run_later(AUTH_TIMEOUT, |act, ctx| {
                 if !act.authenticated {
-                    Self::error(ctx, "UNAUTHORIZED", "no auth message within 5 s");
-                    act.drop_client(
+                    act.refuse_unauthenticated(
                         ctx,
-                        "unauthenticated",
-                        ws::CloseCode::Policy,
+                        "no auth message within 5 s",
                         "authentication timeout",
                     );
                 }
