@@ -65,7 +65,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
-    actix_web::rt::spawn(app.run_until_stopped());
+    let served = actix_web::rt::spawn(app.run_until_stopped());
 
     let db = connect(&url).await?;
     let acked = Arc::new(AtomicU64::new(0));
@@ -140,7 +140,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
+    // The server, then the engine and the dispatcher, then the database: stopped in
+    // that order, no pooled connection sees the cluster go away.
     handle.stop(true).await;
+    served.await??;
     if let Some(c) = cluster {
         c.stop().await?;
     }

@@ -64,7 +64,16 @@ fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
 /// tokio-postgres says only "db error" at the top; the server's message is the source.
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        // The detail names what was involved (for a deadlock: who waited for which lock).
+        Some(db) => match db.detail() {
+            Some(detail) => format!(
+                "{} ({}): {}",
+                db.message(),
+                db.code().code(),
+                detail.replace('\n', " ")
+            ),
+            None => format!("{} ({})", db.message(), db.code().code()),
+        },
         None => match std::error::Error::source(e) {
             Some(cause) => format!("{e}: {cause}"),
             None => e.to_string(),

@@ -154,6 +154,19 @@ pub async fn apply_items(
         }
     }
     let mut found = entities::find(tx, &refs).await?;
+    // Objects no entity holds yet may be created by this batch and by another applier's
+    // at the same time, each then waiting for the other's uncommitted link (a deadlock
+    // that repeats on every retry of the same two batches). Creators of a ref take turns,
+    // all such locks taken in one sorted statement before any row lock.
+    let unknown: Vec<ExternalRef> = refs
+        .iter()
+        .filter(|r| !found.contains_key(*r))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        entities::lock_refs(tx, &unknown).await?;
+        found.extend(entities::find(tx, &unknown).await?);
+    }
     let echoes = echoes::present(tx, &targets).await?;
     let mut entity_of: Vec<Option<Uuid>> = items.iter().map(|i| known_entity(i, &found)).collect();
     // An entity absorbed by an earlier merge answers for its survivor.
