@@ -86,7 +86,8 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
     // An eighth-full batch (32 of 256) already means deliveries arrive about as fast as
     // one applier turns them round; a second one then halves the wait, since only the
     // event append and the commit are serialized between appliers. (Starting one only
-    // for full batches left p99 at 5,000/s around 120 ms against 47 ms; see BENCHMARKS.)
+    // for full batches: p99 82–132 ms at 5,000/s; from an eighth: 46–105 ms in runs
+    // taken alongside. BENCHMARKS, issue 3.)
     engine.saturated.store(
         claimed.len() as i64 * 8 >= limit,
         std::sync::atomic::Ordering::Relaxed,
