@@ -130,12 +130,6 @@ pub async fn find(
     Ok(found)
 }
 
-// The subquery fixes the order the locks are taken in, so two transactions locking
-// overlapping sets never deadlock.
-const LOCK_REFS: &str = "SELECT pg_advisory_xact_lock(hashtextextended('entity-ref:' || k, 0))
-    FROM (SELECT DISTINCT s || ':' || e AS k FROM unnest($1::text[], $2::text[]) AS x(s, e)
-          ORDER BY 1) AS q";
-
 /// Serializes, until the transaction ends, whoever may create an entity for these refs
 /// (none holds them yet): two appliers creating the same object at once would each wait
 /// for the other's uncommitted link. Take it before any entity row lock, then look the
@@ -144,14 +138,11 @@ pub async fn lock_refs(
     client: &impl GenericClient,
     refs: &[ExternalRef],
 ) -> Result<(), StoreError> {
-    if refs.is_empty() {
-        return Ok(());
-    }
-    let systems: Vec<&str> = refs.iter().map(|r| r.system.as_str()).collect();
-    let ids: Vec<&str> = refs.iter().map(|r| r.external_id.as_str()).collect();
-    let stmt = client.prepare_cached(LOCK_REFS).await?;
-    client.query(&stmt, &[&systems, &ids]).await?;
-    Ok(())
+    let keys: Vec<String> = refs
+        .iter()
+        .map(|r| format!("{}:{}", r.system.as_str(), r.external_id))
+        .collect();
+    super::advisory_locks(client, "entity-ref", &keys).await
 }
 
 /// Locks the rows (in id order, so concurrent appliers never deadlock on each other)

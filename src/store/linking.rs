@@ -42,20 +42,10 @@ pub async fn known_teams(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-// The subquery fixes the order the locks are taken in, so two transactions locking
-// overlapping sets never deadlock.
-const LOCK_ISSUES: &str = "SELECT pg_advisory_xact_lock(hashtextextended('linear-issue:' || i, 0))
-    FROM (SELECT DISTINCT i FROM unnest($1::text[]) AS i ORDER BY i) AS s";
-
 /// Serializes, until the transaction ends, every writer of the pull requests of these
 /// issues: two closing pull requests merged at once must each see the other's state.
 pub async fn lock_issues(client: &impl GenericClient, issues: &[String]) -> Result<(), StoreError> {
-    if issues.is_empty() {
-        return Ok(());
-    }
-    let stmt = client.prepare_cached(LOCK_ISSUES).await?;
-    client.query(&stmt, &[&issues]).await?;
-    Ok(())
+    super::advisory_locks(client, "linear-issue", issues).await
 }
 
 /// A pull request linked to a Linear issue.

@@ -149,3 +149,23 @@ impl Store {
         migrations::is_current(&client).await
     }
 }
+
+// The subquery fixes the order the locks are taken in, so two transactions locking
+// overlapping sets never deadlock.
+const ADVISORY_LOCKS: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || k, 0))
+    FROM (SELECT DISTINCT k FROM unnest($2::text[]) AS k ORDER BY k) AS s";
+
+/// Takes a transaction-scoped advisory lock on each of `keys` (in `namespace`), in sorted
+/// order, in one statement; held until the transaction ends.
+pub async fn advisory_locks(
+    client: &impl deadpool_postgres::GenericClient,
+    namespace: &str,
+    keys: &[String],
+) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let stmt = client.prepare_cached(ADVISORY_LOCKS).await?;
+    client.query(&stmt, &[&namespace, &keys]).await?;
+    Ok(())
+}
