@@ -518,3 +518,103 @@ async fn a_direct_postgresql_write_is_synced_like_any_other_source() {
 fn urlencode(s: &str) -> String {
     s.replace('/', "%2F").replace('#', "%23")
 }
+
+/// The engine's transactions send `BEGIN` with their first statement and `COMMIT` with
+/// their last; what pipelining must never do is let a statement escape its transaction.
+#[actix_web::test]
+async fn a_pipelined_transaction_keeps_its_statements_inside_and_rolls_back_what_fails() {
+    use statsync::store::tx::Tx;
+    use statsync::store::Store;
+
+    let app = spawn_app().await;
+    let store = Store::connect(&app.database_url, &app.settings.database).expect("store");
+    let db = app.db().await;
+    db.batch_execute("CREATE TABLE tx_probe (n int PRIMARY KEY)")
+        .await
+        .expect("probe table");
+    let count = |n: i32| {
+        let db = &db;
+        async move {
+            db.query_one("SELECT count(*) FROM tx_probe WHERE n = $1", &[&n])
+                .await
+                .expect("count")
+                .get::<_, i64>(0)
+        }
+    };
+
+    // The first statement already runs inside the writer transaction (`SET LOCAL`
+    // outside a transaction block would have had no effect).
+    let mut tx = Tx::on(store.client().await.expect("client"));
+    let writer: Option<String> = tx
+        .begin_with(|c| async move {
+            let row = c
+                .query_one("SELECT current_setting('statsync.writer', true)", &[])
+                .await?;
+            Ok(row.get(0))
+        })
+        .await
+        .expect("begin");
+    assert_eq!(writer.as_deref(), Some("on"));
+    tx.execute("INSERT INTO tx_probe VALUES (1)", &[])
+        .await
+        .expect("insert 1");
+    let last = tx
+        .prepare_cached("INSERT INTO tx_probe VALUES ($1) RETURNING n")
+        .await
+        .expect("prepare");
+    let rows = tx.commit_after(&last, &[&2i32]).await.expect("commit");
+    assert_eq!(rows[0].get::<_, i32>(0), 2);
+    assert_eq!((count(1).await, count(2).await), (1, 1));
+
+    // A last statement that fails takes the whole transaction with it.
+    let tx = Tx::begin(store.client().await.expect("client"))
+        .await
+        .expect("begin");
+    tx.execute("INSERT INTO tx_probe VALUES (3)", &[])
+        .await
+        .expect("insert 3");
+    let failing = tx
+        .prepare_cached("INSERT INTO tx_probe VALUES ($1) RETURNING n")
+        .await
+        .expect("prepare");
+    let err = tx
+        .commit_after(&failing, &[&1i32])
+        .await
+        .expect_err("a duplicate key fails");
+    assert!(err.to_string().contains("tx_probe_pkey"), "{err}");
+    assert_eq!(
+        count(3).await,
+        0,
+        "nothing of the failed transaction is committed"
+    );
+
+    // Dropped without a commit: rolled back, and the connection comes back clean.
+    let tx = Tx::begin(store.client().await.expect("client"))
+        .await
+        .expect("begin");
+    tx.execute("INSERT INTO tx_probe VALUES (4)", &[])
+        .await
+        .expect("insert 4");
+    drop(tx);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let open = "SELECT count(*) FROM pg_stat_activity
+        WHERE datname = current_database() AND state LIKE 'idle in transaction%'";
+    while db
+        .query_one(open, &[])
+        .await
+        .expect("activity")
+        .get::<_, i64>(0)
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped transaction was never ended"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(count(4).await, 0, "the dropped transaction was rolled back");
+    // Had it still held its row, this insert would wait for it.
+    db.batch_execute("SET statement_timeout = '5s'; INSERT INTO tx_probe VALUES (4)")
+        .await
+        .expect("the rolled-back row is free");
+}

@@ -151,15 +151,97 @@ pub async fn lock(
     client: &impl GenericClient,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, EntityRow>, StoreError> {
+    let stmt = client.prepare_cached(&lock_sql()).await?;
+    rows_by_id(client.query(&stmt, &[&sorted(ids)]).await?)
+}
+
+fn lock_sql() -> String {
+    format!("SELECT {COLUMNS} FROM entities WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+}
+
+fn sorted(ids: &[Uuid]) -> Vec<Uuid> {
     let mut sorted = ids.to_vec();
     sorted.sort();
     sorted.dedup();
-    let sql = format!("SELECT {COLUMNS} FROM entities WHERE id = ANY($1) ORDER BY id FOR UPDATE");
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &[&sorted]).await?;
+    sorted
+}
+
+fn rows_by_id(rows: Vec<Row>) -> Result<HashMap<Uuid, EntityRow>, StoreError> {
     rows.iter()
         .map(|r| EntityRow::try_from(r).map(|e| (e.id, e)))
         .collect()
+}
+
+/// The newest source timestamp seen from each system, per entity.
+pub type SourcesSeen = HashMap<Uuid, Vec<(SystemId, DateTime<Utc>)>>;
+
+/// What deciding about a locked entity needs besides its row.
+#[derive(Default)]
+pub struct Context {
+    pub sources: SourcesSeen,
+    pub links: HashMap<Uuid, Vec<Link>>,
+    /// Conflicts opened since the window's start.
+    pub recent_conflicts: HashMap<Uuid, u32>,
+}
+
+/// Locks `ids` like `lock` and reads their context, in one round trip. The reads are
+/// sent after the lock and PostgreSQL runs pipelined statements in the order sent, so
+/// they see everything committed before the lock was granted.
+pub async fn lock_with_context(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+    conflicts_since: DateTime<Utc>,
+) -> Result<(HashMap<Uuid, EntityRow>, Context), StoreError> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let ids = sorted(ids);
+    // Prepared first (no round trip once cached), so that each query below sends on
+    // its first poll and try_join polls them in the order written.
+    let lock = client.prepare_cached(&lock_sql()).await?;
+    let (sources, links, conflicts) = futures_util::future::try_join3(
+        client.prepare_cached(SOURCES),
+        client.prepare_cached(LINKS_OF),
+        client.prepare_cached(super::history::RECENT_CONFLICTS),
+    )
+    .await?;
+    let (rows, sources, links, conflicts) = futures_util::future::try_join4(
+        client.query(&lock, &[&ids]),
+        client.query(&sources, &[&ids]),
+        client.query(&links, &[&ids]),
+        client.query(&conflicts, &[&ids, &conflicts_since]),
+    )
+    .await?;
+    Ok((
+        rows_by_id(rows)?,
+        Context {
+            sources: sources_by_entity(sources)?,
+            links: links_by_entity(links)?,
+            recent_conflicts: super::history::conflict_counts(conflicts),
+        },
+    ))
+}
+
+/// The context of entities already locked, in one round trip.
+pub async fn context(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+    conflicts_since: DateTime<Utc>,
+) -> Result<Context, StoreError> {
+    if ids.is_empty() {
+        return Ok(Context::default());
+    }
+    let (sources, links, conflicts) = futures_util::future::try_join3(
+        sources(client, ids),
+        links_of(client, ids),
+        super::history::recent_conflicts(client, ids, conflicts_since),
+    )
+    .await?;
+    Ok(Context {
+        sources,
+        links,
+        recent_conflicts: conflicts,
+    })
 }
 
 pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<EntityRow>, StoreError> {
@@ -353,7 +435,10 @@ pub async fn links_of(
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Vec<Link>>, StoreError> {
     let stmt = client.prepare_cached(LINKS_OF).await?;
-    let rows = client.query(&stmt, &[&ids]).await?;
+    links_by_entity(client.query(&stmt, &[&ids]).await?)
+}
+
+fn links_by_entity(rows: Vec<Row>) -> Result<HashMap<Uuid, Vec<Link>>, StoreError> {
     let mut out: HashMap<Uuid, Vec<Link>> = HashMap::new();
     for r in rows {
         let system: String = r.get(1);
@@ -437,13 +522,13 @@ const SOURCES: &str = "SELECT entity_id, system, last_source_ts FROM entity_sour
     WHERE entity_id = ANY($1)";
 
 /// The newest source timestamp seen from each system, per entity.
-pub async fn sources(
-    client: &impl GenericClient,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, Vec<(SystemId, DateTime<Utc>)>>, StoreError> {
+pub async fn sources(client: &impl GenericClient, ids: &[Uuid]) -> Result<SourcesSeen, StoreError> {
     let stmt = client.prepare_cached(SOURCES).await?;
-    let rows = client.query(&stmt, &[&ids]).await?;
-    let mut out: HashMap<Uuid, Vec<(SystemId, DateTime<Utc>)>> = HashMap::new();
+    sources_by_entity(client.query(&stmt, &[&ids]).await?)
+}
+
+fn sources_by_entity(rows: Vec<Row>) -> Result<SourcesSeen, StoreError> {
+    let mut out = SourcesSeen::new();
     for r in rows {
         let system: String = r.get(1);
         out.entry(r.get(0))

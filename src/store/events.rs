@@ -6,6 +6,7 @@ use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::tx::Tx;
 use super::StoreError;
 
 /// An event about to be logged.
@@ -32,15 +33,56 @@ pub struct Event {
     pub data: serde_json::Value,
 }
 
-const TAKE_SEQ: &str = "UPDATE event_seq SET last_seq = last_seq + $1 RETURNING last_seq";
+// The seq is taken and the events written in one statement (one round trip) while the
+// `event_seq` row lock is held; the lock lasts until commit, so seqs follow commit order.
 // rooms travel as one comma-joined text per event: unnest would flatten a 2-D array.
 // clock_timestamp(), not now(): this is the transaction's last statement, so the
 // event's time is (to within the commit itself) when it became visible, not when the
 // transaction began; commit → delivery latency is measured from it.
-const INSERT: &str = "INSERT INTO events (seq, id, type, entity_id, rooms, data, created_at)
-    SELECT s, i, t, e, string_to_array(r, ','), d, clock_timestamp()
-    FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::jsonb[])
-         AS x(s, i, t, e, r, d)";
+const APPEND: &str = "WITH taken AS (
+        UPDATE event_seq SET last_seq = last_seq + cardinality($1::uuid[]) RETURNING last_seq)
+    INSERT INTO events (seq, id, type, entity_id, rooms, data, created_at)
+    SELECT taken.last_seq - cardinality($1::uuid[]) + x.n, x.i, x.t, x.e,
+           string_to_array(x.r, ','), x.d, clock_timestamp()
+    FROM taken, unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::jsonb[])
+         WITH ORDINALITY AS x(i, t, e, r, d, n)
+    RETURNING seq";
+
+struct Columns<'a> {
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    entities: Vec<Option<Uuid>>,
+    rooms: Vec<String>,
+    data: Vec<&'a serde_json::Value>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(events: &'a [NewEvent]) -> Self {
+        Columns {
+            ids: events.iter().map(|e| e.id).collect(),
+            types: events.iter().map(|e| e.event_type.as_str()).collect(),
+            entities: events.iter().map(|e| e.entity_id).collect(),
+            rooms: events.iter().map(|e| e.rooms.join(",")).collect(),
+            data: events.iter().map(|e| &e.data).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 5] {
+        [
+            &self.ids,
+            &self.types,
+            &self.entities,
+            &self.rooms,
+            &self.data,
+        ]
+    }
+}
+
+fn seqs_of(rows: Vec<tokio_postgres::Row>) -> Vec<i64> {
+    let mut seqs: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    seqs.sort_unstable();
+    seqs
+}
 
 /// Appends `events` in order. Call it last in the transaction: the `event_seq` row lock
 /// it takes is held until commit, and every event-writing transaction waits for it.
@@ -51,20 +93,21 @@ pub async fn append(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let n = events.len() as i64;
-    let stmt = client.prepare_cached(TAKE_SEQ).await?;
-    let last: i64 = client.query_one(&stmt, &[&n]).await?.get(0);
-    let seqs: Vec<i64> = (last - n + 1..=last).collect();
-    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let entities: Vec<Option<Uuid>> = events.iter().map(|e| e.entity_id).collect();
-    let rooms: Vec<String> = events.iter().map(|e| e.rooms.join(",")).collect();
-    let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
-    let insert = client.prepare_cached(INSERT).await?;
-    client
-        .execute(&insert, &[&seqs, &ids, &types, &entities, &rooms, &data])
-        .await?;
-    Ok(seqs)
+    let stmt = client.prepare_cached(APPEND).await?;
+    let columns = Columns::of(events);
+    Ok(seqs_of(client.query(&stmt, &columns.params()).await?))
+}
+
+/// Appends `events` and commits in the same round trip, so the seq lock is held only
+/// while PostgreSQL writes and flushes.
+pub async fn append_and_commit(tx: Tx, events: &[NewEvent]) -> Result<Vec<i64>, StoreError> {
+    if events.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let stmt = tx.prepare_cached(APPEND).await?;
+    let columns = Columns::of(events);
+    Ok(seqs_of(tx.commit_after(&stmt, &columns.params()).await?))
 }
 
 const AFTER: &str = "SELECT seq, id, type, entity_id, rooms, created_at, data FROM events

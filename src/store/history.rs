@@ -231,7 +231,7 @@ pub async fn resolve_open(
     Ok(client.execute(&stmt, &[&entity, &by, &status]).await?)
 }
 
-const RECENT_CONFLICTS: &str = "SELECT entity_id, count(*) FROM conflicts
+pub(super) const RECENT_CONFLICTS: &str = "SELECT entity_id, count(*) FROM conflicts
     WHERE entity_id = ANY($1) AND created_at > $2 GROUP BY entity_id";
 
 pub async fn recent_conflicts(
@@ -240,9 +240,13 @@ pub async fn recent_conflicts(
     since: DateTime<Utc>,
 ) -> Result<std::collections::HashMap<Uuid, u32>, StoreError> {
     let stmt = client.prepare_cached(RECENT_CONFLICTS).await?;
-    let rows = client.query(&stmt, &[&ids, &since]).await?;
-    Ok(rows
-        .iter()
+    Ok(conflict_counts(client.query(&stmt, &[&ids, &since]).await?))
+}
+
+pub(super) fn conflict_counts(
+    rows: Vec<tokio_postgres::Row>,
+) -> std::collections::HashMap<Uuid, u32> {
+    rows.iter()
         .map(|r| (r.get::<_, Uuid>(0), r.get::<_, i64>(1) as u32))
-        .collect())
+        .collect()
 }

@@ -15,6 +15,7 @@ pub mod migrations;
 pub mod outbox;
 pub mod pg_source;
 pub mod sync_runs;
+pub mod tx;
 
 use std::time::Duration;
 

@@ -45,6 +45,9 @@ pub async fn claim(
 const DONE: &str = "UPDATE pg_status_changes SET processed = true WHERE id = ANY($1)";
 
 pub async fn done(client: &impl GenericClient, ids: &[i64]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     let stmt = client.prepare_cached(DONE).await?;
     client.execute(&stmt, &[&ids]).await?;
     Ok(())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::Client;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -23,7 +23,7 @@ use crate::domain::{
     StatusUpdate, UpdateAction,
 };
 use crate::metrics::Metrics;
-use crate::store::{echoes, entities, history, Store, StoreError};
+use crate::store::{echoes, entities, Store, StoreError};
 use crate::systems::identity::{self, Actor};
 
 /// What the engine's workers share.
@@ -131,14 +131,11 @@ pub struct ItemOutcome {
 
 /// Applies `items` in order inside `tx`; the caller commits.
 pub async fn apply_items(
-    tx: &Transaction<'_>,
+    tx: &Client,
     engine: &Engine,
     items: &[WorkItem],
     now: DateTime<Utc>,
 ) -> Result<(Vec<ItemOutcome>, Effects), ApplyError> {
-    tx.batch_execute(entities::MARK_WRITER)
-        .await
-        .map_err(StoreError::from)?;
     let items = &*super::mentions::resolve(tx, engine, items).await?;
     let mappings = map_all(engine, items).await?;
 
@@ -153,7 +150,10 @@ pub async fn apply_items(
             refs.extend(item.update.links.iter().cloned());
         }
     }
-    let mut found = entities::find(tx, &refs).await?;
+    // Independent reads: one round trip.
+    let (mut found, echoes) =
+        futures_util::future::try_join(entities::find(tx, &refs), echoes::present(tx, &targets))
+            .await?;
     // Objects no entity holds yet may be created by this batch and by another applier's
     // at the same time, each then waiting for the other's uncommitted link (a deadlock
     // that repeats on every retry of the same two batches). Creators of a ref take turns,
@@ -167,7 +167,6 @@ pub async fn apply_items(
         entities::lock_refs(tx, &unknown).await?;
         found.extend(entities::find(tx, &unknown).await?);
     }
-    let echoes = echoes::present(tx, &targets).await?;
     let mut entity_of: Vec<Option<Uuid>> = items.iter().map(|i| known_entity(i, &found)).collect();
     // An entity absorbed by an earlier merge answers for its survivor.
     let by_id: Vec<Uuid> = items
@@ -188,7 +187,15 @@ pub async fn apply_items(
         .map(|id| redirects.get(id).copied().unwrap_or(*id))
         .collect();
     ids.extend(merges.iter().flat_map(|m| [m.absorbed, m.survivor]));
-    let rows = entities::lock(tx, &ids).await?;
+    let window = chrono::TimeDelta::milliseconds(engine.settings.sync.conflict_window_ms as i64);
+    let since = now - window;
+    // A merge moves links, so the context is read after it; otherwise with the lock.
+    let (rows, mut context) = if merges.is_empty() {
+        let (rows, context) = entities::lock_with_context(tx, &ids, since).await?;
+        (rows, Some(context))
+    } else {
+        (entities::lock(tx, &ids).await?, None)
+    };
     let mut states: HashMap<Uuid, EntityState> = rows
         .into_iter()
         .map(|(id, row)| (id, EntityState::loaded(row)))
@@ -211,7 +218,14 @@ pub async fn apply_items(
         }
         .map(|id| merged.get(&id).copied().unwrap_or(id));
     }
-    load_context(tx, engine, &mut states, now).await?;
+    let context = match context.take() {
+        Some(context) => context,
+        None => {
+            let ids: Vec<Uuid> = states.keys().copied().collect();
+            entities::context(tx, &ids, since).await?
+        }
+    };
+    set_context(&mut states, context);
 
     let mut outcomes = Vec::with_capacity(items.len());
     for (idx, item) in items.iter().enumerate() {
@@ -234,7 +248,7 @@ pub async fn apply_items(
         .await?;
         outcomes.push(outcome);
     }
-    effects.write(tx, &states).await?;
+    effects.stage(&states);
     Ok((outcomes, effects))
 }
 
@@ -269,33 +283,19 @@ async fn map_all(
         .collect())
 }
 
-async fn load_context(
-    tx: &Transaction<'_>,
-    engine: &Engine,
-    states: &mut HashMap<Uuid, EntityState>,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let ids: Vec<Uuid> = states.keys().copied().collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let window = chrono::TimeDelta::milliseconds(engine.settings.sync.conflict_window_ms as i64);
-    let mut sources = entities::sources(tx, &ids).await?;
-    let mut links = entities::links_of(tx, &ids).await?;
-    let conflicts = history::recent_conflicts(tx, &ids, now - window).await?;
+fn set_context(states: &mut HashMap<Uuid, EntityState>, mut context: entities::Context) {
     for (id, state) in states.iter_mut() {
         state.set_context(
-            sources.remove(id).unwrap_or_default(),
-            links.remove(id).unwrap_or_default(),
-            conflicts.get(id).copied().unwrap_or(0),
+            context.sources.remove(id).unwrap_or_default(),
+            context.links.remove(id).unwrap_or_default(),
+            context.recent_conflicts.get(id).copied().unwrap_or(0),
         );
     }
-    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn apply_one(
-    tx: &Transaction<'_>,
+    tx: &Client,
     engine: &Engine,
     item: &WorkItem,
     mapping: &Option<Result<InboundMapping, MappingError>>,

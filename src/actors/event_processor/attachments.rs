@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::Client;
 
 use super::apply::{ApplyError, Target, WorkItem};
 use crate::domain::linking::{self, LinkedPullRequest};
@@ -29,10 +29,7 @@ pub(super) struct Attached {
 /// Linear updates that attach GitHub pull requests, with their issue's identifier (from
 /// the update, else the alias kept on its link). An issue whose identifier statsync has
 /// never seen is linked only: the rule is keyed by identifiers, as texts name them.
-pub(super) async fn wanted(
-    tx: &Transaction<'_>,
-    items: &[WorkItem],
-) -> Result<Vec<Attached>, StoreError> {
+pub(super) async fn wanted(tx: &Client, items: &[WorkItem]) -> Result<Vec<Attached>, StoreError> {
     let mut out = Vec::new();
     for (idx, item) in items.iter().enumerate() {
         let (SystemId::Linear, Target::Ref(target)) = (item.update.source, &item.target) else {
@@ -70,7 +67,7 @@ pub(super) async fn wanted(
 /// that had an entity of their own. `by_issue` holds every issue's linked pull requests
 /// and is kept current.
 pub(super) async fn record(
-    tx: &Transaction<'_>,
+    tx: &Client,
     item: &WorkItem,
     attached: &Attached,
     by_issue: &mut HashMap<String, Vec<store::LinkedPullRequest>>,

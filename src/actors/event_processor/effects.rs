@@ -1,11 +1,12 @@
 //! What a transaction's decisions do, gathered in memory and written at the end in a
 //! few set-based statements: entity rows, source timestamps, history, conflicts, outbox
-//! rows, and last the events (whose seq lock is held until commit).
+//! rows, the deliveries' outcomes, and last the events (whose seq lock is held until
+//! commit).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::Client;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -17,9 +18,11 @@ use crate::domain::{
 use crate::store::entities::{self, EntityRow, Link, StatusWrite};
 use crate::store::events::{self, NewEvent};
 use crate::store::history::{self, Conflict, Transition};
+use crate::store::inbound::{self, Outcome};
 use crate::store::lookups::{self, NewLookup};
 use crate::store::outbox::{self, NewOutboxRow};
-use crate::store::StoreError;
+use crate::store::tx::Tx;
+use crate::store::{pg_source, StoreError};
 
 /// An entity as the transaction sees it, evolving with each decision.
 pub struct EntityState {
@@ -168,7 +171,13 @@ pub struct Effects {
     outbox: Vec<NewOutboxRow>,
     lookups: Vec<NewLookup>,
     events: Vec<NewEvent>,
-    /// Filled by `log_and_commit`: the seqs logged, for the post-commit wake-ups.
+    writes: Vec<StatusWrite>,
+    sources: Vec<(Uuid, SystemId, DateTime<Utc>, CanonicalStatus)>,
+    /// What became of each stored delivery applied.
+    pub marks: Vec<Outcome>,
+    /// Direct writes (PostgreSQL as a source) applied.
+    pub postgresql_writes: Vec<i64>,
+    /// Filled by `commit`: the seqs logged, for the post-commit wake-ups.
     pub seqs: Vec<i64>,
 }
 
@@ -496,17 +505,11 @@ impl Effects {
         });
     }
 
-    /// Writes everything, events last.
-    pub async fn write(
-        &mut self,
-        tx: &Transaction<'_>,
-        states: &HashMap<Uuid, EntityState>,
-    ) -> Result<(), StoreError> {
-        let mut writes = Vec::new();
-        let mut sources = Vec::new();
+    /// Takes the entity rows and source timestamps the decisions changed.
+    pub fn stage(&mut self, states: &HashMap<Uuid, EntityState>) {
         for state in states.values() {
             if state.dirty {
-                writes.push(StatusWrite {
+                self.writes.push(StatusWrite {
                     id: state.id(),
                     status: state.status(),
                     version: state.version(),
@@ -521,31 +524,47 @@ impl Effects {
             }
             for system in &state.touched_sources {
                 if let Some(ts) = state.per_system.get(system) {
-                    sources.push((state.id(), *system, *ts, state.status()));
+                    self.sources
+                        .push((state.id(), *system, *ts, state.status()));
                 }
             }
         }
-        entities::write(tx, &writes).await?;
-        entities::upsert_sources(tx, &sources).await?;
-        history::insert_transitions(tx, &self.transitions).await?;
-        for c in &self.conflicts {
-            history::insert_conflict(tx, c).await?;
-        }
-        for (entity, by, status) in &self.resolutions {
-            history::resolve_open(tx, *entity, by, status.as_str()).await?;
-        }
-        outbox::insert(tx, &self.outbox).await?;
-        lookups::insert(tx, &self.lookups).await?;
-        Ok(())
     }
 
-    /// Logs the events and commits. The event log's seq lock is held from the append
-    /// until the commit is flushed, and every event-writing transaction of every
-    /// replica waits for it; so the caller's own writes (marking deliveries done…) all
-    /// come before this, and only the append and the commit are serialized.
-    pub async fn log_and_commit(&mut self, tx: Transaction<'_>) -> Result<(), StoreError> {
-        self.seqs = events::append(&tx, &self.events).await?;
-        tx.commit().await?;
+    /// Writes everything and commits, in two round trips. The writes, which depend on
+    /// none of each other, go out together; then the events and `COMMIT`. The event
+    /// log's seq lock is held from the append until the commit is flushed, and every
+    /// event-writing transaction of every replica waits for it, so nothing else is
+    /// written inside it.
+    pub async fn commit(&mut self, tx: Tx) -> Result<(), StoreError> {
+        let client: &Client = &tx;
+        // Conflicts before resolutions: a resolution closes every open conflict of
+        // its entity, including one opened by this batch.
+        let conflicts = async {
+            for c in &self.conflicts {
+                history::insert_conflict(client, c).await?;
+            }
+            for (entity, by, status) in &self.resolutions {
+                history::resolve_open(client, *entity, by, status.as_str()).await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        futures_util::future::try_join4(
+            futures_util::future::try_join3(
+                entities::write(client, &self.writes),
+                entities::upsert_sources(client, &self.sources),
+                history::insert_transitions(client, &self.transitions),
+            ),
+            futures_util::future::try_join3(
+                conflicts,
+                outbox::insert(client, &self.outbox),
+                lookups::insert(client, &self.lookups),
+            ),
+            inbound::mark(client, &self.marks),
+            pg_source::done(client, &self.postgresql_writes),
+        )
+        .await?;
+        self.seqs = events::append_and_commit(tx, &self.events).await?;
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use super::effects::Effects;
 use crate::actors::synchronizer::EventsCommitted;
 use crate::domain::{EntityKind, ExternalRef, NativeStatus, StatusUpdate, SystemId, UpdateAction};
 use crate::store::inbound::{self, Claimed, Outcome};
+use crate::store::tx::Tx;
 use crate::store::{pg_source, StoreError};
 use crate::systems::{agentapi, github, linear, Parsed, PayloadError};
 
@@ -77,12 +78,11 @@ fn backoff(attempt: u32) -> Duration {
 
 async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Option<i64>)> {
     let fail = |first: Option<i64>| move |e: StoreError| (ApplyError::from(e), first);
-    let mut client = engine.store.client().await.map_err(fail(None))?;
-    let tx = client
-        .transaction()
+    let mut tx = Tx::on(engine.store.client().await.map_err(fail(None))?);
+    let claimed = tx
+        .begin_with(|client| inbound::claim(client, limit))
         .await
-        .map_err(|e| (ApplyError::from(StoreError::from(e)), None))?;
-    let claimed = inbound::claim(&tx, limit).await.map_err(fail(None))?;
+        .map_err(fail(None))?;
     // An eighth-full batch (32 of 256) already means deliveries arrive about as fast as
     // one applier turns them round; a second one then halves the wait, since only the
     // event append and the commit are serialized between appliers. (Starting one only
@@ -93,6 +93,7 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
         std::sync::atomic::Ordering::Relaxed,
     );
     let Some(first) = claimed.first().map(|c| c.id) else {
+        tx.rollback().await.map_err(fail(None))?;
         return Ok(0);
     };
     let mut items = Vec::new();
@@ -130,13 +131,8 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
         .await
         .map_err(|e| (e, Some(first)))?;
     marks.extend(summarize(&claimed, &outcomes));
-    inbound::mark(&tx, &marks)
-        .await
-        .map_err(fail(Some(first)))?;
-    effects
-        .log_and_commit(tx)
-        .await
-        .map_err(fail(Some(first)))?;
+    effects.marks = marks;
+    effects.commit(tx).await.map_err(fail(Some(first)))?;
 
     let done = Utc::now();
     for item in &items {
@@ -227,11 +223,10 @@ async fn apply_once(
     item: &WorkItem,
     now: chrono::DateTime<Utc>,
 ) -> Result<ItemOutcome, ApplyError> {
-    let mut client = engine.store.client().await?;
-    let tx = client.transaction().await.map_err(StoreError::from)?;
+    let tx = Tx::begin(engine.store.client().await?).await?;
     let (mut outcomes, mut effects) =
         apply_items(&tx, engine, std::slice::from_ref(item), now).await?;
-    effects.log_and_commit(tx).await?;
+    effects.commit(tx).await?;
     announce(engine, &effects);
     match outcomes.pop() {
         Some(o) if o.decision == NOT_FOUND => Err(ApplyError::NotFound(o.reason)),
@@ -285,10 +280,13 @@ pub async fn drain_postgresql_changes(engine: &Engine) {
 }
 
 async fn postgresql_batch(engine: &Engine) -> Result<usize, ApplyError> {
-    let mut client = engine.store.client().await?;
-    let tx = client.transaction().await.map_err(StoreError::from)?;
-    let writes = pg_source::claim(&tx, engine.settings.engine.batch_size as i64).await?;
+    let mut tx = Tx::on(engine.store.client().await?);
+    let limit = engine.settings.engine.batch_size as i64;
+    let writes = tx
+        .begin_with(|client| pg_source::claim(client, limit))
+        .await?;
     if writes.is_empty() {
+        tx.rollback().await?;
         return Ok(0);
     }
     let items: Vec<WorkItem> = writes
@@ -323,9 +321,8 @@ async fn postgresql_batch(engine: &Engine) -> Result<usize, ApplyError> {
         })
         .collect();
     let (_, mut effects) = apply_items(&tx, engine, &items, Utc::now()).await?;
-    let ids: Vec<i64> = writes.iter().map(|w| w.id).collect();
-    pg_source::done(&tx, &ids).await?;
-    effects.log_and_commit(tx).await?;
+    effects.postgresql_writes = writes.iter().map(|w| w.id).collect();
+    effects.commit(tx).await?;
     announce(engine, &effects);
     Ok(writes.len())
 }

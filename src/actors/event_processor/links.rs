@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::Client;
 use uuid::Uuid;
 
 use super::apply::{describe_target, missing, ApplyError, Target, WorkItem};
@@ -15,7 +15,7 @@ use crate::store::entities;
 /// Creates the entity for an unlinked object and links it; when a concurrent
 /// transaction linked the object first, uses (and locks) that entity instead.
 pub(super) async fn create_entity(
-    tx: &Transaction<'_>,
+    tx: &Client,
     item: &WorkItem,
     initial: CanonicalStatus,
     states: &mut HashMap<Uuid, EntityState>,
@@ -67,7 +67,7 @@ pub(super) async fn create_entity(
 /// Links the update's object, its aliases and the objects it names (`issue` of an agent
 /// task) to the entity, unless they belong to another one.
 pub(super) async fn ensure_links(
-    tx: &Transaction<'_>,
+    tx: &Client,
     item: &WorkItem,
     id: Uuid,
     states: &mut HashMap<Uuid, EntityState>,

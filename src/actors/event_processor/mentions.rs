@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::Client;
 use uuid::Uuid;
 
 use super::apply::{ApplyError, Engine, Target, WorkItem};
@@ -26,7 +26,7 @@ use crate::store::linking as store;
 
 /// `items` with the links their texts name and their pull request states resolved.
 pub(super) async fn resolve<'a>(
-    tx: &Transaction<'_>,
+    tx: &Client,
     engine: &Engine,
     items: &'a [WorkItem],
 ) -> Result<Cow<'a, [WorkItem]>, ApplyError> {
@@ -207,7 +207,7 @@ pub(super) async fn resolve<'a>(
 /// Records the pull request's state for `issue` (unless an older report) and answers
 /// what it means for that issue given its other pull requests.
 async fn decide(
-    tx: &Transaction<'_>,
+    tx: &Client,
     siblings: &mut Vec<store::LinkedPullRequest>,
     pull_request: &str,
     issue: &Reference,

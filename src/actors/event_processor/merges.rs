@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::Client;
 use uuid::Uuid;
 
 use super::apply::{ApplyError, Target, WorkItem};
@@ -68,7 +68,7 @@ pub(super) fn plan(items: &[WorkItem], found: &HashMap<ExternalRef, Uuid>) -> Ve
 /// absorbed rows, records both sides' history and an `entities_merged` event, and
 /// points `found` at the survivors. Answers absorbed → survivor for the merges made.
 pub(super) async fn execute(
-    tx: &Transaction<'_>,
+    tx: &Client,
     plan: &[Merge],
     items: &[WorkItem],
     states: &mut HashMap<Uuid, EntityState>,
