@@ -44,6 +44,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0013_write_costs",
         include_str!("../../sql/0013_write_costs.sql"),
     ),
+    (
+        "0014_time_ranges",
+        include_str!("../../sql/0014_time_ranges.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrators.
