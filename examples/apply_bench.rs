@@ -81,6 +81,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         run_load(&args, &base, warm).await?;
         drain(&db, Duration::from_secs(300)).await?;
     }
+    let upkeep_before = upkeep(&db).await?;
     let cpu_before = common::cpu_seconds(postmaster);
     let started = Instant::now();
     let offered = args.rate * args.seconds;
@@ -121,6 +122,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await?
         .get(0);
     let cpu_after = common::cpu_seconds(postmaster);
+    let upkeep_after = upkeep(&db).await?;
+    // The worst second shows whether the tail is spread or one stall (autovacuum…).
+    let worst_second: Option<f64> = db
+        .query_one(
+            "SELECT max(p99) * 1000 FROM (
+                SELECT percentile_cont(0.99) WITHIN GROUP
+                       (ORDER BY extract(epoch FROM processed_at - received_at)) AS p99
+                FROM inbound_events WHERE state = 'processed' AND delivery_id LIKE 'bench-%'
+                GROUP BY date_trunc('second', received_at)) AS s",
+            &[],
+        )
+        .await?
+        .get(0);
     let processed: i64 = row.get(0);
     let span: f64 = row.get::<_, Option<f64>>(1).unwrap_or(0.0);
     let ms = |i: usize| row.get::<_, Option<f64>>(i).unwrap_or(0.0) * 1000.0;
@@ -134,6 +148,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "entities": entities,
         "processedPerSecond": if span > 0.0 { processed as f64 / span } else { 0.0 },
         "commitToCommitMs": {"p50": ms(2), "p95": ms(3), "p99": ms(4), "max": ms(5)},
+        "worstSecondP99Ms": worst_second,
+        // Database upkeep that ran while measuring: what a spike in the tail lines up with.
+        "during": {
+            "autovacuums": upkeep_after[0] - upkeep_before[0],
+            "autoanalyzes": upkeep_after[1] - upkeep_before[1],
+            "checkpoints": upkeep_after[2] - upkeep_before[2],
+        },
         "cpuMsPerDelivery": {
             "service": (cpu_after.0 - cpu_before.0) * 1000.0 / processed.max(1) as f64,
             "postgres": (cpu_after.1 - cpu_before.1) * 1000.0 / processed.max(1) as f64,
@@ -148,6 +169,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         c.stop().await?;
     }
     Ok(())
+}
+
+/// Autovacuum and autoanalyze runs over the tables, and checkpoints, so far.
+async fn upkeep(db: &tokio_postgres::Client) -> anyhow::Result<[i64; 3]> {
+    let row = db
+        .query_one(
+            "SELECT (SELECT coalesce(sum(autovacuum_count), 0)::int8 FROM pg_stat_user_tables),
+                    (SELECT coalesce(sum(autoanalyze_count), 0)::int8 FROM pg_stat_user_tables),
+                    (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter)",
+            &[],
+        )
+        .await?;
+    Ok([row.get(0), row.get(1), row.get(2)])
 }
 
 /// One phase of load: deliveries `first..first + count`, named `<prefix>-<n>`.

@@ -562,7 +562,7 @@ async fn a_pipelined_transaction_keeps_its_statements_inside_and_rolls_back_what
         .prepare_cached("INSERT INTO tx_probe VALUES ($1) RETURNING n")
         .await
         .expect("prepare");
-    let rows = tx.commit_after(&last, &[&2i32]).await.expect("commit");
+    let rows = tx.commit_after(&[(&last, &[&2i32])]).await.expect("commit");
     assert_eq!(rows[0].get::<_, i32>(0), 2);
     assert_eq!((count(1).await, count(2).await), (1, 1));
 
@@ -578,7 +578,7 @@ async fn a_pipelined_transaction_keeps_its_statements_inside_and_rolls_back_what
         .await
         .expect("prepare");
     let err = tx
-        .commit_after(&failing, &[&1i32])
+        .commit_after(&[(&failing, &[&5i32]), (&failing, &[&1i32])])
         .await
         .expect_err("a duplicate key fails");
     assert!(err.to_string().contains("tx_probe_pkey"), "{err}");

@@ -6,7 +6,7 @@ use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::tx::Tx;
+use super::tx::{Pipelined, Tx};
 use super::StoreError;
 
 /// An event about to be logged.
@@ -98,16 +98,24 @@ pub async fn append(
     Ok(seqs_of(client.query(&stmt, &columns.params()).await?))
 }
 
-/// Appends `events` and commits in the same round trip, so the seq lock is held only
-/// while PostgreSQL writes and flushes.
-pub async fn append_and_commit(tx: Tx, events: &[NewEvent]) -> Result<Vec<i64>, StoreError> {
+/// Runs `before` (prepared statements), appends `events` and commits, all in one round
+/// trip, so the seq lock is held only while PostgreSQL writes and flushes; answers the
+/// seqs logged.
+pub async fn append_and_commit(
+    tx: Tx,
+    before: &[Pipelined<'_>],
+    events: &[NewEvent],
+) -> Result<Vec<i64>, StoreError> {
     if events.is_empty() {
-        tx.commit().await?;
+        tx.commit_after(before).await?;
         return Ok(Vec::new());
     }
     let stmt = tx.prepare_cached(APPEND).await?;
     let columns = Columns::of(events);
-    Ok(seqs_of(tx.commit_after(&stmt, &columns.params()).await?))
+    let params = columns.params();
+    let mut statements = before.to_vec();
+    statements.push((&stmt, &params));
+    Ok(seqs_of(tx.commit_after(&statements).await?))
 }
 
 const AFTER: &str = "SELECT seq, id, type, entity_id, rooms, created_at, data FROM events

@@ -135,12 +135,38 @@ pub async fn mark(client: &impl GenericClient, outcomes: &[Outcome]) -> Result<(
     if outcomes.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = outcomes.iter().map(|o| o.id).collect();
-    let states: Vec<&str> = outcomes.iter().map(|o| o.state).collect();
-    let texts: Vec<&str> = outcomes.iter().map(|o| o.outcome.as_str()).collect();
-    let stmt = client.prepare_cached(MARK).await?;
-    client.execute(&stmt, &[&ids, &states, &texts]).await?;
+    let marks = Marks::of(outcomes);
+    let stmt = prepare_mark(client).await?;
+    client.execute(&stmt, &marks.params()).await?;
     Ok(())
+}
+
+/// The mark's statement, for a caller that sends it itself (in its commit's round trip).
+pub async fn prepare_mark(
+    client: &impl GenericClient,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    Ok(client.prepare_cached(MARK).await?)
+}
+
+/// The mark's parameters.
+pub struct Marks<'a> {
+    ids: Vec<i64>,
+    states: Vec<&'a str>,
+    texts: Vec<&'a str>,
+}
+
+impl<'a> Marks<'a> {
+    pub fn of(outcomes: &'a [Outcome]) -> Self {
+        Marks {
+            ids: outcomes.iter().map(|o| o.id).collect(),
+            states: outcomes.iter().map(|o| o.state).collect(),
+            texts: outcomes.iter().map(|o| o.outcome.as_str()).collect(),
+        }
+    }
+
+    pub fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 3] {
+        [&self.ids, &self.states, &self.texts]
+    }
 }
 
 const DEFER: &str = "UPDATE inbound_events SET attempts = attempts + 1, last_error = $2,

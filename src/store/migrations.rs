@@ -45,8 +45,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/0013_write_costs.sql"),
     ),
     (
-        "0014_time_ranges",
-        include_str!("../../sql/0014_time_ranges.sql"),
+        "0014_log_upkeep",
+        include_str!("../../sql/0014_log_upkeep.sql"),
     ),
 ];
 

@@ -62,25 +62,32 @@ impl Tx {
         Ok(tx)
     }
 
-    /// Runs `last` (already prepared) and commits in one round trip, answering its rows.
-    /// If `last` fails, PostgreSQL ends the failed transaction at the `COMMIT` with a
-    /// rollback, and its error is the answer.
+    /// Runs `statements` (already prepared), in order, and commits, all in one round
+    /// trip; answers the rows of the last. If one fails, PostgreSQL ends the failed
+    /// transaction at the `COMMIT` with a rollback, and the first error is the answer.
     pub async fn commit_after(
         mut self,
-        last: &Statement,
-        params: &[&(dyn ToSql + Sync)],
+        statements: &[Pipelined<'_>],
     ) -> Result<Vec<Row>, StoreError> {
         let client: &Client = self.client.as_ref().expect("connection held until drop");
-        // The query is polled first and, with its statement already prepared, sends on
-        // that first poll: `COMMIT` cannot overtake it.
-        let (rows, committed) =
-            futures_util::future::join(client.query(last, params), client.batch_execute("COMMIT"))
-                .await;
+        // With their statements prepared, queries send on their first poll, and join_all
+        // and join poll in the order written: `COMMIT` cannot overtake any of them.
+        let queries =
+            futures_util::future::join_all(statements.iter().map(|(s, p)| client.query(*s, p)));
+        let (answers, committed) =
+            futures_util::future::join(queries, client.batch_execute("COMMIT")).await;
         // Either way the transaction block is over now.
         self.open = false;
-        let rows = rows?;
+        let mut last = Vec::new();
+        for answer in answers {
+            last = answer?;
+        }
         committed?;
-        Ok(rows)
+        Ok(last)
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.commit_after(&[]).await.map(|_| ())
     }
 
     /// Ends a transaction that found nothing to do.
@@ -90,14 +97,10 @@ impl Tx {
         self.open = false;
         Ok(ended?)
     }
-
-    pub async fn commit(mut self) -> Result<(), StoreError> {
-        let client: &Client = self.client.as_ref().expect("connection held until drop");
-        let committed = client.batch_execute("COMMIT").await;
-        self.open = false;
-        Ok(committed?)
-    }
 }
+
+/// A prepared statement and its parameters, sent in a pipeline.
+pub type Pipelined<'a> = (&'a Statement, &'a [&'a (dyn ToSql + Sync)]);
 
 impl std::ops::Deref for Tx {
     type Target = Client;

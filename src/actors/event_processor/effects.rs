@@ -21,7 +21,7 @@ use crate::store::history::{self, Conflict, Transition};
 use crate::store::inbound::{self, Outcome};
 use crate::store::lookups::{self, NewLookup};
 use crate::store::outbox::{self, NewOutboxRow};
-use crate::store::tx::Tx;
+use crate::store::tx::{Pipelined, Tx};
 use crate::store::{pg_source, StoreError};
 
 /// An entity as the transaction sees it, evolving with each decision.
@@ -532,10 +532,11 @@ impl Effects {
     }
 
     /// Writes everything and commits, in two round trips. The writes, which depend on
-    /// none of each other, go out together; then the events and `COMMIT`. The event
-    /// log's seq lock is held from the append until the commit is flushed, and every
-    /// event-writing transaction of every replica waits for it, so nothing else is
-    /// written inside it.
+    /// none of each other, go out together; then the deliveries' outcomes, the events
+    /// and `COMMIT`, so a delivery's `processed_at` is stamped in its commit's round
+    /// trip. The event log's seq lock is held from the append until the commit is
+    /// flushed, and every event-writing transaction of every replica waits for it, so
+    /// nothing is written after the append.
     pub async fn commit(&mut self, tx: Tx) -> Result<(), StoreError> {
         let client: &Client = &tx;
         // Conflicts before resolutions: a resolution closes every open conflict of
@@ -549,7 +550,7 @@ impl Effects {
             }
             Ok::<_, StoreError>(())
         };
-        futures_util::future::try_join4(
+        let (_, _, _, mark) = futures_util::future::try_join4(
             futures_util::future::try_join3(
                 entities::write(client, &self.writes),
                 entities::upsert_sources(client, &self.sources),
@@ -560,11 +561,17 @@ impl Effects {
                 outbox::insert(client, &self.outbox),
                 lookups::insert(client, &self.lookups),
             ),
-            inbound::mark(client, &self.marks),
             pg_source::done(client, &self.postgresql_writes),
+            inbound::prepare_mark(client),
         )
         .await?;
-        self.seqs = events::append_and_commit(tx, &self.events).await?;
+        let marks = inbound::Marks::of(&self.marks);
+        let params = marks.params();
+        let before: &[Pipelined<'_>] = match self.marks.is_empty() {
+            true => &[],
+            false => &[(&mark, &params)],
+        };
+        self.seqs = events::append_and_commit(tx, before, &self.events).await?;
         Ok(())
     }
 
