@@ -85,9 +85,11 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
         .map_err(fail(None))?;
     // An eighth-full batch (32 of 256) already means deliveries arrive about as fast as
     // one applier turns them round; a second one then halves the wait, since only the
-    // event append and the commit are serialized between appliers. (Starting one only
-    // for full batches: p99 82–132 ms at 5,000/s; from an eighth: 46–105 ms in runs
-    // taken alongside. BENCHMARKS, issue 3.)
+    // event append and the commit are serialized between appliers. Measured at 5,000/s
+    // in runs taken alternately: p99 25–29 ms from an eighth, 33–50 ms from half a
+    // batch; from a full batch (session 3's rule) 82–132 ms. Below that rate the extra
+    // appliers contend: at 2,000/s p99 is 13–16 ms with `engine.workers = 1` and
+    // 51–57 ms with four. (BENCHMARKS, issue 3.)
     engine.saturated.store(
         claimed.len() as i64 * 8 >= limit,
         std::sync::atomic::Ordering::Relaxed,
