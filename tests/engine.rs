@@ -519,6 +519,27 @@ fn urlencode(s: &str) -> String {
     s.replace('/', "%2F").replace('#', "%23")
 }
 
+async fn insert(tx: &statsync::store::tx::Tx, n: i32) {
+    tx.execute("INSERT INTO tx_probe VALUES ($1)", &[&n])
+        .await
+        .expect("insert");
+}
+
+/// The prepared insert a pipeline sends.
+async fn inserting(tx: &statsync::store::tx::Tx) -> tokio_postgres::Statement {
+    tx.prepare_cached("INSERT INTO tx_probe VALUES ($1) RETURNING n")
+        .await
+        .expect("prepare")
+}
+
+/// A writer transaction that has inserted `n`.
+async fn begin_inserting(store: &statsync::store::Store, n: i32) -> statsync::store::tx::Tx {
+    let client = store.client().await.expect("client");
+    let tx = statsync::store::tx::Tx::begin(client).await.expect("begin");
+    insert(&tx, n).await;
+    tx
+}
+
 /// The engine's transactions send `BEGIN` with their first statement and `COMMIT` with
 /// their last; what pipelining must never do is let a statement escape its transaction.
 #[actix_web::test]
@@ -555,28 +576,15 @@ async fn a_pipelined_transaction_keeps_its_statements_inside_and_rolls_back_what
         .await
         .expect("begin");
     assert_eq!(writer.as_deref(), Some("on"));
-    tx.execute("INSERT INTO tx_probe VALUES (1)", &[])
-        .await
-        .expect("insert 1");
-    let last = tx
-        .prepare_cached("INSERT INTO tx_probe VALUES ($1) RETURNING n")
-        .await
-        .expect("prepare");
+    insert(&tx, 1).await;
+    let last = inserting(&tx).await;
     let rows = tx.commit_after(&[(&last, &[&2i32])]).await.expect("commit");
     assert_eq!(rows[0].get::<_, i32>(0), 2);
     assert_eq!((count(1).await, count(2).await), (1, 1));
 
     // A last statement that fails takes the whole transaction with it.
-    let tx = Tx::begin(store.client().await.expect("client"))
-        .await
-        .expect("begin");
-    tx.execute("INSERT INTO tx_probe VALUES (3)", &[])
-        .await
-        .expect("insert 3");
-    let failing = tx
-        .prepare_cached("INSERT INTO tx_probe VALUES ($1) RETURNING n")
-        .await
-        .expect("prepare");
+    let tx = begin_inserting(&store, 3).await;
+    let failing = inserting(&tx).await;
     let err = tx
         .commit_after(&[(&failing, &[&5i32]), (&failing, &[&1i32])])
         .await
@@ -589,12 +597,7 @@ async fn a_pipelined_transaction_keeps_its_statements_inside_and_rolls_back_what
     );
 
     // Dropped without a commit: rolled back, and the connection comes back clean.
-    let tx = Tx::begin(store.client().await.expect("client"))
-        .await
-        .expect("begin");
-    tx.execute("INSERT INTO tx_probe VALUES (4)", &[])
-        .await
-        .expect("insert 4");
+    let tx = begin_inserting(&store, 4).await;
     drop(tx);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let open = "SELECT count(*) FROM pg_stat_activity

@@ -22,6 +22,7 @@ use crate::store::entities::{self, EntityRow, Link};
 use crate::store::events::{self, Event};
 use crate::store::history::{self, Conflict, Transition};
 use crate::store::inbound::{NewDelivery, Stored};
+use crate::store::tx::Tx;
 use crate::store::{Store, StoreError};
 
 /// New work is stored: look for it now rather than at the next poll.
@@ -336,16 +337,14 @@ impl StatusSynchronizer {
 
     /// Links external refs to an entity, creating it when none is named or linked.
     pub async fn link(&self, req: LinkRequest) -> Result<(EntityView, bool), SyncError> {
-        let mut client = self.store.client().await?;
-        let tx = client.transaction().await?;
-        tx.batch_execute(entities::MARK_WRITER).await?;
-        let found = entities::find(&tx, &req.refs).await?;
+        let tx = Tx::begin(self.store.client().await?).await?;
+        let found = entities::find(&*tx, &req.refs).await?;
         let mut owners: Vec<Uuid> = found.values().copied().collect();
         owners.sort();
         owners.dedup();
         let (id, created) = match (req.entity_id, owners.as_slice()) {
             (Some(id), _) => {
-                let Some(row) = entities::lock(&tx, &[id]).await?.remove(&id) else {
+                let Some(row) = entities::lock(&*tx, &[id]).await?.remove(&id) else {
                     return Err(SyncError::NotFound(format!("no entity {id}")));
                 };
                 if let Some(survivor) = row.merged_into {
@@ -363,7 +362,7 @@ impl StatusSynchronizer {
                     _ => EntityKind::Issue,
                 });
                 entities::insert(
-                    &tx,
+                    &*tx,
                     &entities::NewEntity {
                         id,
                         kind,
@@ -401,7 +400,7 @@ impl StatusSynchronizer {
             } else {
                 "primary"
             };
-            let owner = entities::link(&tx, id, r, None, role).await?;
+            let owner = entities::link(&*tx, id, r, None, role).await?;
             if owner != id {
                 return Err(SyncError::Conflict(format!(
                     "{r} is already linked to entity {owner}"
@@ -409,7 +408,6 @@ impl StatusSynchronizer {
             }
         }
         tx.commit().await?;
-        drop(client);
         if created {
             if let Some(status) = req.status {
                 // The first status goes through the engine: version 1, history, events.

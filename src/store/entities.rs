@@ -13,9 +13,6 @@ use uuid::Uuid;
 use super::StoreError;
 use crate::domain::{CanonicalStatus, EntityKind, ExternalRef, SystemId};
 
-/// Marks the transaction's writes as statsync's own.
-pub const MARK_WRITER: &str = "SET LOCAL statsync.writer = 'on'";
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityRow {
     pub id: Uuid,

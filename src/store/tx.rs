@@ -38,7 +38,7 @@ impl Tx {
         F: Future<Output = Result<T, StoreError>> + 'a,
     {
         self.open = true;
-        let client: &Client = self.client.as_ref().expect("connection held until drop");
+        let client: &Client = self;
         // `BEGIN` is polled first, so it is sent first: batch_execute sends on its
         // first poll, before anything `first` does.
         let (begun, value) =
@@ -69,7 +69,7 @@ impl Tx {
         mut self,
         statements: &[Pipelined<'_>],
     ) -> Result<Vec<Row>, StoreError> {
-        let client: &Client = self.client.as_ref().expect("connection held until drop");
+        let client: &Client = &self;
         // With their statements prepared, queries send on their first poll, and join_all
         // and join poll in the order written: `COMMIT` cannot overtake any of them.
         let queries =
@@ -92,8 +92,7 @@ impl Tx {
 
     /// Ends a transaction that found nothing to do.
     pub async fn rollback(mut self) -> Result<(), StoreError> {
-        let client: &Client = self.client.as_ref().expect("connection held until drop");
-        let ended = client.batch_execute("ROLLBACK").await;
+        let ended = self.batch_execute("ROLLBACK").await;
         self.open = false;
         Ok(ended?)
     }
