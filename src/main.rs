@@ -58,10 +58,16 @@ fn main() -> ExitCode {
         }
     };
     if let Command::CheckConfig = cli.command {
+        for warning in &settings.warnings {
+            eprintln!("statsync: warning: {warning}");
+        }
         print!("{}", settings.redacted_toml());
         return ExitCode::SUCCESS;
     }
     statsync::telemetry::init(&settings.log);
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve => {
