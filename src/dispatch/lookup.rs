@@ -8,7 +8,7 @@
 use super::deliver::{millis, observe_rate};
 use super::retry::Next;
 use super::DispatchContext;
-use crate::actors::hints::Hint;
+use crate::store::hints::Hint;
 use crate::domain::SystemId;
 use crate::store::hints;
 use crate::store::inbound::{self, NewDelivery, Stored};
