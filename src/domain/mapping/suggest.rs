@@ -148,6 +148,21 @@ fn inbound_value(guess: &Guess, out: &[(CanonicalStatus, Option<&Guess>)]) -> St
     )
 }
 
+/// One `"native" = value  # why` line per guess.
+fn inbound_lines(guesses: &[Guess], out: &[(CanonicalStatus, Option<&Guess>)]) -> String {
+    guesses
+        .iter()
+        .map(|g| {
+            format!(
+                "{} = {}  # {}\n",
+                quoted(&g.native),
+                inbound_value(g, out),
+                g.why
+            )
+        })
+        .collect()
+}
+
 fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
@@ -180,14 +195,7 @@ pub fn render_linear(team: &str, states: &[(String, String)]) -> String {
          [linear.teams.{team}.states]\n",
         states.len()
     );
-    for g in &guesses {
-        text.push_str(&format!(
-            "{} = {}  # {}\n",
-            quoted(&g.native),
-            inbound_value(g, &out),
-            g.why
-        ));
-    }
+    text.push_str(&inbound_lines(&guesses, &out));
     text.push_str(&format!("\n[linear.teams.{team}.outbound]\n"));
     for (status, pick) in &out {
         match pick {
@@ -235,14 +243,7 @@ pub fn render_project(label: &str, options: &[String]) -> String {
          [github.project.options]\n",
         options.len()
     );
-    for g in &guesses {
-        text.push_str(&format!(
-            "{} = {}  # {}\n",
-            quoted(&g.native),
-            inbound_value(g, &out),
-            g.why
-        ));
-    }
+    text.push_str(&inbound_lines(&guesses, &out));
     for o in unknown {
         text.push_str(&format!(
             "# {} = \"…\"  # nothing in its name says which status: map it by hand\n",
