@@ -335,6 +335,9 @@ pub struct Secrets {
     pub linear_webhook_secret: Option<SecretString>,
     pub agentapi_webhook_secret: Option<SecretString>,
     pub github_token: Option<SecretString>,
+    /// A GitHub App's id and private key (PEM): writes then use installation tokens.
+    pub github_app_id: Option<String>,
+    pub github_app_private_key: Option<SecretString>,
     pub linear_api_key: Option<SecretString>,
     pub api_tokens: Vec<SecretString>,
 }
@@ -361,12 +364,14 @@ impl Env for ProcessEnv {
 }
 
 impl Secrets {
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 9] = [
         "DATABASE_URL",
         "GITHUB_WEBHOOK_SECRET",
         "LINEAR_WEBHOOK_SECRET",
         "AGENTAPI_WEBHOOK_SECRET",
         "GITHUB_TOKEN",
+        "GITHUB_APP_ID",
+        "GITHUB_APP_PRIVATE_KEY",
         "LINEAR_API_KEY",
         "STATSYNC_API_TOKENS",
     ];
@@ -402,12 +407,39 @@ impl Secrets {
                     .collect()
             })
             .unwrap_or_default();
+        let github_app_id = read("GITHUB_APP_ID")?.map(|id| id.expose_secret().to_owned());
+        let github_app_private_key = read("GITHUB_APP_PRIVATE_KEY")?;
+        let invalid = |key: &str, why: &str| ConfigError::Invalid {
+            key: key.to_owned(),
+            why: why.to_owned(),
+        };
+        match (&github_app_id, &github_app_private_key) {
+            (Some(id), _) if id.parse::<u64>().is_err() => {
+                return Err(invalid("GITHUB_APP_ID", "must be the App's numeric id"))
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "GITHUB_APP_PRIVATE_KEY",
+                    "is needed with GITHUB_APP_ID (the App's private key, PEM, or \
+                     GITHUB_APP_PRIVATE_KEY_FILE naming it)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "GITHUB_APP_ID",
+                    "is needed with GITHUB_APP_PRIVATE_KEY",
+                ))
+            }
+            _ => {}
+        }
         Ok(Secrets {
             database_url: read("DATABASE_URL")?,
             github_webhook_secret: read("GITHUB_WEBHOOK_SECRET")?,
             linear_webhook_secret: read("LINEAR_WEBHOOK_SECRET")?,
             agentapi_webhook_secret: read("AGENTAPI_WEBHOOK_SECRET")?,
             github_token: read("GITHUB_TOKEN")?,
+            github_app_id,
+            github_app_private_key,
             linear_api_key: read("LINEAR_API_KEY")?,
             api_tokens,
         })
@@ -437,6 +469,18 @@ impl Secrets {
                 state(&self.agentapi_webhook_secret),
             ),
             ("GITHUB_TOKEN", state(&self.github_token)),
+            (
+                "GITHUB_APP_ID",
+                if self.github_app_id.is_some() {
+                    "(set)"
+                } else {
+                    "(not set)"
+                },
+            ),
+            (
+                "GITHUB_APP_PRIVATE_KEY",
+                state(&self.github_app_private_key),
+            ),
             ("LINEAR_API_KEY", state(&self.linear_api_key)),
             (
                 "STATSYNC_API_TOKENS",

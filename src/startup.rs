@@ -160,11 +160,9 @@ impl Application {
             let connectors = Connectors::from_settings(&settings, &Default::default())?;
             identity::discover(
                 identities.clone(),
-                settings
-                    .secrets
-                    .github_token
-                    .is_some()
-                    .then_some(connectors.github),
+                (settings.secrets.github_token.is_some()
+                    || settings.secrets.github_app_id.is_some())
+                .then_some(connectors.github),
                 settings
                     .secrets
                     .linear_api_key

@@ -36,7 +36,8 @@ use crate::store::lookups::LookupRow;
 use crate::store::outbox::OutboxRow;
 use crate::store::{echoes, events, outbox, Store, StoreError};
 use crate::systems::agentapi::client::AgentClient;
-use crate::systems::github::client::GithubClient;
+use crate::systems::github::app::AppAuth;
+use crate::systems::github::client::{Auth, GithubClient};
 use crate::systems::limiter::Budget;
 use crate::systems::linear::client::LinearClient;
 
@@ -78,6 +79,23 @@ pub struct Connectors {
     pub agent: AgentClient,
 }
 
+/// The GitHub App when its credentials are set (it takes precedence), else the token.
+fn github_auth(settings: &Settings, http: &reqwest::Client) -> anyhow::Result<Auth> {
+    let secrets = &settings.secrets;
+    Ok(
+        match (&secrets.github_app_id, &secrets.github_app_private_key) {
+            (Some(id), Some(key)) => Auth::App(
+                AppAuth::new(id, key, http.clone(), &settings.github.api_url)
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            _ => match &secrets.github_token {
+                Some(token) => Auth::Token(token.clone()),
+                None => Auth::None,
+            },
+        },
+    )
+}
+
 impl Connectors {
     pub fn from_settings(
         settings: &Settings,
@@ -96,7 +114,7 @@ impl Connectors {
                 http.clone(),
                 &settings.github.api_url,
                 &settings.github.graphql_url,
-                secret(&settings.secrets.github_token),
+                github_auth(settings, &http)?,
                 budget(SystemId::Github),
             ),
             linear: LinearClient::new(

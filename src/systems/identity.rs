@@ -69,7 +69,7 @@ impl Identities {
 
 /// A system statsync can ask who it is.
 enum Asker {
-    Github(GithubClient),
+    Github(Box<GithubClient>),
     Linear(LinearClient),
 }
 
@@ -98,11 +98,14 @@ pub async fn discover(
     linear: Option<LinearClient>,
     failures: prometheus::IntCounterVec,
 ) {
-    let askers: Vec<Asker> = [github.map(Asker::Github), linear.map(Asker::Linear)]
-        .into_iter()
-        .flatten()
-        .filter(|a| identities.get(a.system()).is_none())
-        .collect();
+    let askers: Vec<Asker> = [
+        github.map(|c| Asker::Github(Box::new(c))),
+        linear.map(Asker::Linear),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|a| identities.get(a.system()).is_none())
+    .collect();
     let answers = futures_util::future::join_all(askers.iter().map(|a| bounded(a.ask()))).await;
     for (asker, answer) in askers.into_iter().zip(answers) {
         if learn(asker.system(), &identities, &failures, answer) {

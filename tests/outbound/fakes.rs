@@ -80,6 +80,14 @@ pub struct FakeState {
     /// Object key → the updated-at each successful write answered, in order: the
     /// source time the real system's webhook about that write would carry.
     pub updated: HashMap<String, Vec<chrono::DateTime<chrono::Utc>>>,
+    /// GitHub as a GitHub App's API: the App's public key (PEM) and id. While set,
+    /// writes need an installation token this fake issued.
+    pub app: Option<(String, String)>,
+    /// Installation tokens issued and not revoked, and how many were ever issued.
+    pub installation_tokens: Vec<String>,
+    pub tokens_issued: usize,
+    /// App JWTs this fake verified (and accepted).
+    pub jwts_verified: usize,
 }
 
 /// The user id the fake Linear's `viewer` query answers: statsync's identity there.
@@ -124,6 +132,14 @@ impl Fake {
     }
     pub fn object(&self, key: &str) -> Option<(String, Option<String>)> {
         self.state.lock().unwrap().objects.get(key).cloned()
+    }
+    /// Serves as GitHub App `app_id` whose public key is `public_pem`.
+    pub fn be_app(&self, public_pem: &str, app_id: &str) {
+        self.state.lock().unwrap().app = Some((public_pem.to_owned(), app_id.to_owned()));
+    }
+    /// Revokes every installation token issued so far.
+    pub fn revoke_tokens(&self) {
+        self.state.lock().unwrap().installation_tokens.clear();
     }
     /// The updated-at the `n`th successful write to `key` answered.
     pub fn updated_at(&self, key: &str, n: usize) -> chrono::DateTime<chrono::Utc> {
@@ -240,9 +256,93 @@ pub async fn github() -> Fake {
             "/repos/{owner}/{repo}/issues/{number}",
             web::patch().to(github_patch),
         )
-        .route("/graphql", web::post().to(github_graphql));
+        .route("/graphql", web::post().to(github_graphql))
+        .route("/app", web::get().to(github_app))
+        .route("/app/installations", web::get().to(github_app))
+        .route(
+            "/repos/{owner}/{repo}/installation",
+            web::get().to(github_app),
+        )
+        .route(
+            "/app/installations/{id}/access_tokens",
+            web::post().to(github_app),
+        );
     })
     .await
+}
+
+/// GitHub's answer to a bad credential.
+fn bad_credentials() -> HttpResponse {
+    HttpResponse::Unauthorized().json(json!({
+        "message": "Bad credentials",
+        "documentation_url": "https://docs.github.com/rest"
+    }))
+}
+
+/// Whether `req` carries a JWT of the App, signed with its key, unexpired, issued at
+/// most ten minutes before it expires (as GitHub checks them).
+fn app_jwt_ok(req: &HttpRequest, state: &Mutex<FakeState>) -> bool {
+    let Some((public, app_id)) = state.lock().unwrap().app.clone() else {
+        return false;
+    };
+    let jwt = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()) else {
+        return false;
+    };
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.leeway = 0;
+    validation.set_issuer(&[app_id]);
+    validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+    let Ok(data) = jsonwebtoken::decode::<Value>(jwt, &key, &validation) else {
+        return false;
+    };
+    let (iat, exp) = (data.claims["iat"].as_i64(), data.claims["exp"].as_i64());
+    let ok = matches!((iat, exp), (Some(i), Some(e)) if e - i <= 660 && i <= chrono::Utc::now().timestamp());
+    if ok {
+        state.lock().unwrap().jwts_verified += 1;
+    }
+    ok
+}
+
+/// The App endpoints: `GET /app`, `GET /app/installations`,
+/// `GET /repos/{o}/{r}/installation`, `POST /app/installations/{id}/access_tokens`.
+async fn github_app(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Mutex<FakeState>>,
+) -> HttpResponse {
+    arrive(&state, &req, &body, "app");
+    if !app_jwt_ok(&req, &state) {
+        return bad_credentials();
+    }
+    let path = req.path().to_owned();
+    if path == "/app" {
+        return HttpResponse::Ok()
+            .json(json!({"id": 12345, "slug": "statsync-test", "name": "statsync test"}));
+    }
+    if path == "/app/installations" {
+        return HttpResponse::Ok().json(json!([{"id": 42, "account": {"login": "Codertocat"}}]));
+    }
+    if path.ends_with("/installation") {
+        return HttpResponse::Ok().json(json!({"id": 42, "app_id": 12345}));
+    }
+    if path != "/app/installations/42/access_tokens" {
+        return HttpResponse::NotFound().json(json!({"message": "Not Found"}));
+    }
+    let mut s = state.lock().unwrap();
+    s.tokens_issued += 1;
+    let token = format!("ghs_test{}", s.tokens_issued);
+    s.installation_tokens.push(token.clone());
+    HttpResponse::Created().json(json!({
+        "token": token,
+        "expires_at": (chrono::Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339(),
+        "permissions": {"issues": "write", "pull_requests": "read"}
+    }))
 }
 
 async fn github_patch(
@@ -254,6 +354,19 @@ async fn github_patch(
     let (owner, repo, number) = path.into_inner();
     let key = format!("{owner}/{repo}#{number}");
     let (reply, latency) = arrive(&state, &req, &body, &key);
+    {
+        // As an App's API: only an installation token issued here writes.
+        let s = state.lock().unwrap();
+        let bearer = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if s.app.is_some() && !s.installation_tokens.iter().any(|t| t == bearer) {
+            return bad_credentials();
+        }
+    }
     let scripted_failure = reply.as_ref().and_then(scripted);
     let mut updated_at = None;
     if scripted_failure.is_none() {

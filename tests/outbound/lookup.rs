@@ -2,7 +2,7 @@
 //! `projects_v2_item.edited` delivery without its new value needs).
 
 use super::*;
-use statsync::systems::github::client::{GithubClient, ItemStatus};
+use statsync::systems::github::client::{Auth, GithubClient, ItemStatus};
 use statsync::systems::limiter::Budget;
 use statsync::systems::outbound::ErrorCode;
 
@@ -13,7 +13,7 @@ fn client(gh: &Fake) -> GithubClient {
         reqwest::Client::new(),
         &gh.url,
         &format!("{}/graphql", gh.url),
-        Some(secrecy::SecretString::from(GITHUB_TOKEN.to_owned())),
+        Auth::Token(secrecy::SecretString::from(GITHUB_TOKEN.to_owned())),
         Budget::new(100),
     )
 }

@@ -156,6 +156,8 @@ async fn the_conflict_window_is_measured_in_source_time_not_on_arrival() {
     let t0 = Utc::now() - TimeDelta::minutes(10);
     let create = linear_by("user-1", ("Todo", "unstarted"), t0);
     assert_eq!(app.linear("l-create", &create).await.status, 200);
+    // (Applied first, so that team ENG is known when the pull request names ENG-123.)
+    app.drained().await;
     // A backlog: the pull request opened 20 s after the create reaches statsync right
     // behind it. Decided as if live: 20 s apart is no conflict.
     let opened = pull_request("opened", false, t0 + TimeDelta::seconds(20));

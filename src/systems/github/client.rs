@@ -18,6 +18,7 @@ use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+use super::app::Scope;
 use crate::domain::{CanonicalStatus, EntityKind, GithubState, GithubStateReason, OutboundNative};
 use crate::systems::limiter::Budget;
 use crate::systems::outbound::{
@@ -80,8 +81,31 @@ pub struct GithubClient {
     http: reqwest::Client,
     api_url: String,
     graphql_url: String,
-    token: Option<SecretString>,
+    auth: Auth,
     fields: Mutex<HashMap<String, StatusField>>,
+}
+
+/// How calls are authenticated.
+pub enum Auth {
+    /// No credentials: every write is refused as unauthorized.
+    None,
+    /// A personal access token (`GITHUB_TOKEN`).
+    Token(SecretString),
+    /// The team's GitHub App: installation tokens, obtained and renewed as needed.
+    App(super::app::AppAuth),
+}
+
+/// A call to GitHub's API as every one is made: the bearer credential, the media type,
+/// the API version statsync is written against, and who is calling.
+pub fn as_github(request: reqwest::RequestBuilder, bearer: &str) -> reqwest::RequestBuilder {
+    request
+        .bearer_auth(bearer)
+        .header("Accept", "application/vnd.github+json")
+        .header("X-GitHub-Api-Version", API_VERSION)
+        .header(
+            "User-Agent",
+            concat!("statsync/", env!("CARGO_PKG_VERSION")),
+        )
 }
 
 /// `owner/repo#123`, parsed.
@@ -115,14 +139,14 @@ impl GithubClient {
         http: reqwest::Client,
         api_url: &str,
         graphql_url: &str,
-        token: Option<SecretString>,
+        auth: Auth,
         budget: Budget,
     ) -> Self {
         GithubClient {
             http,
             api_url: api_url.trim_end_matches('/').to_owned(),
             graphql_url: graphql_url.to_owned(),
-            token,
+            auth,
             budget,
             fields: Mutex::new(HashMap::new()),
         }
@@ -146,28 +170,45 @@ impl GithubClient {
         }
     }
 
-    fn token(&self) -> Result<&str, OutboundError> {
-        self.token
-            .as_ref()
-            .map(|t| t.expose_secret())
-            .ok_or_else(|| OutboundError::new(ErrorCode::Unauthorized, "GITHUB_TOKEN is not set"))
+    async fn bearer(&self, scope: Scope<'_>) -> Result<SecretString, OutboundError> {
+        match &self.auth {
+            Auth::None => Err(OutboundError::new(
+                ErrorCode::Unauthorized,
+                "neither GITHUB_TOKEN nor GITHUB_APP_ID is set",
+            )),
+            Auth::Token(token) => Ok(token.clone()),
+            Auth::App(app) => app.token(scope).await,
+        }
     }
 
-    fn request(
+    /// One call; with App credentials a refused (401) installation token is replaced
+    /// once, as it may have been revoked before its expiry.
+    async fn send(
         &self,
         method: reqwest::Method,
         url: &str,
-    ) -> Result<reqwest::RequestBuilder, OutboundError> {
-        Ok(self
-            .http
-            .request(method, url)
-            .bearer_auth(self.token()?)
-            .header("Accept", "application/vnd.github+json")
-            .header("X-GitHub-Api-Version", API_VERSION)
-            .header(
-                "User-Agent",
-                concat!("statsync/", env!("CARGO_PKG_VERSION")),
-            ))
+        scope: Scope<'_>,
+        body: Option<&Value>,
+    ) -> Result<Exchange, OutboundError> {
+        let mut renewed = false;
+        loop {
+            let token = self.bearer(scope).await?;
+            let mut request = as_github(
+                self.http.request(method.clone(), url),
+                token.expose_secret(),
+            );
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let answer = exchange(request).await?;
+            match &self.auth {
+                Auth::App(app) if answer.status == 401 && !renewed => {
+                    app.forget(scope);
+                    renewed = true;
+                }
+                _ => return Ok(answer),
+            }
+        }
     }
 
     async fn patch_state(
@@ -201,7 +242,17 @@ impl GithubClient {
             status,
             headers,
             body: bytes,
-        } = exchange(self.request(reqwest::Method::PATCH, &url)?.json(&body)).await?;
+        } = self
+            .send(
+                reqwest::Method::PATCH,
+                &url,
+                Scope::Repo {
+                    owner: issue.owner,
+                    repo: issue.repo,
+                },
+                Some(&body),
+            )
+            .await?;
         let rate = RateInfo::github(&headers);
         if classify_status(status).is_none() {
             // The answer is the issue as the write left it.
@@ -243,15 +294,21 @@ impl GithubClient {
         Ok((title, names))
     }
 
-    /// The login this token acts as (`GET /user`): statsync's identity on GitHub.
+    /// Who statsync's writes come from: the App's bot (`<slug>[bot]`), or the login the
+    /// token acts as (`GET /user`).
     pub async fn whoami(&self) -> Result<String, OutboundError> {
+        if let Auth::App(app) = &self.auth {
+            return app.bot_login().await;
+        }
         let url = format!("{}/user", self.api_url);
         self.budget.acquire().await?;
         let Exchange {
             status,
             headers,
             body,
-        } = exchange(self.request(reqwest::Method::GET, &url)?).await?;
+        } = self
+            .send(reqwest::Method::GET, &url, Scope::Any, None)
+            .await?;
         if classify_status(status).is_some() {
             return Err(classify(status, &headers, &body));
         }
@@ -358,11 +415,14 @@ impl GithubClient {
             status,
             headers,
             body: bytes,
-        } = exchange(
-            self.request(reqwest::Method::POST, &self.graphql_url)?
-                .json(&json!({ "query": query, "variables": variables })),
-        )
-        .await?;
+        } = self
+            .send(
+                reqwest::Method::POST,
+                &self.graphql_url,
+                Scope::Any,
+                Some(&json!({ "query": query, "variables": variables })),
+            )
+            .await?;
         if classify_status(status).is_some() {
             return Err(classify(status, &headers, &bytes));
         }

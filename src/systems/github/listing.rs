@@ -14,7 +14,7 @@ use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::client::{classify, API_VERSION};
+use super::client::classify;
 use crate::systems::outbound::{exchange, ErrorCode, Exchange, OutboundError, RateInfo};
 
 /// One page of a listing.
@@ -65,16 +65,10 @@ impl Lister<'_> {
         let token = self.token.ok_or_else(|| {
             OutboundError::new(ErrorCode::Unauthorized, "GITHUB_TOKEN is not set")
         })?;
-        Ok(self
-            .http
-            .request(method, url)
-            .bearer_auth(token.expose_secret())
-            .header("Accept", "application/vnd.github+json")
-            .header("X-GitHub-Api-Version", API_VERSION)
-            .header(
-                "User-Agent",
-                concat!("statsync/", env!("CARGO_PKG_VERSION")),
-            ))
+        Ok(super::client::as_github(
+            self.http.request(method, url),
+            token.expose_secret(),
+        ))
     }
 
     /// One page; with `etag`, a conditional request.

@@ -1,6 +1,7 @@
 //! GitHub: webhook parsing here; the outbound client lives beside it. Nothing
 //! GitHub-shaped leaks past this module: the rest of statsync sees `StatusUpdate`s.
 
+pub mod app;
 pub mod client;
 pub mod listing;
 pub mod read_back;
