@@ -46,11 +46,17 @@ pub async fn insert_many(
     client: &impl GenericClient,
     deliveries: &[NewDelivery<'_>],
 ) -> Result<Vec<Stored>, StoreError> {
-    let systems: Vec<&str> = deliveries.iter().map(|d| d.system.as_str()).collect();
-    let ids: Vec<&str> = deliveries.iter().map(|d| d.delivery_id).collect();
-    let types: Vec<&str> = deliveries.iter().map(|d| d.event_type).collect();
-    let priorities: Vec<i16> = deliveries.iter().map(|d| d.priority).collect();
-    let bodies: Vec<&[u8]> = deliveries.iter().map(|d| d.body).collect();
+    // Rows go in in key order: an insert waits on the uncommitted row of another that
+    // holds the same key, so two groups sharing redelivered ids in different orders
+    // would each wait for the other (a deadlock, answered 503). In one order, the
+    // first shared key decides who waits, and nobody waits in a circle.
+    let mut order: Vec<&NewDelivery<'_>> = deliveries.iter().collect();
+    order.sort_by_key(|d| (d.system.as_str(), d.delivery_id));
+    let systems: Vec<&str> = order.iter().map(|d| d.system.as_str()).collect();
+    let ids: Vec<&str> = order.iter().map(|d| d.delivery_id).collect();
+    let types: Vec<&str> = order.iter().map(|d| d.event_type).collect();
+    let priorities: Vec<i16> = order.iter().map(|d| d.priority).collect();
+    let bodies: Vec<&[u8]> = order.iter().map(|d| d.body).collect();
     let stmt = client.prepare_cached(INSERT_MANY).await?;
     let rows = client
         .query(&stmt, &[&systems, &ids, &types, &priorities, &bodies])

@@ -55,6 +55,20 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// A deadlock or serialization failure: the statement lost a race and was rolled
+    /// back whole, so running it again at once is safe and usually succeeds.
+    pub fn lost_a_race(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        match self {
+            StoreError::Db(e) => e.code().is_some_and(|c| {
+                *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+            }),
+            _ => false,
+        }
+    }
+}
+
 fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
     match e {
         deadpool_postgres::PoolError::Backend(db) => describe(db),
