@@ -2,6 +2,7 @@
 //! the module named for it. SQL lives here and in `sql/`, nowhere else.
 
 pub mod alerts;
+mod connections;
 pub mod echoes;
 pub mod embedded;
 pub mod entities;
@@ -17,10 +18,11 @@ pub mod pg_source;
 pub mod sync_runs;
 pub mod tx;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use crate::config::DatabaseSettings;
 
@@ -120,6 +122,8 @@ pub fn is_transient_db(e: &tokio_postgres::Error) -> bool {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Set by `close`: connection errors from then on are the database stopping.
+    closing: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -131,9 +135,12 @@ impl Store {
         if pg.get_application_name().is_none() {
             pg.application_name("statsync");
         }
-        let manager = Manager::from_config(
+        let closing = Arc::new(AtomicBool::new(false));
+        let connect = connections::OnOwnRuntime::new(closing.clone())
+            .map_err(|e| StoreError::Url(format!("cannot start the connection threads: {e}")))?;
+        let manager = Manager::from_connect(
             pg,
-            NoTls,
+            connect,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -147,7 +154,14 @@ impl Store {
             .recycle_timeout(Some(timeout))
             .build()
             .map_err(|e| StoreError::Url(e.to_string()))?;
-        Ok(Store { pool })
+        Ok(Store { pool, closing })
+    }
+
+    /// Closes the pool before the database stops: idle connections end now, the ones
+    /// in use when they come back, and an error on one still open is no longer news.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        self.pool.close();
     }
 
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
