@@ -316,6 +316,8 @@ pub struct AlertSettings {
     pub conflict_rate: f64,
     /// Dead letters not yet requeued.
     pub dead_letters: u64,
+    /// Accepted deliveries that could not be applied, not yet requeued.
+    pub deliveries_failed: u64,
 }
 
 /// Credentials, from the environment only. `Debug` shows nothing of their values.

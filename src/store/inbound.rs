@@ -1,5 +1,7 @@
 //! `inbound_events`: raw deliveries, committed before they are acknowledged.
 
+pub mod admin;
+
 use deadpool_postgres::GenericClient;
 
 use super::StoreError;
@@ -125,8 +127,9 @@ pub async fn claim(client: &impl GenericClient, limit: i64) -> Result<Vec<Claime
 // clock_timestamp(), not now(): now() is when the transaction began, and the latency
 // that matters ends at the commit that follows this statement.
 const MARK: &str = "UPDATE inbound_events AS i
-    SET state = m.state, outcome = m.outcome, processed_at = clock_timestamp(), attempts = i.attempts + 1
-    FROM unnest($1::bigint[], $2::text[], $3::text[]) AS m(id, state, outcome)
+    SET state = m.state, outcome = m.outcome, error_code = m.code,
+        processed_at = clock_timestamp(), attempts = i.attempts + 1
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS m(id, state, outcome, code)
     WHERE i.id = m.id";
 
 /// How one claimed delivery ended.
@@ -135,6 +138,8 @@ pub struct Outcome {
     /// processed | ignored | failed
     pub state: &'static str,
     pub outcome: String,
+    /// Why a failed one failed, as a stable UPPER_SNAKE_CASE code.
+    pub error_code: Option<&'static str>,
 }
 
 pub async fn mark(client: &impl GenericClient, outcomes: &[Outcome]) -> Result<(), StoreError> {
@@ -159,6 +164,7 @@ pub struct Marks<'a> {
     ids: Vec<i64>,
     states: Vec<&'a str>,
     texts: Vec<&'a str>,
+    codes: Vec<Option<&'a str>>,
 }
 
 impl<'a> Marks<'a> {
@@ -167,12 +173,33 @@ impl<'a> Marks<'a> {
             ids: outcomes.iter().map(|o| o.id).collect(),
             states: outcomes.iter().map(|o| o.state).collect(),
             texts: outcomes.iter().map(|o| o.outcome.as_str()).collect(),
+            codes: outcomes.iter().map(|o| o.error_code).collect(),
         }
     }
 
-    pub fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 3] {
-        [&self.ids, &self.states, &self.texts]
+    pub fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 4] {
+        [&self.ids, &self.states, &self.texts, &self.codes]
     }
+}
+
+const FAIL: &str = "UPDATE inbound_events
+    SET state = 'failed', outcome = $2, error_code = $3, processed_at = clock_timestamp(),
+        attempts = attempts + 1
+    WHERE id = $1 RETURNING system";
+
+/// Marks one delivery failed on its own (it could not be applied with any batch);
+/// answers its system, `None` if the row is gone.
+pub async fn fail(
+    client: &impl GenericClient,
+    id: i64,
+    error: &str,
+    code: &str,
+) -> Result<Option<String>, StoreError> {
+    let stmt = client.prepare_cached(FAIL).await?;
+    Ok(client
+        .query_opt(&stmt, &[&id, &error, &code])
+        .await?
+        .map(|r| r.get(0)))
 }
 
 const DEFER: &str = "UPDATE inbound_events SET attempts = attempts + 1, last_error = $2,

@@ -68,8 +68,14 @@ const ROOT: &str = "payload";
 /// Parses a body that must be one JSON object. serde_json bounds nesting (128 levels)
 /// and rejects invalid UTF-8, so no input can overflow the stack or panic here.
 pub(crate) fn parse_object(body: &[u8]) -> Result<Value, PayloadError> {
-    let value: Value =
+    let mut value: Value =
         serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
+    // JSON may carry U+0000 (`\u0000`); PostgreSQL text and jsonb cannot hold it, so a
+    // delivery accepted with one would fail when applied. What statsync reads from the
+    // body (titles, summaries, names) gets U+FFFD instead; the stored body is untouched.
+    if body.windows(NUL_ESCAPE.len()).any(|w| w == NUL_ESCAPE) {
+        storable(&mut value);
+    }
     if value.is_object() {
         Ok(value)
     } else {
@@ -77,6 +83,27 @@ pub(crate) fn parse_object(body: &[u8]) -> Result<Value, PayloadError> {
             ROOT,
             format!("expected a JSON object, found {}", kind_of(&value)),
         ))
+    }
+}
+
+const NUL_ESCAPE: &[u8] = b"\\u0000";
+
+/// Replaces U+0000 in every string and key of `value` with U+FFFD.
+fn storable(value: &mut Value) {
+    let clean = |s: &str| s.replace('\0', "\u{FFFD}");
+    match value {
+        Value::String(s) if s.contains('\0') => *s = clean(s),
+        Value::Array(items) => items.iter_mut().for_each(storable),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, v)| (clean(&k), v))
+                    .collect();
+            }
+            map.values_mut().for_each(storable);
+        }
+        _ => {}
     }
 }
 
