@@ -62,6 +62,30 @@ impl PayloadError {
     }
 }
 
+/// Longer than any id of GitHub (`owner/repo#n` is at most 150), Linear or an agent.
+pub const MAX_EXTERNAL_ID_LEN: usize = 200;
+
+/// Why `r` cannot name an object of its system, if it cannot: refs from the API are
+/// checked here where they enter, by each system's own rules.
+pub fn check_ref(r: &crate::domain::ExternalRef) -> Result<(), String> {
+    let id = r.external_id.as_str();
+    if id.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if id.len() > MAX_EXTERNAL_ID_LEN {
+        return Err(format!(
+            "is longer than the {MAX_EXTERNAL_ID_LEN} bytes allowed"
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err("must not contain control characters (such as U+0000)".into());
+    }
+    match r.system {
+        crate::domain::SystemId::Github => github::refs::check(id),
+        _ => Ok(()),
+    }
+}
+
 /// The name used in errors about the body as a whole.
 const ROOT: &str = "payload";
 

@@ -112,16 +112,23 @@ async fn a_delivery_that_cannot_be_applied_is_counted_alerted_listed_and_retried
         .await
         .unwrap()
         .get(0);
-    wait_for("the delivery is marked failed", Duration::from_secs(20), || async {
-        let state: String = db
-            .query_one("SELECT state FROM inbound_events WHERE id = $1", &[&id])
-            .await
-            .unwrap()
-            .get(0);
-        (state == "failed").then_some(())
-    })
+    wait_for(
+        "the delivery is marked failed",
+        Duration::from_secs(20),
+        || async {
+            let state: String = db
+                .query_one("SELECT state FROM inbound_events WHERE id = $1", &[&id])
+                .await
+                .unwrap()
+                .get(0);
+            (state == "failed").then_some(())
+        },
+    )
     .await;
-    assert_eq!(failed_metric(&app, "github", "UNPARSEABLE").await, Some(1.0));
+    assert_eq!(
+        failed_metric(&app, "github", "UNPARSEABLE").await,
+        Some(1.0)
+    );
 
     let listed = app
         .api("GET", "/api/v1/deliveries?state=failed", None)
@@ -132,7 +139,10 @@ async fn a_delivery_that_cannot_be_applied_is_counted_alerted_listed_and_retried
     assert_eq!(row["id"], id);
     assert_eq!(row["deliveryId"], "unreadable-1");
     assert_eq!(row["errorCode"], "UNPARSEABLE");
-    assert!(row["error"].as_str().unwrap().contains("repository"), "{row}");
+    assert!(
+        row["error"].as_str().unwrap().contains("repository"),
+        "{row}"
+    );
 
     wait_for("the alert fires", Duration::from_secs(20), || async {
         let alerts = app.get("/alerts").await.body;
@@ -145,9 +155,13 @@ async fn a_delivery_that_cannot_be_applied_is_counted_alerted_listed_and_retried
     .await;
 
     // Only failed deliveries are retried; unknown ids are 404.
-    let unknown = app.api("POST", "/api/v1/deliveries/999999/retry", None).await;
+    let unknown = app
+        .api("POST", "/api/v1/deliveries/999999/retry", None)
+        .await;
     assert_eq!(unknown.status, 404, "{}", unknown.body);
-    let bad_state = app.api("GET", "/api/v1/deliveries?state=pending", None).await;
+    let bad_state = app
+        .api("GET", "/api/v1/deliveries?state=pending", None)
+        .await;
     assert_eq!(bad_state.status, 400, "{}", bad_state.body);
 
     // The cause fixed (here: the body replaced by what the sender meant), a retry
