@@ -5,6 +5,8 @@
 mod corpus;
 #[path = "webhooks/redeliveries.rs"]
 mod redeliveries;
+#[path = "webhooks/retention.rs"]
+mod retention;
 mod support;
 
 use std::time::Duration;

@@ -202,6 +202,42 @@ pub async fn fail(
         .map(|r| r.get(0)))
 }
 
+// Received in [now - $1 - $2, now - $1) days, applied or ignored, and not still needed
+// by a GitHub item lookup (which reads the body of the delivery it completes).
+const PRUNE: &str = "WITH old AS (
+        SELECT id FROM inbound_events
+        WHERE received_at < now() - make_interval(days => $1)
+          AND received_at >= now() - make_interval(days => $1 + $2)
+          AND state IN ('processed', 'ignored') AND body IS NOT NULL
+          AND id NOT IN (SELECT inbound_event_id FROM github_item_lookups
+                         WHERE state IN ('pending', 'in_flight'))
+        LIMIT $3)
+    UPDATE inbound_events i SET body = NULL FROM old WHERE i.id = old.id";
+
+/// Rows pruned per statement, so no one transaction holds many row locks for long.
+const PRUNE_BATCH: i64 = 1000;
+
+/// Drops the bodies of applied or ignored deliveries received more than `days` ago (and
+/// at most `days + lookback` ago: rows already pruned are not read again); the rows stay,
+/// so their ids still tell a redelivery from a new delivery. Answers how many.
+pub async fn prune_bodies(
+    client: &impl GenericClient,
+    days: i32,
+    lookback_days: i32,
+) -> Result<u64, StoreError> {
+    let stmt = client.prepare_cached(PRUNE).await?;
+    let mut pruned = 0;
+    loop {
+        let n = client
+            .execute(&stmt, &[&days, &lookback_days, &PRUNE_BATCH])
+            .await?;
+        pruned += n;
+        if (n as i64) < PRUNE_BATCH {
+            return Ok(pruned);
+        }
+    }
+}
+
 const DEFER: &str = "UPDATE inbound_events SET attempts = attempts + 1, last_error = $2,
     run_at = now() + make_interval(secs => $3)
     WHERE id = $1";

@@ -279,6 +279,21 @@ fn announce(engine: &Engine, effects: &Effects) {
     }
 }
 
+/// Drops the bodies of deliveries past `intake.retention_days` that were applied or
+/// ignored, looking `lookback_days` further back.
+pub async fn prune_bodies(engine: &Engine, lookback_days: i32) {
+    let days = i32::try_from(engine.settings.intake.retention_days).unwrap_or(i32::MAX);
+    let pruned = match engine.store.client().await {
+        Ok(client) => inbound::prune_bodies(&client, days, lookback_days).await,
+        Err(e) => Err(e),
+    };
+    match pruned {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(pruned = n, "delivery bodies past retention dropped"),
+        Err(e) => tracing::warn!(error = %e, "pruning delivery bodies failed"),
+    }
+}
+
 /// Keeps the intake limit honest: the real number of pending deliveries, which other
 /// replicas change too.
 pub async fn refresh_backlog(engine: &Engine) {
