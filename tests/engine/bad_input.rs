@@ -11,6 +11,9 @@ const LONG_QUERY_LEN: usize = 5_000;
 const LONG_BODY_LEN: usize = 70_000;
 const PLACEHOLDER: &str = "@@bad@@";
 
+/// A path, its parameters with valid values, and what a 404 there says was not found.
+type Endpoint = (String, Vec<(&'static str, &'static str)>, &'static str);
+
 struct Answered {
     status: u16,
     body: String,
@@ -78,7 +81,7 @@ async fn nul_lone_surrogates_and_over_long_values_are_4xx_naming_the_field_on_ev
         .to_owned();
 
     // Query parameters: each in turn bad, the others valid.
-    let queries: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+    let queries: Vec<Endpoint> = vec![
         (
             "/api/v1/entities".into(),
             vec![("system", "linear"), ("external_id", "bad-input-1")],
