@@ -49,6 +49,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/0014_log_upkeep.sql"),
     ),
     (
+        "0015_exact_echoes",
+        include_str!("../../sql/0015_exact_echoes.sql"),
+    ),
+    (
         "0016_failed_deliveries",
         include_str!("../../sql/0016_failed_deliveries.sql"),
     ),
