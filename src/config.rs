@@ -46,6 +46,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub ws: WsSettings,
     pub events: EventSettings,
+    pub intake: IntakeSettings,
     pub log: LogSettings,
     pub alerts: AlertSettings,
     /// Read from the environment only; never deserialized from a file.
@@ -288,6 +289,17 @@ pub struct EventSettings {
     pub retention_days: u32,
 }
 
+/// Raw deliveries (`inbound_events`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeSettings {
+    /// Days an applied or ignored delivery's body is kept; its row (and id) stays.
+    pub retention_days: u32,
+}
+
+/// GitHub redelivers a delivery for up to this many days.
+pub const GITHUB_REDELIVERY_DAYS: u32 = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -325,6 +337,8 @@ pub struct AlertSettings {
     pub conflict_rate: f64,
     /// Dead letters not yet requeued.
     pub dead_letters: u64,
+    /// Accepted deliveries that could not be applied, not yet requeued.
+    pub deliveries_failed: u64,
 }
 
 /// Credentials, from the environment only. `Debug` shows nothing of their values.
@@ -810,6 +824,16 @@ impl Settings {
         }
         if self.events.retention_days == 0 {
             return invalid("events.retention_days", "must be at least 1");
+        }
+        if self.intake.retention_days < GITHUB_REDELIVERY_DAYS {
+            return invalid(
+                "intake.retention_days",
+                &format!(
+                    "must be at least {GITHUB_REDELIVERY_DAYS}: GitHub redelivers a delivery for \
+                     up to {GITHUB_REDELIVERY_DAYS} days, and a delivery is kept whole at least \
+                     that long"
+                ),
+            );
         }
         if self.alerts.evaluation_interval_ms < 10 {
             return invalid("alerts.evaluation_interval_ms", "must be at least 10");

@@ -99,6 +99,7 @@ fn main() -> ExitCode {
                 let database = Database::open(&settings).await?;
                 let store = Store::connect(&database.url, &settings.database)?;
                 let outcome = startup::migrate(&store).await;
+                store.close();
                 database.close().await;
                 let applied = outcome?;
                 if applied.is_empty() {

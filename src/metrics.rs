@@ -22,6 +22,7 @@ pub const OUTBOUND_REQUESTS: &str = "statsync_outbound_requests_total";
 pub const OUTBOUND_RETRIES: &str = "statsync_outbound_retries_total";
 pub const RATE_LIMIT_REMAINING: &str = "statsync_outbound_rate_limit_remaining";
 pub const OUTBOX_DEAD_LETTERS: &str = "statsync_outbox_dead_letters_total";
+pub const DELIVERIES_FAILED: &str = "statsync_deliveries_failed_total";
 pub const OUTBOX_DEPTH: &str = "statsync_outbox_depth";
 pub const OUTBOX_OLDEST_PENDING_AGE: &str = "statsync_outbox_oldest_pending_age_seconds";
 pub const WS_CONNECTIONS: &str = "statsync_ws_connections";
@@ -55,6 +56,7 @@ pub struct Metrics {
     pub outbound_retries: IntCounterVec,
     pub rate_limit_remaining: IntGaugeVec,
     pub dead_letters: IntCounterVec,
+    pub deliveries_failed: IntCounterVec,
     pub outbox_depth: IntGaugeVec,
     pub outbox_oldest_pending_age: prometheus::Gauge,
     pub ws_connections: IntGauge,
@@ -173,6 +175,11 @@ impl Metrics {
             dead_letters: counter(
                 OUTBOX_DEAD_LETTERS,
                 "Outbox rows dead-lettered, by system and error code",
+                &["system", "code"],
+            ),
+            deliveries_failed: counter(
+                DELIVERIES_FAILED,
+                "Accepted deliveries that could not be applied, by system and error code",
                 &["system", "code"],
             ),
             outbox_depth: gauges(

@@ -297,7 +297,10 @@ impl Application {
         // through the handle rather than a signal).
         let _ = self.state.ws.send(Shutdown).await;
         let _ = self.hints.send(StopHints).await;
+        // The pool's connections end before the server they talk to.
+        self.state.store.close();
         self.database.close().await;
+        tracing::info!("statsync stopped");
         served.context("HTTP server")
     }
 }

@@ -1,6 +1,10 @@
 //! The sync engine end to end: signed webhooks and the API against real PostgreSQL,
 //! through the EventProcessor, StatusMapper and ConflictResolver actors.
 
+#[path = "engine/bad_input.rs"]
+mod bad_input;
+#[path = "engine/failed_deliveries.rs"]
+mod failed_deliveries;
 mod support;
 
 use std::time::Duration;

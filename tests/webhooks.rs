@@ -3,11 +3,15 @@
 
 #[path = "webhooks/corpus.rs"]
 mod corpus;
+#[path = "webhooks/redeliveries.rs"]
+mod redeliveries;
+#[path = "webhooks/retention.rs"]
+mod retention;
 mod support;
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use statsync::systems::signature;
 use support::*;
 

@@ -17,6 +17,9 @@ use crate::domain::SystemId;
 use crate::store::inbound::{self, NewDelivery, Stored};
 use crate::store::{Store, StoreError};
 
+/// Times a group's insert is run again after losing a deadlock or serialization race.
+const RACE_RETRIES: u32 = 3;
+
 /// A verified delivery waiting for its group's commit.
 struct Pending {
     system: SystemId,
@@ -155,6 +158,14 @@ impl Writer {
             })
             .collect();
         let client = self.store.client().await?;
-        inbound::insert_many(&client, &deliveries).await
+        let mut lost = 0;
+        loop {
+            match inbound::insert_many(&client, &deliveries).await {
+                // The insert is its own transaction and idempotent: a race lost to
+                // another writer (or another statement) is retried, never answered 503.
+                Err(e) if e.lost_a_race() && lost < RACE_RETRIES => lost += 1,
+                answer => return answer,
+            }
+        }
     }
 }

@@ -214,6 +214,12 @@ impl StatusSynchronizer {
         &self.metrics
     }
 
+    /// Stored deliveries were made pending again (a retry): count them and look now.
+    pub fn requeued(&self, n: i64) {
+        self.backlog.add(n);
+        self.processor.do_send(Wake);
+    }
+
     /// `GET /metrics`: every metric, rendered by the SyncMonitor.
     pub async fn scrape(&self) -> Result<String, SyncError> {
         self.monitor

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::auth::Authenticated;
 use super::errors::ApiError;
+use super::query::Query;
 use super::AppState;
 use crate::actors::synchronizer::{LinkRequest, SubmitStatus, SyncError};
 use crate::domain::{CanonicalStatus, EntityKind, ExternalRef, SystemId};
@@ -74,16 +75,28 @@ struct RefBody {
 }
 
 impl RefBody {
-    fn to_ref(&self) -> Result<ExternalRef, ApiError> {
-        if self.external_id.trim().is_empty() {
-            return Err(ApiError::Malformed("`externalId` must not be empty".into()));
-        }
-        Ok(ExternalRef::new(
-            system(&self.system)?,
+    /// The ref, checked by its system's rules; errors name `field` (`ref`, `refs[0]`).
+    fn to_ref(&self, field: &str) -> Result<ExternalRef, ApiError> {
+        let system = system(&self.system)
+            .map_err(|e| ApiError::Malformed(format!("`{field}.system`: {e}")))?;
+        checked_ref(
+            system,
             self.external_id.trim(),
-        ))
+            &format!("{field}.externalId"),
+        )
     }
 }
+
+fn checked_ref(system: SystemId, external_id: &str, field: &str) -> Result<ExternalRef, ApiError> {
+    let r = ExternalRef::new(system, external_id);
+    crate::systems::check_ref(&r).map_err(|why| ApiError::Malformed(format!("`{field}` {why}")))?;
+    Ok(r)
+}
+
+/// Free text a person gives (`resolvedBy`): at most this long.
+const MAX_NAME_LEN: usize = 200;
+/// `metadata` as JSON text: at most this long.
+const MAX_METADATA_LEN: usize = 64 * 1024;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -109,12 +122,19 @@ async fn submit_status(
     let source = body
         .source
         .as_deref()
-        .map(system)
+        .map(|s| system(s).map_err(|e| ApiError::Malformed(format!("`source`: {e}"))))
         .transpose()?
         .unwrap_or(SystemId::Postgresql);
+    if let Some(metadata) = &body.metadata {
+        if metadata.to_string().len() > MAX_METADATA_LEN {
+            return Err(ApiError::Malformed(format!(
+                "`metadata` is longer than the {MAX_METADATA_LEN} bytes allowed as JSON"
+            )));
+        }
+    }
     let target = match (body.entity_id, body.reference) {
         (Some(id), None) => crate::actors::synchronizer::Target::Entity(id),
-        (None, Some(r)) => crate::actors::synchronizer::Target::Ref(r.to_ref()?),
+        (None, Some(r)) => crate::actors::synchronizer::Target::Ref(r.to_ref("ref")?),
         _ => {
             return Err(ApiError::Malformed(
                 "give exactly one of `entityId` or `ref`".into(),
@@ -175,9 +195,10 @@ struct LookupQuery {
 async fn lookup_entity(
     _: Authenticated,
     state: web::Data<AppState>,
-    q: web::Query<LookupQuery>,
+    q: Query<LookupQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = ExternalRef::new(system(&q.system)?, q.external_id.clone());
+    let system = system(&q.system).map_err(|e| ApiError::Malformed(format!("`system`: {e}")))?;
+    let r = checked_ref(system, &q.external_id, "external_id")?;
     let entity = state
         .sync
         .lookup(&r)
@@ -217,7 +238,7 @@ async fn entity_history(
     _: Authenticated,
     state: web::Data<AppState>,
     id: web::Path<String>,
-    q: web::Query<LimitQuery>,
+    q: Query<LimitQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = uuid(&id)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
@@ -265,7 +286,8 @@ async fn link(
     let refs = body
         .refs
         .iter()
-        .map(RefBody::to_ref)
+        .enumerate()
+        .map(|(i, r)| r.to_ref(&format!("refs[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
     let kind = body
         .kind
@@ -301,7 +323,7 @@ struct ConflictQuery {
 async fn list_conflicts(
     _: Authenticated,
     state: web::Data<AppState>,
-    q: web::Query<ConflictQuery>,
+    q: Query<ConflictQuery>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(s) = q.state.as_deref() {
         if s != "open" && s != "resolved" {
@@ -331,6 +353,8 @@ async fn resolve_conflict(
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound(format!("no conflict `{id}`")))?;
     let status = status(&body.status)?;
     let by = body.resolved_by.clone().unwrap_or_else(|| "api".to_owned());
+    super::text::acceptable(&by, MAX_NAME_LEN)
+        .map_err(|why| ApiError::Malformed(format!("`resolvedBy` {why}")))?;
     let outcome = state.sync.resolve_conflict(id, status, &by).await?;
     Ok(HttpResponse::Ok().json(outcome))
 }
@@ -345,7 +369,7 @@ struct EventsQuery {
 async fn replay_events(
     _: Authenticated,
     state: web::Data<AppState>,
-    q: web::Query<EventsQuery>,
+    q: Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let rooms: Option<Vec<String>> = q.rooms.as_deref().map(|r| {
         r.split(',')

@@ -62,8 +62,9 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        // A syntax error has no field to name; its line and column are the news.
-        if path == "." || inner.is_eof() || inner.is_syntax() {
+        // A syntax error between fields has no field to name; its line and column are
+        // the news. One inside a value (a lone surrogate `\ud800`) is that field's.
+        if path == "." || inner.is_eof() {
             ApiError::Malformed(format!("invalid JSON body: {inner}"))
         } else {
             ApiError::Malformed(format!("invalid JSON body: `{path}`: {inner}"))
@@ -71,5 +72,40 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end()
         .map_err(|e| ApiError::Malformed(format!("invalid JSON body: {e}")))?;
+    if body.windows(NUL_ESCAPE.len()).any(|w| w == NUL_ESCAPE) {
+        if let Some(path) = serde_json::from_slice(body).ok().and_then(|v| nul_at(&v)) {
+            return Err(ApiError::Malformed(format!(
+                "invalid JSON body: `{path}`: must not contain U+0000 (NUL)"
+            )));
+        }
+    }
     Ok(value)
+}
+
+const NUL_ESCAPE: &[u8] = b"\\u0000";
+
+/// The path of the first string or key holding U+0000, which no column can store.
+fn nul_at(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0').then(String::new),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_at(v).map(|rest| format!("[{i}]{}", dotted(&rest)))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(k.replace('\0', "\\u0000"));
+            }
+            nul_at(v).map(|rest| format!("{k}{}", dotted(&rest)))
+        }),
+        _ => None,
+    }
+}
+
+fn dotted(rest: &str) -> String {
+    match rest.chars().next() {
+        None | Some('[') => rest.to_owned(),
+        Some(_) => format!(".{rest}"),
+    }
 }

@@ -3,15 +3,18 @@
 
 pub mod api;
 pub mod auth;
+pub mod deliveries;
 pub mod errors;
 pub mod health;
 pub mod json;
 pub mod metrics;
 pub mod outbox;
 pub mod page;
+pub mod query;
 pub mod request_id;
 pub mod sse;
 pub mod sync;
+pub mod text;
 pub mod webhooks;
 pub mod ws;
 
@@ -44,6 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // Before `api` too: `/api/v1/events/stream` would otherwise not be reached.
     sse::routes(cfg);
     // Before `api`: its `/api/v1` scope would answer 404 for these paths.
+    deliveries::routes(cfg);
     outbox::routes(cfg);
     sync::routes(cfg);
     api::routes(cfg);

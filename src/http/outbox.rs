@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::auth::Authenticated;
 use super::errors::ApiError;
+use super::query::Query;
 use super::AppState;
 use crate::store::outbox::{self, Requeue};
 use crate::store::StoreError;
@@ -38,7 +39,7 @@ struct SummaryQuery {
 async fn outbox_summary(
     _: Authenticated,
     state: web::Data<AppState>,
-    q: web::Query<SummaryQuery>,
+    q: Query<SummaryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let client = state.store.client().await.map_err(store_error)?;

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use super::auth::Authenticated;
 use super::errors::ApiError;
+use super::query::Query;
 use super::AppState;
 use crate::actors::websocket_manager::{Connect, Outgoing, Subscribe};
 
@@ -30,7 +31,7 @@ async fn stream(
     _: Authenticated,
     req: HttpRequest,
     state: web::Data<AppState>,
-    q: web::Query<StreamQuery>,
+    q: Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let rooms: Vec<String> = q
         .rooms
@@ -41,7 +42,7 @@ async fn stream(
         .filter(|r| !r.is_empty())
         .map(str::to_owned)
         .collect();
-    super::ws::check_rooms(&rooms).map_err(ApiError::Malformed)?;
+    super::ws::check_rooms(&rooms).map_err(|why| ApiError::Malformed(format!("`rooms`: {why}")))?;
     let resume_from = match req.headers().get("last-event-id") {
         Some(h) => Some(
             h.to_str()

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::auth::Authenticated;
 use super::errors::ApiError;
 use super::outbox::store_error;
+use super::query::Query;
 use super::AppState;
 use crate::domain::SystemId;
 use crate::store::sync_runs;
@@ -117,7 +118,7 @@ struct HistoryQuery {
 async fn history(
     _: Authenticated,
     state: web::Data<AppState>,
-    q: web::Query<HistoryQuery>,
+    q: Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = match q.limit.as_deref() {
         None => 50,

@@ -45,6 +45,8 @@ pub struct Figures {
     /// Decisions taken in the window, and how many were conflicts.
     pub decisions: i64,
     pub conflicts: i64,
+    /// Accepted deliveries that could not be applied and are not requeued.
+    pub failed_deliveries: i64,
 }
 
 impl Figures {
@@ -103,6 +105,7 @@ pub async fn figures(client: &impl GenericClient, window_s: f64) -> Result<Figur
         average_sync_time_s: out.get(2),
         decisions: dec.get(0),
         conflicts: dec.get(1),
+        failed_deliveries: super::inbound::admin::count_failed(client).await?,
     })
 }
 

@@ -1,5 +1,7 @@
 //! `inbound_events`: raw deliveries, committed before they are acknowledged.
 
+pub mod admin;
+
 use deadpool_postgres::GenericClient;
 
 use super::StoreError;
@@ -46,11 +48,17 @@ pub async fn insert_many(
     client: &impl GenericClient,
     deliveries: &[NewDelivery<'_>],
 ) -> Result<Vec<Stored>, StoreError> {
-    let systems: Vec<&str> = deliveries.iter().map(|d| d.system.as_str()).collect();
-    let ids: Vec<&str> = deliveries.iter().map(|d| d.delivery_id).collect();
-    let types: Vec<&str> = deliveries.iter().map(|d| d.event_type).collect();
-    let priorities: Vec<i16> = deliveries.iter().map(|d| d.priority).collect();
-    let bodies: Vec<&[u8]> = deliveries.iter().map(|d| d.body).collect();
+    // Rows go in in key order: an insert waits on the uncommitted row of another that
+    // holds the same key, so two groups sharing redelivered ids in different orders
+    // would each wait for the other (a deadlock, answered 503). In one order, the
+    // first shared key decides who waits, and nobody waits in a circle.
+    let mut order: Vec<&NewDelivery<'_>> = deliveries.iter().collect();
+    order.sort_by_key(|d| (d.system.as_str(), d.delivery_id));
+    let systems: Vec<&str> = order.iter().map(|d| d.system.as_str()).collect();
+    let ids: Vec<&str> = order.iter().map(|d| d.delivery_id).collect();
+    let types: Vec<&str> = order.iter().map(|d| d.event_type).collect();
+    let priorities: Vec<i16> = order.iter().map(|d| d.priority).collect();
+    let bodies: Vec<&[u8]> = order.iter().map(|d| d.body).collect();
     let stmt = client.prepare_cached(INSERT_MANY).await?;
     let rows = client
         .query(&stmt, &[&systems, &ids, &types, &priorities, &bodies])
@@ -119,8 +127,9 @@ pub async fn claim(client: &impl GenericClient, limit: i64) -> Result<Vec<Claime
 // clock_timestamp(), not now(): now() is when the transaction began, and the latency
 // that matters ends at the commit that follows this statement.
 const MARK: &str = "UPDATE inbound_events AS i
-    SET state = m.state, outcome = m.outcome, processed_at = clock_timestamp(), attempts = i.attempts + 1
-    FROM unnest($1::bigint[], $2::text[], $3::text[]) AS m(id, state, outcome)
+    SET state = m.state, outcome = m.outcome, error_code = m.code,
+        processed_at = clock_timestamp(), attempts = i.attempts + 1
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS m(id, state, outcome, code)
     WHERE i.id = m.id";
 
 /// How one claimed delivery ended.
@@ -129,6 +138,8 @@ pub struct Outcome {
     /// processed | ignored | failed
     pub state: &'static str,
     pub outcome: String,
+    /// Why a failed one failed, as a stable UPPER_SNAKE_CASE code.
+    pub error_code: Option<&'static str>,
 }
 
 pub async fn mark(client: &impl GenericClient, outcomes: &[Outcome]) -> Result<(), StoreError> {
@@ -153,6 +164,7 @@ pub struct Marks<'a> {
     ids: Vec<i64>,
     states: Vec<&'a str>,
     texts: Vec<&'a str>,
+    codes: Vec<Option<&'a str>>,
 }
 
 impl<'a> Marks<'a> {
@@ -161,11 +173,68 @@ impl<'a> Marks<'a> {
             ids: outcomes.iter().map(|o| o.id).collect(),
             states: outcomes.iter().map(|o| o.state).collect(),
             texts: outcomes.iter().map(|o| o.outcome.as_str()).collect(),
+            codes: outcomes.iter().map(|o| o.error_code).collect(),
         }
     }
 
-    pub fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 3] {
-        [&self.ids, &self.states, &self.texts]
+    pub fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 4] {
+        [&self.ids, &self.states, &self.texts, &self.codes]
+    }
+}
+
+const FAIL: &str = "UPDATE inbound_events
+    SET state = 'failed', outcome = $2, error_code = $3, processed_at = clock_timestamp(),
+        attempts = attempts + 1
+    WHERE id = $1 RETURNING system";
+
+/// Marks one delivery failed on its own (it could not be applied with any batch);
+/// answers its system, `None` if the row is gone.
+pub async fn fail(
+    client: &impl GenericClient,
+    id: i64,
+    error: &str,
+    code: &str,
+) -> Result<Option<String>, StoreError> {
+    let stmt = client.prepare_cached(FAIL).await?;
+    Ok(client
+        .query_opt(&stmt, &[&id, &error, &code])
+        .await?
+        .map(|r| r.get(0)))
+}
+
+// Received in [now - $1 - $2, now - $1) days, applied or ignored, and not still needed
+// by a GitHub item lookup (which reads the body of the delivery it completes).
+const PRUNE: &str = "WITH old AS (
+        SELECT id FROM inbound_events
+        WHERE received_at < now() - make_interval(days => $1)
+          AND received_at >= now() - make_interval(days => $1 + $2)
+          AND state IN ('processed', 'ignored') AND body IS NOT NULL
+          AND id NOT IN (SELECT inbound_event_id FROM github_item_lookups
+                         WHERE state IN ('pending', 'in_flight'))
+        LIMIT $3)
+    UPDATE inbound_events i SET body = NULL FROM old WHERE i.id = old.id";
+
+/// Rows pruned per statement, so no one transaction holds many row locks for long.
+const PRUNE_BATCH: i64 = 1000;
+
+/// Drops the bodies of applied or ignored deliveries received more than `days` ago (and
+/// at most `days + lookback` ago: rows already pruned are not read again); the rows stay,
+/// so their ids still tell a redelivery from a new delivery. Answers how many.
+pub async fn prune_bodies(
+    client: &impl GenericClient,
+    days: i32,
+    lookback_days: i32,
+) -> Result<u64, StoreError> {
+    let stmt = client.prepare_cached(PRUNE).await?;
+    let mut pruned = 0;
+    loop {
+        let n = client
+            .execute(&stmt, &[&days, &lookback_days, &PRUNE_BATCH])
+            .await?;
+        pruned += n;
+        if (n as i64) < PRUNE_BATCH {
+            return Ok(pruned);
+        }
     }
 }
 

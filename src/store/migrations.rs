@@ -52,6 +52,14 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0015_exact_echoes",
         include_str!("../../sql/0015_exact_echoes.sql"),
     ),
+    (
+        "0016_failed_deliveries",
+        include_str!("../../sql/0016_failed_deliveries.sql"),
+    ),
+    (
+        "0017_delivery_retention",
+        include_str!("../../sql/0017_delivery_retention.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrators.

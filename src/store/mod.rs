@@ -2,6 +2,7 @@
 //! the module named for it. SQL lives here and in `sql/`, nowhere else.
 
 pub mod alerts;
+mod connections;
 pub mod echoes;
 pub mod embedded;
 pub mod entities;
@@ -17,10 +18,11 @@ pub mod pg_source;
 pub mod sync_runs;
 pub mod tx;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use crate::config::DatabaseSettings;
 
@@ -50,6 +52,20 @@ impl StoreError {
         match self {
             StoreError::Pool(_) => true,
             StoreError::Db(e) | StoreError::Migration { source: e, .. } => is_transient_db(e),
+            _ => false,
+        }
+    }
+}
+
+impl StoreError {
+    /// A deadlock or serialization failure: the statement lost a race and was rolled
+    /// back whole, so running it again at once is safe and usually succeeds.
+    pub fn lost_a_race(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        match self {
+            StoreError::Db(e) => e.code().is_some_and(|c| {
+                *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+            }),
             _ => false,
         }
     }
@@ -106,6 +122,8 @@ pub fn is_transient_db(e: &tokio_postgres::Error) -> bool {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Set by `close`: connection errors from then on are the database stopping.
+    closing: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -117,9 +135,12 @@ impl Store {
         if pg.get_application_name().is_none() {
             pg.application_name("statsync");
         }
-        let manager = Manager::from_config(
+        let closing = Arc::new(AtomicBool::new(false));
+        let connect = connections::OnOwnRuntime::new(closing.clone())
+            .map_err(|e| StoreError::Url(format!("cannot start the connection threads: {e}")))?;
+        let manager = Manager::from_connect(
             pg,
-            NoTls,
+            connect,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -133,7 +154,14 @@ impl Store {
             .recycle_timeout(Some(timeout))
             .build()
             .map_err(|e| StoreError::Url(e.to_string()))?;
-        Ok(Store { pool })
+        Ok(Store { pool, closing })
+    }
+
+    /// Closes the pool before the database stops: idle connections end now, the ones
+    /// in use when they come back, and an error on one still open is no longer news.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        self.pool.close();
     }
 
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {

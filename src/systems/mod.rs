@@ -62,14 +62,44 @@ impl PayloadError {
     }
 }
 
+/// Longer than any id of GitHub (`owner/repo#n` is at most 150), Linear or an agent.
+pub const MAX_EXTERNAL_ID_LEN: usize = 200;
+
+/// Why `r` cannot name an object of its system, if it cannot: refs from the API are
+/// checked here where they enter, by each system's own rules.
+pub fn check_ref(r: &crate::domain::ExternalRef) -> Result<(), String> {
+    let id = r.external_id.as_str();
+    if id.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if id.len() > MAX_EXTERNAL_ID_LEN {
+        return Err(format!(
+            "is longer than the {MAX_EXTERNAL_ID_LEN} bytes allowed"
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err("must not contain control characters (such as U+0000)".into());
+    }
+    match r.system {
+        crate::domain::SystemId::Github => github::refs::check(id),
+        _ => Ok(()),
+    }
+}
+
 /// The name used in errors about the body as a whole.
 const ROOT: &str = "payload";
 
 /// Parses a body that must be one JSON object. serde_json bounds nesting (128 levels)
 /// and rejects invalid UTF-8, so no input can overflow the stack or panic here.
 pub(crate) fn parse_object(body: &[u8]) -> Result<Value, PayloadError> {
-    let value: Value =
+    let mut value: Value =
         serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
+    // JSON may carry U+0000 (`\u0000`); PostgreSQL text and jsonb cannot hold it, so a
+    // delivery accepted with one would fail when applied. What statsync reads from the
+    // body (titles, summaries, names) gets U+FFFD instead; the stored body is untouched.
+    if body.windows(NUL_ESCAPE.len()).any(|w| w == NUL_ESCAPE) {
+        storable(&mut value);
+    }
     if value.is_object() {
         Ok(value)
     } else {
@@ -77,6 +107,27 @@ pub(crate) fn parse_object(body: &[u8]) -> Result<Value, PayloadError> {
             ROOT,
             format!("expected a JSON object, found {}", kind_of(&value)),
         ))
+    }
+}
+
+const NUL_ESCAPE: &[u8] = b"\\u0000";
+
+/// Replaces U+0000 in every string and key of `value` with U+FFFD.
+fn storable(value: &mut Value) {
+    let clean = |s: &str| s.replace('\0', "\u{FFFD}");
+    match value {
+        Value::String(s) if s.contains('\0') => *s = clean(s),
+        Value::Array(items) => items.iter_mut().for_each(storable),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, v)| (clean(&k), v))
+                    .collect();
+            }
+            map.values_mut().for_each(storable);
+        }
+        _ => {}
     }
 }
 

@@ -3,6 +3,7 @@
 //! acknowledged is stored and ends applied exactly once.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -171,4 +172,122 @@ async fn sigterm_under_webhook_load_loses_no_acknowledged_delivery() {
         .collect();
     assert!(wrong.is_empty(), "not applied exactly once: {wrong:?}");
     assert_eq!(rows.len(), stored.len());
+}
+
+/// The cluster directory of a test, removed with wherever the cluster had to live.
+struct ClusterDir(std::path::PathBuf);
+
+impl Drop for ClusterDir {
+    fn drop(&mut self) {
+        if let Ok(elsewhere) = std::fs::read_to_string(self.0.join("location")) {
+            let _ = std::fs::remove_dir_all(elsewhere.trim());
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(self.0.with_extension("log"));
+    }
+}
+
+#[actix_web::test]
+async fn sigterm_on_the_embedded_database_stops_quietly_and_says_so_last() {
+    let dir = ClusterDir(
+        Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("quiet-stop-{}", uuid::Uuid::new_v4().simple())),
+    );
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.0.with_extension("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statsync"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .env("STATSYNC__DATABASE__EMBEDDED_DIR", &dir.0)
+        .env("AGENTAPI_WEBHOOK_SECRET", AGENT_SECRET)
+        .env("STATSYNC_API_TOKENS", API_TOKEN)
+        .env("STATSYNC__HTTP__PORT", port.to_string())
+        .env("STATSYNC__HTTP__WORKERS", "2")
+        .env("STATSYNC__LOG__LEVEL", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("server log"))
+        .spawn()
+        .expect("start the statsync binary");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    wait_for("the server is ready", Duration::from_secs(90), || async {
+        let r = http.get(format!("{base}/ready")).send().await;
+        r.ok().filter(|r| r.status() == 200).map(|_| ())
+    })
+    .await;
+
+    // Work on every thread, so the pool holds connections opened by HTTP workers and
+    // by the engine when the database stops.
+    let sends = (0..40).map(|n| {
+        let http = http.clone();
+        let url = format!("{base}/webhooks/agentapi");
+        async move {
+            let (id, body) = report(n);
+            let sig = signature::sign_prefixed(AGENT_SECRET.as_bytes(), &body);
+            let r = http
+                .post(url)
+                .header("X-Statsync-Signature", sig)
+                .header("X-Statsync-Delivery", &id)
+                .body(body)
+                .send()
+                .await
+                .expect("a delivery");
+            assert_eq!(r.status(), 200, "{id}");
+        }
+    });
+    futures_util::future::join_all(sends).await;
+    wait_for("the deliveries are applied", WAIT, || async {
+        let r = http
+            .get(format!(
+                "{base}/api/v1/entities?system=agentapi&external_id=term-task-39"
+            ))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+
+    sigterm(&child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the binary") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running 30 s after SIGTERM");
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exit status {status}; log:\n{text}");
+    let stopping = text
+        .find("stopping")
+        .unwrap_or_else(|| panic!("no line says the stop began; log:\n{text}"));
+    let noise: Vec<&str> = text[stopping..]
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(
+        noise.is_empty(),
+        "warnings while stopping: {noise:#?}\nlog:\n{text}"
+    );
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(
+        last.contains("statsync stopped"),
+        "the last line says it stopped: {last}\nlog:\n{text}"
+    );
 }

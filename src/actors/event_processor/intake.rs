@@ -60,7 +60,7 @@ pub async fn drain(engine: &Engine) {
             Err((error, first)) => {
                 tracing::error!(error = %error, inbound_id = ?first, "delivery cannot be applied");
                 if let Some(id) = first {
-                    if let Err(e) = mark_failed(engine, id, &error.to_string()).await {
+                    if let Err(e) = mark_failed(engine, id, &error).await {
                         tracing::error!(error = %e, inbound_id = id, "could not record the failure");
                         return;
                     }
@@ -120,11 +120,13 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
                 id: c.id,
                 state: "ignored",
                 outcome: reason,
+                error_code: None,
             }),
             Err(e) => marks.push(Outcome {
                 id: c.id,
                 state: "failed",
                 outcome: format!("stored delivery cannot be parsed: {e}"),
+                error_code: Some(UNPARSEABLE),
             }),
         }
     }
@@ -135,6 +137,11 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
     marks.extend(summarize(&claimed, &outcomes));
     effects.marks = marks;
     effects.commit(tx).await.map_err(fail(Some(first)))?;
+    for m in &effects.marks {
+        if let (Some(code), Some(c)) = (m.error_code, claimed.iter().find(|c| c.id == m.id)) {
+            count_failed(engine, c.system.as_str(), code);
+        }
+    }
 
     let done = Utc::now();
     for item in &items {
@@ -171,6 +178,7 @@ fn summarize(claimed: &[Claimed], outcomes: &[ItemOutcome]) -> Vec<Outcome> {
                 id: c.id,
                 state: "processed",
                 outcome: mine.join("; "),
+                error_code: None,
             })
         })
         .collect()
@@ -187,17 +195,36 @@ fn parse(c: &Claimed) -> Result<Parsed, PayloadError> {
     }
 }
 
-async fn mark_failed(engine: &Engine, id: i64, error: &str) -> Result<(), StoreError> {
+/// Why an accepted delivery could not be applied: the closed set of `error_code`s, and of
+/// the `code` label of `statsync_deliveries_failed_total`.
+const UNPARSEABLE: &str = "UNPARSEABLE";
+const REJECTED_BY_DATABASE: &str = "REJECTED_BY_DATABASE";
+const NOT_FOUND_CODE: &str = "NOT_FOUND";
+const APPLY_FAILED: &str = "APPLY_FAILED";
+
+fn failure_code(e: &ApplyError) -> &'static str {
+    match e {
+        ApplyError::Store(StoreError::Db(db)) if db.code().is_some() => REJECTED_BY_DATABASE,
+        ApplyError::NotFound(_) => NOT_FOUND_CODE,
+        _ => APPLY_FAILED,
+    }
+}
+
+fn count_failed(engine: &Engine, system: &str, code: &str) {
+    engine
+        .metrics
+        .deliveries_failed
+        .with_label_values(&[system, code])
+        .inc();
+}
+
+async fn mark_failed(engine: &Engine, id: i64, error: &ApplyError) -> Result<(), StoreError> {
     let client = engine.store.client().await?;
-    inbound::mark(
-        &client,
-        &[Outcome {
-            id,
-            state: "failed",
-            outcome: format!("cannot be applied: {error}"),
-        }],
-    )
-    .await?;
+    let code = failure_code(error);
+    let outcome = format!("cannot be applied: {error}");
+    if let Some(system) = inbound::fail(&client, id, &outcome, code).await? {
+        count_failed(engine, &system, code);
+    }
     engine.backlog.add(-1);
     Ok(())
 }
@@ -249,6 +276,21 @@ fn announce(engine: &Engine, effects: &Effects) {
     };
     for r in &engine.committed {
         r.do_send(msg.clone());
+    }
+}
+
+/// Drops the bodies of deliveries past `intake.retention_days` that were applied or
+/// ignored, looking `lookback_days` further back.
+pub async fn prune_bodies(engine: &Engine, lookback_days: i32) {
+    let days = i32::try_from(engine.settings.intake.retention_days).unwrap_or(i32::MAX);
+    let pruned = match engine.store.client().await {
+        Ok(client) => inbound::prune_bodies(&client, days, lookback_days).await,
+        Err(e) => Err(e),
+    };
+    match pruned {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(pruned = n, "delivery bodies past retention dropped"),
+        Err(e) => tracing::warn!(error = %e, "pruning delivery bodies failed"),
     }
 }
 

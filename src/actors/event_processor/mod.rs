@@ -72,6 +72,24 @@ impl EventProcessor {
     }
 }
 
+/// How often delivery bodies past retention are dropped, and how far past it each run
+/// looks (more than the interval, so a missed run or a slow replica misses nothing).
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+const PRUNE_LOOKBACK_DAYS: i32 = 2;
+/// Back to any delivery ever stored (a timestamp cannot go much further back).
+const PRUNE_ALL_DAYS: i32 = 36_500;
+
+impl EventProcessor {
+    fn prune(&mut self, ctx: &mut Context<Self>, lookback_days: i32) {
+        let engine = self.engine.clone();
+        ctx.spawn(
+            async move { intake::guarded(&engine, intake::prune_bodies(&engine, lookback_days)).await }
+                .into_actor(self)
+                .map(|_, _, _| ()),
+        );
+    }
+}
+
 impl Actor for EventProcessor {
     type Context = Context<Self>;
 
@@ -91,6 +109,11 @@ impl Actor for EventProcessor {
                     .into_actor(act)
                     .map(|_, _, _| ()),
             );
+        });
+        // Retention: once over everything at start, then hourly over the last days.
+        self.prune(ctx, PRUNE_ALL_DAYS);
+        ctx.run_interval(PRUNE_INTERVAL, |act, ctx| {
+            act.prune(ctx, PRUNE_LOOKBACK_DAYS)
         });
         ctx.run_interval(poll, |act, ctx| {
             let engine = act.engine.clone();

@@ -12,6 +12,7 @@ pub const OUTBOX_DEPTH: &str = "outbox_depth_high";
 pub const OLDEST_PENDING: &str = "outbox_oldest_pending_high";
 pub const CONFLICT_RATE: &str = "conflict_rate_high";
 pub const DEAD_LETTERS: &str = "dead_letters";
+pub const DELIVERIES_FAILED: &str = "deliveries_failed";
 
 /// One alert's value against its threshold; `value` is `None` when it cannot be judged
 /// (too few samples, nothing pending), which counts as not firing.
@@ -108,6 +109,18 @@ pub fn readings(f: &Figures, s: &AlertSettings) -> Vec<Reading> {
                  with POST /api/v1/sync/outbox/{{id}}/retry"
             ),
         },
+        Reading {
+            name: DELIVERIES_FAILED,
+            severity: "warning",
+            value: Some(f.failed_deliveries as f64),
+            threshold: s.deliveries_failed as f64,
+            message: format!(
+                "{} accepted deliveries could not be applied; see GET \
+                 /api/v1/deliveries?state=failed, fix the cause, then requeue them with \
+                 POST /api/v1/deliveries/{{id}}/retry",
+                f.failed_deliveries
+            ),
+        },
     ]
 }
 
@@ -178,6 +191,7 @@ mod tests {
             oldest_pending_age_s: 900.0,
             conflict_rate: 0.1,
             dead_letters: 1,
+            deliveries_failed: 1,
         }
     }
 

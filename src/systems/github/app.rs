@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::client::{as_github, classify};
+use super::refs::segment;
 use crate::systems::outbound::{
     classify_status, excerpt, exchange, time_at, ErrorCode, Exchange, OutboundError,
 };
@@ -127,7 +128,7 @@ impl AppAuth {
         }
         let id = match scope {
             Scope::Repo { owner, repo } => {
-                let path = format!("/repos/{owner}/{repo}/installation");
+                let path = format!("/repos/{}/{}/installation", segment(owner), segment(repo));
                 self.as_app(reqwest::Method::GET, &path).await?["id"].as_u64()
             }
             Scope::Any => {

@@ -41,8 +41,9 @@ pub fn first_page_url(
     since: Option<DateTime<Utc>>,
 ) -> String {
     let mut url = format!(
-        "{}/repos/{repo}/issues?state=all&sort=updated&direction=asc&per_page={per_page}",
-        api_url.trim_end_matches('/')
+        "{}/repos/{}/issues?state=all&sort=updated&direction=asc&per_page={per_page}",
+        api_url.trim_end_matches('/'),
+        super::refs::repo_path(repo)
     );
     if let Some(since) = since {
         url.push_str("&since=");
@@ -110,8 +111,9 @@ impl Lister<'_> {
         since: Option<DateTime<Utc>>,
     ) -> Result<(HashMap<u64, String>, RateInfo), OutboundError> {
         let mut url = Some(format!(
-            "{}/repos/{repo}/pulls?state=all&sort=updated&direction=desc&per_page={per_page}",
-            api_url.trim_end_matches('/')
+            "{}/repos/{}/pulls?state=all&sort=updated&direction=desc&per_page={per_page}",
+            api_url.trim_end_matches('/'),
+            super::refs::repo_path(repo)
         ));
         let mut out = HashMap::new();
         let mut rate = RateInfo::default();
@@ -140,8 +142,9 @@ impl Lister<'_> {
         number: u64,
     ) -> Result<(Option<String>, RateInfo), OutboundError> {
         let url = format!(
-            "{}/repos/{repo}/pulls/{number}",
-            api_url.trim_end_matches('/')
+            "{}/repos/{}/pulls/{number}",
+            api_url.trim_end_matches('/'),
+            super::refs::repo_path(repo)
         );
         let answer = exchange(self.request(reqwest::Method::GET, &url)?).await?;
         let rate = RateInfo::github(&answer.headers);
@@ -168,8 +171,9 @@ impl Lister<'_> {
         since: DateTime<Utc>,
     ) -> Result<(Vec<Value>, RateInfo), OutboundError> {
         let mut url = format!(
-            "{}/repos/{repo}/hooks/{hook}/deliveries?per_page=100",
-            api_url.trim_end_matches('/')
+            "{}/repos/{}/hooks/{hook}/deliveries?per_page=100",
+            api_url.trim_end_matches('/'),
+            super::refs::repo_path(repo)
         );
         let mut all = Vec::new();
         let mut rate = RateInfo::default();
@@ -197,8 +201,9 @@ impl Lister<'_> {
         delivery: u64,
     ) -> Result<(), OutboundError> {
         let url = format!(
-            "{}/repos/{repo}/hooks/{hook}/deliveries/{delivery}/attempts",
-            api_url.trim_end_matches('/')
+            "{}/repos/{}/hooks/{hook}/deliveries/{delivery}/attempts",
+            api_url.trim_end_matches('/'),
+            super::refs::repo_path(repo)
         );
         let answer = exchange(self.request(reqwest::Method::POST, &url)?).await?;
         if (200..300).contains(&answer.status) {

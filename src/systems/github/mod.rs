@@ -5,6 +5,7 @@ pub mod app;
 pub mod client;
 pub mod listing;
 pub mod read_back;
+pub mod refs;
 pub mod webhook;
 
 pub use webhook::parse as parse_webhook;
