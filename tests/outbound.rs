@@ -17,9 +17,13 @@ mod ordering;
 mod outage;
 #[path = "outbound/restart.rs"]
 mod restart;
+#[path = "outbound/suggest.rs"]
+mod suggest;
 mod support;
 #[path = "outbound/sync.rs"]
 mod sync;
+#[path = "outbound/timing.rs"]
+mod timing;
 
 use std::time::Duration;
 
