@@ -1,6 +1,7 @@
 //! `POST /webhooks/{github,linear,agentapi}`: raw bytes → verified → parsed → committed
 //! → answered. Never answers 2xx for a delivery that is not committed, and never
-//! answers at all for a system whose secret is not configured (404, never open).
+//! answers at all for a system whose secret is not configured (404, never open). A
+//! GitHub event statsync does not read is answered `ignored` from its header alone.
 
 use actix_web::http::header::HeaderMap;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -145,7 +146,6 @@ async fn accept(
     parsed: Parsed,
 ) -> Result<HttpResponse, ApiError> {
     if let Parsed::Ignored { reason } = parsed {
-        tracing::debug!(%system, delivery_id, "delivery ignored");
         return Ok(ignored(state, system, event, reason));
     }
     let label = event_label(system, event);

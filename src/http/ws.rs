@@ -118,7 +118,8 @@ async fn upgrade(
         .start()
 }
 
-/// The budget a session spends: its kind says whether it has authenticated.
+/// The budget a session spends, given back when it is dropped (so never read); its kind
+/// says whether the session has authenticated.
 enum SessionSlot {
     Unauthenticated(#[allow(dead_code)] UnauthenticatedSlot),
     Authenticated(#[allow(dead_code)] Slot),
