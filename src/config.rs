@@ -65,6 +65,8 @@ pub struct HttpSettings {
     pub host: String,
     pub port: u16,
     pub max_body_bytes: usize,
+    /// Time to receive a whole request body; a slower sender is answered 408.
+    pub body_timeout_ms: u64,
     pub workers: usize,
 }
 
@@ -275,8 +277,16 @@ impl LinkingSettings {
 #[serde(deny_unknown_fields)]
 pub struct WsSettings {
     pub allowed_origins: Vec<String>,
+    /// Authenticated WebSocket connections and SSE streams together.
     pub max_connections: usize,
+    /// WebSockets not yet authenticated, in all and from one source address: they have
+    /// their own budget, so silent sockets cannot take the authenticated clients' slots.
+    pub max_unauthenticated: usize,
+    pub max_unauthenticated_per_address: usize,
+    /// How long a WebSocket may stay unauthenticated.
+    pub auth_timeout_ms: u64,
     pub messages_per_second: u32,
+    pub max_rooms_per_connection: usize,
     /// Backstop read of the event log for commits made by other replicas.
     pub poll_interval_ms: u64,
     /// Messages queued per subscriber before it counts as too slow and is dropped.
@@ -794,8 +804,17 @@ impl Settings {
                 Err(e) => return invalid(key, &format!("is not a URL ({e}): `{url}`")),
             }
         }
+        if self.http.body_timeout_ms == 0 {
+            return invalid("http.body_timeout_ms", "must be above 0");
+        }
         if self.ws.poll_interval_ms == 0 {
             return invalid("ws.poll_interval_ms", "must be at least 1");
+        }
+        if self.ws.auth_timeout_ms == 0 {
+            return invalid("ws.auth_timeout_ms", "must be above 0");
+        }
+        if self.ws.max_rooms_per_connection == 0 {
+            return invalid("ws.max_rooms_per_connection", "must be at least 1");
         }
         if self.ws.send_buffer < crate::actors::websocket_manager::PAGE as usize {
             return invalid(

@@ -26,6 +26,7 @@ pub const DELIVERIES_FAILED: &str = "statsync_deliveries_failed_total";
 pub const OUTBOX_DEPTH: &str = "statsync_outbox_depth";
 pub const OUTBOX_OLDEST_PENDING_AGE: &str = "statsync_outbox_oldest_pending_age_seconds";
 pub const WS_CONNECTIONS: &str = "statsync_ws_connections";
+pub const WS_UNAUTHENTICATED: &str = "statsync_ws_unauthenticated";
 pub const WS_SUBSCRIPTIONS: &str = "statsync_ws_subscriptions";
 pub const WS_DROPPED: &str = "statsync_ws_dropped_total";
 pub const DB_POOL_MAX: &str = "statsync_db_pool_max_connections";
@@ -60,6 +61,7 @@ pub struct Metrics {
     pub outbox_depth: IntGaugeVec,
     pub outbox_oldest_pending_age: prometheus::Gauge,
     pub ws_connections: IntGauge,
+    pub ws_unauthenticated: IntGauge,
     pub ws_subscriptions: IntGauge,
     pub ws_dropped: IntCounterVec,
     pub db_pool_max: IntGauge,
@@ -196,7 +198,15 @@ impl Metrics {
                      (0 when none), read at each SyncMonitor interval",
                 ),
             ),
-            ws_connections: gauge(WS_CONNECTIONS, "Open WebSocket connections on this replica"),
+            ws_connections: gauge(
+                WS_CONNECTIONS,
+                "Authenticated WebSocket connections and SSE streams open on this replica \
+                 (they share ws.max_connections)",
+            ),
+            ws_unauthenticated: gauge(
+                WS_UNAUTHENTICATED,
+                "WebSocket connections on this replica that have not authenticated yet",
+            ),
             ws_subscriptions: gauge(
                 WS_SUBSCRIPTIONS,
                 "Room memberships of this replica's subscribers (WebSocket and SSE)",
@@ -204,7 +214,7 @@ impl Metrics {
             ws_dropped: counter(
                 WS_DROPPED,
                 "Subscribers this replica closed, by reason (slow, rate_limited, timeout, \
-                 unauthenticated, shutdown)",
+                 unauthenticated, unsupported_data, shutdown)",
                 &["reason"],
             ),
             db_pool_max: gauge(DB_POOL_MAX, "The connection pool's maximum size"),

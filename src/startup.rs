@@ -214,7 +214,10 @@ impl Application {
             store,
             sync,
             ws,
-            ws_connections: Arc::new(http::ws::Connections::new(metrics.ws_connections.clone())),
+            ws_connections: Arc::new(http::connections::Connections::new(
+                metrics.ws_connections.clone(),
+                metrics.ws_unauthenticated.clone(),
+            )),
             backfill,
         });
 
@@ -234,6 +237,9 @@ impl Application {
                     .app_data(web::PathConfig::default().error_handler(|e, _| {
                         ApiError::Malformed(format!("invalid path: {e}")).into()
                     }))
+                    .wrap(actix_web::middleware::from_fn(
+                        http::body_deadline::body_deadline,
+                    ))
                     .wrap(actix_web::middleware::from_fn(http::request_id::request_id))
                     .configure(http::routes)
             })

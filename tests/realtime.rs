@@ -375,3 +375,175 @@ async fn a_slow_consumer_is_closed_with_1008_and_resumes_without_loss() {
     let seqs: Vec<i64> = rest.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, (last + 1..=upto).collect::<Vec<_>>());
 }
+
+/// A gauge's value in this replica's /metrics.
+async fn gauge(app: &TestApp, name: &str) -> i64 {
+    let text = app.get("/metrics").await.body;
+    let text = text.as_str().expect("the text exposition");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}")) as i64
+}
+
+#[actix_web::test]
+async fn a_binary_frame_is_refused_with_1003_and_pings_count_against_the_rate() {
+    let app = spawn_app_with(&[("STATSYNC__WS__MESSAGES_PER_SECOND", "2")]).await;
+    let mut conn = open(&app, Some(API_TOKEN)).await.expect("upgrade");
+    conn.send(ws::Message::Binary(Bytes::from_static(b"\x00\x01")))
+        .await
+        .expect("send");
+    let m = next(&mut conn).await;
+    assert_eq!(m["code"], "INVALID_MESSAGE", "{m}");
+    assert_eq!(
+        next(&mut conn).await,
+        json!({"type": "close", "code": 1003})
+    );
+
+    // Pings are frames the server answers: a flood of them is over the rate like any.
+    let mut conn = open(&app, Some(API_TOKEN)).await.expect("upgrade");
+    for _ in 0..3 {
+        conn.send(ws::Message::Ping(Bytes::new()))
+            .await
+            .expect("send");
+    }
+    let m = next(&mut conn).await;
+    assert_eq!(m["code"], "RATE_LIMITED", "{m}");
+}
+
+#[actix_web::test]
+async fn rooms_per_connection_are_capped_and_every_membership_goes_with_the_connection() {
+    let app = spawn_app_with(&[("STATSYNC__WS__MAX_ROOMS_PER_CONNECTION", "3")]).await;
+    let mut conn = open(&app, Some(API_TOKEN)).await.expect("upgrade");
+    subscribe(&mut conn, &["all", "project:A"], None).await;
+    send(
+        &mut conn,
+        json!({"type": "subscribe", "rooms": ["project:B", "project:C"]}),
+    )
+    .await;
+    let m = next(&mut conn).await;
+    assert_eq!(m["code"], "TOO_MANY_ROOMS", "{m}");
+    // Rooms already joined do not count twice; leaving one makes room.
+    subscribe(&mut conn, &["all", "project:B"], None).await;
+    send(&mut conn, json!({"type": "unsubscribe", "rooms": ["all"]})).await;
+    subscribe(&mut conn, &["project:C"], None).await;
+    eventually("three memberships", WAIT, || async {
+        gauge(&app, "statsync_ws_subscriptions").await == 3
+    })
+    .await;
+
+    // Many connections' memberships, released when they close.
+    let mut conns = Vec::new();
+    for i in 0..20 {
+        let mut c = open(&app, Some(API_TOKEN)).await.expect("upgrade");
+        subscribe(&mut c, &["all", &format!("project:P{i}")], None).await;
+        conns.push(c);
+    }
+    eventually("43 memberships", WAIT, || async {
+        gauge(&app, "statsync_ws_subscriptions").await == 43
+    })
+    .await;
+    drop(conns);
+    drop(conn);
+    eventually("no membership left after the close", WAIT, || async {
+        gauge(&app, "statsync_ws_subscriptions").await == 0
+    })
+    .await;
+    assert_eq!(gauge(&app, "statsync_ws_connections").await, 0);
+}
+
+#[actix_web::test]
+async fn sockets_that_never_authenticate_cannot_lock_out_an_authenticated_client() {
+    let app = spawn_app_with(&[
+        ("STATSYNC__WS__MAX_CONNECTIONS", "1"),
+        ("STATSYNC__WS__MAX_UNAUTHENTICATED", "3"),
+        ("STATSYNC__WS__MAX_UNAUTHENTICATED_PER_ADDRESS", "2"),
+        ("STATSYNC__WS__AUTH_TIMEOUT_MS", "3000"),
+    ])
+    .await;
+    let [b, c, d] = [2u8, 3, 4].map(|n| std::net::IpAddr::from([127, 0, 0, n]));
+    let mut silent = Vec::new();
+    for from in [b, b, c] {
+        let (conn, status) = support::raw::silent_upgrade(&app, from).await;
+        assert_eq!(status, 101);
+        silent.push(conn);
+    }
+    // Per address, then in all.
+    assert_eq!(support::raw::silent_upgrade(&app, b).await.1, 503);
+    assert_eq!(support::raw::silent_upgrade(&app, d).await.1, 503);
+    assert_eq!(gauge(&app, "statsync_ws_unauthenticated").await, 3);
+
+    // The silent sockets hold none of ws.max_connections.
+    let mut authed = open(&app, Some(API_TOKEN)).await.expect("upgrade");
+    subscribe(&mut authed, &["all"], None).await;
+    assert_eq!(gauge(&app, "statsync_ws_connections").await, 1);
+
+    // A browser authenticating by message needs a slot of ws.max_connections too.
+    drop(silent.pop());
+    let mut browser = support::wait_for("room to wait for authentication", WAIT, || async {
+        open(&app, None).await.ok()
+    })
+    .await;
+    send(&mut browser, json!({"type": "auth", "token": API_TOKEN})).await;
+    let m = next(&mut browser).await;
+    assert_eq!(m["code"], "SERVICE_UNAVAILABLE", "{m}");
+    assert_eq!(
+        next(&mut browser).await,
+        json!({"type": "close", "code": 1013})
+    );
+
+    // The silent ones are closed at ws.auth_timeout_ms, and their budget is free again.
+    for conn in silent {
+        let (mut rd, _wr) = conn.into_split();
+        let said = support::raw::read_until_closed(&mut rd, WAIT).await;
+        assert!(said.contains("UNAUTHORIZED"), "{said}");
+    }
+    eventually("no socket waits to authenticate", WAIT, || async {
+        gauge(&app, "statsync_ws_unauthenticated").await == 0
+    })
+    .await;
+    drop(authed);
+    let mut browser = support::wait_for("a slot for the browser", WAIT, || async {
+        let mut conn = open(&app, None).await.ok()?;
+        send(&mut conn, json!({"type": "auth", "token": API_TOKEN})).await;
+        send(&mut conn, json!({"type": "ping"})).await;
+        (next(&mut conn).await["type"] == "pong").then_some(conn)
+    })
+    .await;
+    subscribe(&mut browser, &["all"], None).await;
+}
+
+#[actix_web::test]
+async fn sse_streams_share_the_connection_budget() {
+    let app = spawn_app_with(&[("STATSYNC__WS__MAX_CONNECTIONS", "2")]).await;
+    let stream = |app: &TestApp| {
+        app.http
+            .get(format!("{}/api/v1/events/stream", app.address))
+            .bearer_auth(API_TOKEN)
+            .send()
+    };
+    let _ws = open(&app, Some(API_TOKEN)).await.expect("upgrade");
+    let first = stream(&app).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let refused = stream(&app).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_refused(open(&app, Some(API_TOKEN)).await, 503);
+    assert_eq!(gauge(&app, "statsync_ws_connections").await, 2);
+    // A client gone gives its slot back, once the server notices at its next write (an
+    // event, or the keep-alive comment every 15 s).
+    drop(first);
+    let id = new_task(&app, "t-sse").await;
+    let mut n = 0;
+    support::wait_for("the stream's slot given back", WAIT, || {
+        n += 1;
+        let status = ["in_progress", "todo"][n % 2];
+        let (app, id) = (&app, &id);
+        async move {
+            app.set_status(json!({"entityId": id, "status": status}))
+                .await;
+            let r = stream(app).await.ok()?;
+            (r.status() == 200).then_some(r)
+        }
+    })
+    .await;
+}

@@ -554,3 +554,80 @@ async fn metrics_count_deliveries_in_the_prometheus_text_format() {
         "{text}"
     );
 }
+
+#[actix_web::test]
+async fn a_large_event_statsync_does_not_read_is_ignored_from_its_header_unread() {
+    let app = spawn_app().await;
+    // A push of 2,048 commits, as the adversarial pass sent: larger than any delivery
+    // statsync reads.
+    let commits: Vec<serde_json::Value> = (0..2048)
+        .map(|i| {
+            json!({
+                "id": format!("{i:040x}"),
+                "message": "m".repeat(500),
+                "author": {"name": "Ada", "email": "ada@example.com"},
+                "added": [], "removed": [], "modified": ["src/lib.rs"]
+            })
+        })
+        .collect();
+    let push = serde_json::to_vec(&json!({"ref": "refs/heads/main", "commits": commits})).unwrap();
+    assert!(push.len() > app.settings.http.max_body_bytes);
+    let r = app.github("push", "push-1", &push).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "ignored");
+    // Unread, its signature is not checked: nothing is stored or done either way.
+    let r = app
+        .post_raw(
+            "/webhooks/github",
+            &[("X-GitHub-Event", "push".into())],
+            push.clone(),
+        )
+        .await;
+    assert_eq!(r.body["status"], "ignored", "{}", r.body);
+
+    // What statsync reads is verified and bounded as before, ping included.
+    let r = app
+        .post_raw(
+            "/webhooks/github",
+            &[
+                ("X-GitHub-Event", "ping".into()),
+                ("X-Hub-Signature-256", "sha256=00".into()),
+            ],
+            fixture("github/ping.json"),
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(app.github("issues", "big-issue", &push).await.status, 413);
+    assert_eq!(app.count("SELECT count(*) FROM inbound_events").await, 0);
+}
+
+#[actix_web::test]
+async fn a_body_dribbled_slower_than_the_deadline_is_answered_408_and_its_connection_closed() {
+    use tokio::io::AsyncWriteExt;
+
+    let app = spawn_app_with(&[("STATSYNC__HTTP__BODY_TIMEOUT_MS", "1000")]).await;
+    let webhook = "POST /webhooks/github HTTP/1.1\r\nX-GitHub-Event: issues\r\n\
+                   X-Hub-Signature-256: sha256=00\r\n";
+    let api = format!("POST /api/v1/status HTTP/1.1\r\nAuthorization: Bearer {API_TOKEN}\r\n");
+    for head in [webhook.to_owned(), api] {
+        let conn = support::raw::connect_from(&app, [127, 0, 0, 1].into()).await;
+        let (mut rd, mut wr) = conn.into_split();
+        let head = format!(
+            "{head}Host: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: 100000\r\n\r\n{{"
+        );
+        wr.write_all(head.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let dribbling = support::raw::dribble(wr, Duration::from_millis(100));
+        let said = support::raw::read_until_closed(&mut rd, Duration::from_secs(10)).await;
+        assert!(said.starts_with("HTTP/1.1 408"), "{head}: {said}");
+        assert!(said.contains(r#""code":"REQUEST_TIMEOUT""#), "{said}");
+        assert!(started.elapsed() >= Duration::from_millis(1000));
+        dribbling.await.unwrap();
+    }
+    // A body that arrives in time is read as before.
+    let r = app
+        .github("issues", "in-time", &fixture("github/issues.opened.json"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}

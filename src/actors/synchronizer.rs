@@ -251,7 +251,9 @@ impl StatusSynchronizer {
         Ok(self.writer.store(delivery).await?)
     }
 
-    pub fn monitor_webhook(&self, system: SystemId, event: &str, result: &str) {
+    /// `event` is a label of a closed set (never a header as received): every distinct
+    /// value is a series kept for the process's life.
+    pub fn monitor_webhook(&self, system: SystemId, event: &'static str, result: &'static str) {
         self.metrics
             .webhooks_received
             .with_label_values(&[system.as_str(), event, result])

@@ -114,7 +114,11 @@ pub struct Unsubscribe {
 
 struct Subscriber {
     sink: mpsc::Sender<Outgoing>,
+    /// Rooms joined: live events of these are sent.
     rooms: HashSet<String>,
+    /// Rooms joined or on their way (catching up): what `ws.max_rooms_per_connection`
+    /// counts, so that subscribes arriving during a catch-up cannot pass it.
+    claimed: HashSet<String>,
 }
 
 pub struct WebSocketManager {
@@ -259,6 +263,10 @@ impl WebSocketManager {
             for room in sub.rooms {
                 self.leave(id, &room);
             }
+            // A map keeps its capacity when emptied: after a burst of subscribers or
+            // rooms, give the memory back once most of it is unused.
+            shrink(&mut self.subscribers);
+            shrink(&mut self.rooms);
         }
     }
 
@@ -313,6 +321,12 @@ impl WebSocketManager {
                 Err(e) => tracing::warn!(error = %e, "pruning the event log failed"),
             }),
         );
+    }
+}
+
+fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to_fit();
     }
 }
 
@@ -373,6 +387,7 @@ impl Handler<Connect> for WebSocketManager {
             Subscriber {
                 sink: msg.sink,
                 rooms: HashSet::new(),
+                claimed: HashSet::new(),
             },
         );
         id
@@ -394,6 +409,7 @@ impl Handler<Unsubscribe> for WebSocketManager {
         if let Some(sub) = self.subscribers.get_mut(&msg.id) {
             for room in &msg.rooms {
                 sub.rooms.remove(room);
+                sub.claimed.remove(room);
             }
         }
         for room in &msg.rooms {
@@ -406,6 +422,31 @@ impl Handler<Subscribe> for WebSocketManager {
     type Result = ();
 
     fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) {
+        let Some(sub) = self.subscribers.get_mut(&msg.id) else {
+            return;
+        };
+        let max = self.settings.ws.max_rooms_per_connection;
+        let new: Vec<&String> = msg
+            .rooms
+            .iter()
+            .filter(|r| !sub.claimed.contains(*r))
+            .collect();
+        if sub.claimed.len() + new.len() > max {
+            let message = format!(
+                "a connection may be in at most {max} rooms (ws.max_rooms_per_connection); \
+                 it is in {}: unsubscribe some first",
+                sub.claimed.len()
+            );
+            return self.send(
+                msg.id,
+                Outgoing::Error {
+                    code: "TOO_MANY_ROOMS",
+                    message,
+                },
+            );
+        }
+        let new: Vec<String> = new.into_iter().cloned().collect();
+        sub.claimed.extend(new.iter().cloned());
         let upto = self.delivered;
         let after = msg.resume_from.unwrap_or(upto);
         let store = self.store.clone();
@@ -413,7 +454,17 @@ impl Handler<Subscribe> for WebSocketManager {
             async move { resume_gap(&store, after, upto).await }
                 .into_actor(self)
                 .map(move |gap, act, ctx| match gap {
-                    Ok(Some(refusal)) => act.send(msg.id, refusal),
+                    Ok(Some(refusal)) => {
+                        // Only what this subscribe claimed is given back.
+                        if let Some(sub) = act.subscribers.get_mut(&msg.id) {
+                            for room in &new {
+                                if !sub.rooms.contains(room) {
+                                    sub.claimed.remove(room);
+                                }
+                            }
+                        }
+                        act.send(msg.id, refusal)
+                    }
                     Ok(None) => {
                         act.send(
                             msg.id,

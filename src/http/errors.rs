@@ -22,6 +22,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("request body is larger than the {limit} bytes allowed (http.max_body_bytes)")]
     TooLarge { limit: usize },
+    #[error("the request body did not arrive within {ms} ms (http.body_timeout_ms)")]
+    BodyTimeout { ms: u64 },
     #[error("{0}")]
     Conflict(String),
     #[error("{message}")]
@@ -42,6 +44,7 @@ impl ApiError {
             ApiError::Malformed(_) => "MALFORMED_REQUEST",
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::TooLarge { .. } => "PAYLOAD_TOO_LARGE",
+            ApiError::BodyTimeout { .. } => "REQUEST_TIMEOUT",
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::Unprocessable { code, .. } => code,
             ApiError::Unavailable { .. } => "SERVICE_UNAVAILABLE",
@@ -67,6 +70,7 @@ impl ResponseError for ApiError {
             ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -81,7 +85,7 @@ impl ResponseError for ApiError {
         let mut body = json!({
             "code": self.code(),
             "message": self.to_string(),
-            "retryable": matches!(self, ApiError::Unavailable { .. }),
+            "retryable": matches!(self, ApiError::Unavailable { .. } | ApiError::BodyTimeout { .. }),
         });
         let mut response = HttpResponse::build(self.status_code());
         if let Some(secs) = self.retry_after() {

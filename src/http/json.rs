@@ -1,7 +1,7 @@
 //! JSON request bodies whose errors name the field at fault (`status: invalid type:
 //! integer `5`, expected a string`), where actix's extractor gives only a line and
 //! column. Limits and content type are as before: over `http.max_body_bytes` is 413,
-//! anything but JSON is 400.
+//! anything but JSON is 400; a body slower than `http.body_timeout_ms` is 408.
 
 use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
@@ -9,6 +9,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
+use super::body_deadline;
 use super::errors::ApiError;
 use super::AppState;
 
@@ -35,9 +36,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
         // As actix's own extractor: `application/json` or any `+json` type.
         let content_type = req.content_type();
         let is_json = content_type == "application/json" || content_type.ends_with("+json");
-        let limit = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(0, |s| s.settings.http.max_body_bytes);
+        let (limit, timeout_ms) = req.app_data::<web::Data<AppState>>().map_or((0, 0), |s| {
+            (
+                s.settings.http.max_body_bytes,
+                s.settings.http.body_timeout_ms,
+            )
+        });
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             if !is_json {
@@ -49,6 +53,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 .await
                 .map_err(|e| match e.as_error::<PayloadError>() {
                     Some(PayloadError::Overflow) => ApiError::TooLarge { limit },
+                    Some(e) if body_deadline::is_timeout(e) => {
+                        ApiError::BodyTimeout { ms: timeout_ms }
+                    }
                     _ => ApiError::Malformed(format!("invalid JSON body: {e}")),
                 })?;
             parse(&body).map(Json)

@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod body_deadline;
+pub mod connections;
 pub mod deliveries;
 pub mod errors;
 pub mod health;
@@ -33,7 +35,8 @@ pub struct AppState {
     pub store: Store,
     pub sync: StatusSynchronizer,
     pub ws: actix::Addr<WebSocketManager>,
-    pub ws_connections: Arc<ws::Connections>,
+    /// Slots of WebSockets and SSE streams.
+    pub ws_connections: Arc<connections::Connections>,
     /// Backfills and reconciliation.
     pub backfill: Arc<crate::sync::SyncService>,
 }

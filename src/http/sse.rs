@@ -42,7 +42,9 @@ async fn stream(
         .filter(|r| !r.is_empty())
         .map(str::to_owned)
         .collect();
-    super::ws::check_rooms(&rooms).map_err(|why| ApiError::Malformed(format!("`rooms`: {why}")))?;
+    let ws = &state.settings.ws;
+    super::ws::check_rooms(&rooms, ws.max_rooms_per_connection)
+        .map_err(|why| ApiError::Malformed(format!("`rooms`: {why}")))?;
     let resume_from = match req.headers().get("last-event-id") {
         Some(h) => Some(
             h.to_str()
@@ -54,7 +56,12 @@ async fn stream(
         ),
         None => q.after,
     };
-    let (sink, rx) = mpsc::channel(state.settings.ws.send_buffer);
+    // Held by the body: given back when the stream ends or the client goes.
+    let slot = state
+        .ws_connections
+        .acquire(ws.max_connections)
+        .ok_or_else(|| super::ws::full(ws.max_connections))?;
+    let (sink, rx) = mpsc::channel(ws.send_buffer);
     let id = state
         .ws
         .send(Connect { sink })
@@ -69,11 +76,11 @@ async fn stream(
         resume_from,
     });
     // Dropping the body (client gone) drops `rx`; the manager then forgets the sink.
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+    let events = futures_util::stream::unfold((rx, slot), |(mut rx, slot)| async move {
         // A stopping replica ends the stream; the client reconnects with Last-Event-ID.
         match rx.recv().await? {
             Outgoing::Shutdown => None,
-            m => Some((sse_frame(&m), rx)),
+            m => Some((sse_frame(&m), (rx, slot))),
         }
     });
     let mut ticks = tokio::time::interval(KEEP_ALIVE);

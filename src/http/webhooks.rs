@@ -1,6 +1,7 @@
 //! `POST /webhooks/{github,linear,agentapi}`: raw bytes → verified → parsed → committed
 //! → answered. Never answers 2xx for a delivery that is not committed, and never
-//! answers at all for a system whose secret is not configured (404, never open).
+//! answers at all for a system whose secret is not configured (404, never open). A
+//! GitHub event statsync does not read is answered `ignored` from its header alone.
 
 use actix_web::http::header::HeaderMap;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -9,13 +10,17 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::body_deadline;
 use super::errors::ApiError;
 use super::AppState;
 use crate::actors::synchronizer::IntakeError;
+use crate::config::HttpSettings;
 use crate::domain::SystemId;
 use crate::store::inbound::{NewDelivery, Stored};
 use crate::systems::{agentapi, github, linear, signature, Parsed, PayloadError};
 
+/// The event type of every agent API report (they carry no event header).
+const AGENT_EVENT: &str = "report";
 /// Delivery ids are echoed into logs and keys; anything longer is not a real one.
 const MAX_DELIVERY_ID_LEN: usize = 200;
 
@@ -34,12 +39,6 @@ async fn github_delivery(
         &state.settings.secrets.github_webhook_secret,
         SystemId::Github,
     )?;
-    let body = read_body(&req, payload, state.settings.http.max_body_bytes).await?;
-    signature_header(req.headers(), "X-Hub-Signature-256")
-        .and_then(|provided| {
-            signature::verify_github(secret.expose_secret().as_bytes(), &body, provided)
-        })
-        .map_err(|e| bad_signature(&state, SystemId::Github, "X-Hub-Signature-256", e))?;
     let event = header(req.headers(), "X-GitHub-Event")?
         .ok_or_else(|| ApiError::Malformed("missing header `X-GitHub-Event`".into()))?;
     if github::webhook::INTERNAL_EVENTS.contains(&event) {
@@ -48,6 +47,24 @@ async fn github_delivery(
             "`X-GitHub-Event: {event}` is not a GitHub event; it is reserved for statsync's own use"
         )));
     }
+    if !github::webhook::READ_EVENTS.contains(&event) {
+        // Before the body: a `push` of thousands of commits is larger than any delivery
+        // statsync reads, and GitHub would show it as failed if answered 413. Without the
+        // body the signature cannot be checked, and need not be: nothing is stored or
+        // done, whoever sent it.
+        return Ok(ignored(
+            &state,
+            SystemId::Github,
+            event,
+            format!("GitHub event `{event}` is not handled"),
+        ));
+    }
+    let body = read_body(&req, payload, &state.settings.http).await?;
+    signature_header(req.headers(), "X-Hub-Signature-256")
+        .and_then(|provided| {
+            signature::verify_github(secret.expose_secret().as_bytes(), &body, provided)
+        })
+        .map_err(|e| bad_signature(&state, SystemId::Github, "X-Hub-Signature-256", e))?;
     let parsed = github::webhook::parse(event, &body).map_err(malformed)?;
     let delivery_id = delivery_id(req.headers(), "X-GitHub-Delivery", &body)?;
     accept(&state, SystemId::Github, &delivery_id, event, &body, parsed).await
@@ -62,7 +79,7 @@ async fn linear_delivery(
         &state.settings.secrets.linear_webhook_secret,
         SystemId::Linear,
     )?;
-    let body = read_body(&req, payload, state.settings.http.max_body_bytes).await?;
+    let body = read_body(&req, payload, &state.settings.http).await?;
     signature_header(req.headers(), "Linear-Signature")
         .and_then(|provided| {
             signature::verify_linear(secret.expose_secret().as_bytes(), &body, provided)
@@ -98,7 +115,7 @@ async fn agentapi_delivery(
         &state.settings.secrets.agentapi_webhook_secret,
         SystemId::Agentapi,
     )?;
-    let body = read_body(&req, payload, state.settings.http.max_body_bytes).await?;
+    let body = read_body(&req, payload, &state.settings.http).await?;
     signature_header(req.headers(), "X-Statsync-Signature")
         .and_then(|provided| {
             signature::verify_prefixed(secret.expose_secret().as_bytes(), &body, provided)
@@ -110,7 +127,7 @@ async fn agentapi_delivery(
         &state,
         SystemId::Agentapi,
         &delivery_id,
-        "report",
+        AGENT_EVENT,
         &body,
         parsed,
     )
@@ -129,10 +146,9 @@ async fn accept(
     parsed: Parsed,
 ) -> Result<HttpResponse, ApiError> {
     if let Parsed::Ignored { reason } = parsed {
-        state.sync.monitor_webhook(system, event, "ignored");
-        tracing::debug!(%system, delivery_id, %reason, "delivery ignored");
-        return Ok(HttpResponse::Ok().json(json!({ "status": "ignored", "reason": reason })));
+        return Ok(ignored(state, system, event, reason));
     }
+    let label = event_label(system, event);
     let delivery = NewDelivery {
         system,
         delivery_id,
@@ -142,17 +158,17 @@ async fn accept(
     };
     match state.sync.intake(&delivery).await {
         Ok(Stored::New(id)) => {
-            state.sync.monitor_webhook(system, event, "accepted");
+            state.sync.monitor_webhook(system, label, "accepted");
             tracing::info!(%system, delivery_id, inbound_id = id, event, "delivery committed");
             Ok(HttpResponse::Ok().json(json!({ "status": "accepted" })))
         }
         Ok(Stored::Duplicate) => {
-            state.sync.monitor_webhook(system, event, "duplicate");
+            state.sync.monitor_webhook(system, label, "duplicate");
             tracing::info!(%system, delivery_id, "duplicate delivery");
             Ok(HttpResponse::Ok().json(json!({ "status": "duplicate" })))
         }
         Err(e) => {
-            state.sync.monitor_webhook(system, event, "unavailable");
+            state.sync.monitor_webhook(system, label, "unavailable");
             let retry_after_s = state.settings.engine.retry_after_s;
             match &e {
                 // Every delivery fails alike while it lasts: one line a second.
@@ -173,6 +189,31 @@ async fn accept(
             })
         }
     }
+}
+
+/// 200 `ignored`: nothing stored, nothing done.
+fn ignored(state: &AppState, system: SystemId, event: &str, reason: String) -> HttpResponse {
+    state
+        .sync
+        .monitor_webhook(system, event_label(system, event), "ignored");
+    tracing::debug!(%system, %reason, "delivery ignored");
+    HttpResponse::Ok().json(json!({ "status": "ignored", "reason": reason }))
+}
+
+/// The `event` label of a delivery: its event header names it, but the header is not
+/// signed, so only the names statsync reads are labels; any other is `other`.
+fn event_label(system: SystemId, event: &str) -> &'static str {
+    let known: &[&'static str] = match system {
+        SystemId::Github => &github::webhook::READ_EVENTS,
+        SystemId::Linear => &linear::webhook::HANDLED_TYPES,
+        SystemId::Agentapi => &[AGENT_EVENT],
+        SystemId::Postgresql => &[],
+    };
+    known
+        .iter()
+        .find(|k| **k == event)
+        .copied()
+        .unwrap_or("other")
 }
 
 fn configured(secret: &Option<SecretString>, system: SystemId) -> Result<&SecretString, ApiError> {
@@ -239,20 +280,28 @@ fn delivery_id(headers: &HeaderMap, name: &str, body: &[u8]) -> Result<String, A
 }
 
 /// Reads the whole body, refusing (413) as soon as it passes the limit, so an oversized
-/// request never sits in memory.
+/// request never sits in memory; a body slower than `http.body_timeout_ms` is 408.
 async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
-    limit: usize,
+    http: &HttpSettings,
 ) -> Result<web::Bytes, ApiError> {
+    let limit = http.max_body_bytes;
     let declared = header(req.headers(), "content-length")?.and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::TooLarge { limit });
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::Malformed(format!("could not read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            if body_deadline::is_timeout(&e) {
+                ApiError::BodyTimeout {
+                    ms: http.body_timeout_ms,
+                }
+            } else {
+                ApiError::Malformed(format!("could not read the body: {e}"))
+            }
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::TooLarge { limit });
         }

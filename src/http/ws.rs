@@ -2,19 +2,17 @@
 //! It authenticates, limits and parses what the client says; rooms, resume and fan-out
 //! live in the WebSocketManager. A token is never taken from the URL (URLs get logged).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
-use prometheus::IntGauge;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::auth::token_matches;
+use super::connections::{Refused, Slot, UnauthenticatedSlot};
 use super::errors::ApiError;
 use super::AppState;
 use crate::actors::websocket_manager::{
@@ -23,56 +21,20 @@ use crate::actors::websocket_manager::{
 
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
-/// A browser that cannot set headers must authenticate with its first message by then.
-const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_FRAME_BYTES: usize = 64 * 1024;
-const MAX_ROOMS: usize = 100;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(upgrade));
 }
 
-/// Open connections on this replica, for `ws.max_connections` and the
-/// `statsync_ws_connections` gauge.
-#[derive(Debug)]
-pub struct Connections {
-    open: AtomicUsize,
-    gauge: IntGauge,
-}
-
-impl Connections {
-    pub fn new(gauge: IntGauge) -> Self {
-        Connections {
-            open: AtomicUsize::new(0),
-            gauge,
-        }
-    }
-
-    /// Takes a slot unless `max` are taken.
-    fn acquire(self: &Arc<Self>, max: usize) -> Option<Slot> {
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| {
-                self.gauge.inc();
-                Slot(self.clone())
-            })
-    }
-
-    pub fn count(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-}
-
-/// One taken connection slot, given back when the session ends.
-struct Slot(Arc<Connections>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
-        self.0.gauge.dec();
+/// The replica's answer when `ws.max_connections` are taken.
+pub(super) fn full(max: usize) -> ApiError {
+    ApiError::Unavailable {
+        message: format!(
+            "this replica holds its maximum of {max} WebSocket connections and SSE streams \
+             (ws.max_connections)"
+        ),
+        retry_after_s: 5,
     }
 }
 
@@ -94,8 +56,7 @@ async fn upgrade(
     }
     // A header that is present must be right; without one, the first message may carry
     // the token.
-    let authenticated = match req.headers().get("authorization") {
-        None => false,
+    let slot = match req.headers().get("authorization") {
         Some(h) => {
             let token = h
                 .to_str()
@@ -107,32 +68,61 @@ async fn upgrade(
             if !token_matches(token, &settings.secrets.api_tokens) {
                 return Err(ApiError::Unauthorized("invalid token".into()).into());
             }
-            true
+            SessionSlot::Authenticated(
+                state
+                    .ws_connections
+                    .acquire(settings.ws.max_connections)
+                    .ok_or_else(|| full(settings.ws.max_connections))?,
+            )
+        }
+        None => {
+            let ws = &settings.ws;
+            let address = req.peer_addr().map(|a| a.ip());
+            let slot = state
+                .ws_connections
+                .acquire_unauthenticated(
+                    address,
+                    ws.max_unauthenticated,
+                    ws.max_unauthenticated_per_address,
+                )
+                .map_err(|refused| ApiError::Unavailable {
+                    message: match refused {
+                        Refused::Total => format!(
+                            "{} WebSocket connections are waiting to authenticate \
+                             (ws.max_unauthenticated); authenticate on the upgrade \
+                             with `Authorization: Bearer`",
+                            ws.max_unauthenticated
+                        ),
+                        Refused::Address => format!(
+                            "{} WebSocket connections from this address are waiting to \
+                             authenticate (ws.max_unauthenticated_per_address)",
+                            ws.max_unauthenticated_per_address
+                        ),
+                    },
+                    retry_after_s: 1,
+                })?;
+            SessionSlot::Unauthenticated(slot)
         }
     };
-    let slot = state
-        .ws_connections
-        .acquire(settings.ws.max_connections)
-        .ok_or_else(|| ApiError::Unavailable {
-            message: format!(
-                "this replica holds its maximum of {} WebSocket connections (ws.max_connections)",
-                settings.ws.max_connections
-            ),
-            retry_after_s: 5,
-        })?;
     let session = Session {
         manager: state.ws.clone(),
         state: state.clone(),
         id: None,
-        authenticated,
         last_heard: Instant::now(),
         window: (Instant::now(), 0),
         closing: false,
-        _slot: slot,
+        slot,
     };
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(MAX_FRAME_BYTES)
         .start()
+}
+
+/// The budget a session spends, given back when it is dropped (so never read); its kind
+/// says whether the session has authenticated.
+enum SessionSlot {
+    Unauthenticated(#[allow(dead_code)] UnauthenticatedSlot),
+    Authenticated(#[allow(dead_code)] Slot),
 }
 
 /// What a client may say.
@@ -158,13 +148,12 @@ struct Session {
     state: web::Data<AppState>,
     /// Set once registered with the manager.
     id: Option<SubscriberId>,
-    authenticated: bool,
     last_heard: Instant,
     /// Start of the current one-second window and the messages heard in it.
     window: (Instant, u32),
     /// We are closing on purpose; the end of the manager's stream is then expected.
     closing: bool,
-    _slot: Slot,
+    slot: SessionSlot,
 }
 
 impl Session {
@@ -221,33 +210,60 @@ impl Session {
             .wait(ctx);
     }
 
-    /// False when the client exceeds `ws.messages_per_second`.
-    fn within_rate(&mut self) -> bool {
+    fn authenticated(&self) -> bool {
+        matches!(self.slot, SessionSlot::Authenticated(_))
+    }
+
+    /// Counts one frame the client sent against `ws.messages_per_second`, whatever its
+    /// kind: false when over, the client then told or, far over, closed.
+    fn admit(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> bool {
         let now = Instant::now();
         if now.duration_since(self.window.0) >= Duration::from_secs(1) {
             self.window = (now, 0);
         }
-        self.window.1 += 1;
-        self.window.1 <= self.state.settings.ws.messages_per_second
+        self.window.1 = self.window.1.saturating_add(1);
+        let limit = self.state.settings.ws.messages_per_second;
+        if self.window.1 <= limit {
+            return true;
+        }
+        // Far over the limit is abuse, not burstiness: close rather than answer each.
+        if self.window.1 > limit.saturating_mul(5) {
+            self.drop_client(
+                ctx,
+                "rate_limited",
+                ws::CloseCode::Policy,
+                "message rate limit exceeded",
+            );
+        } else {
+            let msg = format!("at most {limit} messages per second (ws.messages_per_second)");
+            Self::error(ctx, "RATE_LIMITED", &msg);
+        }
+        false
+    }
+
+    /// The token was right: the session moves from the unauthenticated budget to
+    /// `ws.max_connections`, or is closed with 1013 (try again later) when that is full.
+    fn authenticate(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let max = self.state.settings.ws.max_connections;
+        match self.state.ws_connections.acquire(max) {
+            Some(slot) => {
+                self.slot = SessionSlot::Authenticated(slot);
+                self.register(ctx);
+            }
+            None => {
+                let refusal = full(max);
+                Self::error(ctx, refusal.code(), &refusal.to_string());
+                self.drop_client(
+                    ctx,
+                    "full",
+                    ws::CloseCode::Again,
+                    "ws.max_connections reached",
+                );
+            }
+        }
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let limit = self.state.settings.ws.messages_per_second;
-        if !self.within_rate() {
-            // Far over the limit is abuse, not burstiness: close rather than answer each.
-            if self.window.1 > limit.saturating_mul(5) {
-                self.drop_client(
-                    ctx,
-                    "rate_limited",
-                    ws::CloseCode::Policy,
-                    "message rate limit exceeded",
-                );
-            } else {
-                let msg = format!("at most {limit} messages per second (ws.messages_per_second)");
-                Self::error(ctx, "RATE_LIMITED", &msg);
-            }
-            return;
-        }
         let msg = match serde_json::from_str::<ClientMessage>(text) {
             Ok(m) => m,
             Err(e) => {
@@ -257,13 +273,12 @@ impl Session {
                 return Self::error(ctx, "INVALID_MESSAGE", &msg);
             }
         };
-        if !self.authenticated {
+        if !self.authenticated() {
             return match msg {
                 ClientMessage::Auth { token }
                     if token_matches(&token, &self.state.settings.secrets.api_tokens) =>
                 {
-                    self.authenticated = true;
-                    self.register(ctx);
+                    self.authenticate(ctx)
                 }
                 ClientMessage::Auth { .. } => {
                     self.refuse_unauthenticated(ctx, "invalid token", "invalid token")
@@ -279,14 +294,16 @@ impl Session {
         match msg {
             ClientMessage::Ping => ctx.text(r#"{"type":"pong"}"#),
             ClientMessage::Auth { .. } => {}
-            ClientMessage::Subscribe { rooms, resume_from } => match check_rooms(&rooms) {
-                Ok(()) => self.manager.do_send(Subscribe {
-                    id,
-                    rooms,
-                    resume_from,
-                }),
-                Err(why) => Self::error(ctx, "INVALID_ROOM", &why),
-            },
+            ClientMessage::Subscribe { rooms, resume_from } => {
+                match check_rooms(&rooms, self.state.settings.ws.max_rooms_per_connection) {
+                    Ok(()) => self.manager.do_send(Subscribe {
+                        id,
+                        rooms,
+                        resume_from,
+                    }),
+                    Err(why) => Self::error(ctx, "INVALID_ROOM", &why),
+                }
+            }
             ClientMessage::Unsubscribe { rooms } => self.manager.do_send(Unsubscribe { id, rooms }),
         }
     }
@@ -294,9 +311,11 @@ impl Session {
 
 /// Rooms of DESIGN.md: `all`, `entity:<uuid>`, `project:<key>`, `system:<system>`; and
 /// `alerts`, where the SyncMonitor's `alert_fired` / `alert_resolved` events go.
-pub(super) fn check_rooms(rooms: &[String]) -> Result<(), String> {
-    if rooms.is_empty() || rooms.len() > MAX_ROOMS {
-        return Err(format!("name 1 to {MAX_ROOMS} rooms"));
+pub(super) fn check_rooms(rooms: &[String], max: usize) -> Result<(), String> {
+    if rooms.is_empty() || rooms.len() > max {
+        return Err(format!(
+            "name 1 to {max} rooms (ws.max_rooms_per_connection)"
+        ));
     }
     for room in rooms {
         let ok = room == "all"
@@ -339,14 +358,15 @@ impl Actor for Session {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if self.authenticated {
+        if self.authenticated() {
             self.register(ctx);
         } else {
-            ctx.run_later(AUTH_TIMEOUT, |act, ctx| {
-                if !act.authenticated {
+            let ms = self.state.settings.ws.auth_timeout_ms;
+            ctx.run_later(Duration::from_millis(ms), move |act, ctx| {
+                if !act.authenticated() {
                     act.refuse_unauthenticated(
                         ctx,
-                        "no auth message within 5 s",
+                        &format!("no auth message within {ms} ms (ws.auth_timeout_ms)"),
                         "authentication timeout",
                     );
                 }
@@ -406,25 +426,32 @@ impl StreamHandler<Outgoing> for Session {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        match msg {
-            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
-            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
-            Ok(ws::Message::Pong(_)) => {}
-            Ok(ws::Message::Binary(_)) => Self::error(
-                ctx,
-                "INVALID_MESSAGE",
-                "binary frames are not part of the protocol",
-            ),
+        let frame = match msg {
             Ok(ws::Message::Close(reason)) => {
                 self.closing = true;
                 ctx.close(reason);
-                ctx.stop();
+                return ctx.stop();
             }
-            Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
+            // Answers to our pings, and nothing at all: not the client speaking.
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => return,
+            Ok(frame) => frame,
             Err(e) => {
                 // Oversized frames land here (frame_size): say why, then close.
-                self.close(ctx, ws::CloseCode::Size, &format!("protocol error: {e}"));
+                return self.close(ctx, ws::CloseCode::Size, &format!("protocol error: {e}"));
             }
+        };
+        if !self.admit(ctx) {
+            return;
+        }
+        match frame {
+            ws::Message::Text(text) => self.on_text(&text, ctx),
+            ws::Message::Ping(p) => ctx.pong(&p),
+            ws::Message::Binary(_) => {
+                let why = "binary frames are not part of the protocol; send JSON text";
+                Self::error(ctx, "INVALID_MESSAGE", why);
+                self.drop_client(ctx, "unsupported_data", ws::CloseCode::Unsupported, why);
+            }
+            _ => {}
         }
     }
 }
@@ -435,7 +462,8 @@ mod tests {
 
     #[test]
     fn rooms_of_the_design_are_accepted_and_others_named() {
-        let ok = |r: &[&str]| check_rooms(&r.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let ok =
+            |r: &[&str]| check_rooms(&r.iter().map(|s| s.to_string()).collect::<Vec<_>>(), 100);
         assert!(ok(&[
             "all",
             "alerts",

@@ -243,3 +243,61 @@ fn promtool_accepts(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[actix_web::test]
+async fn event_labels_come_from_a_closed_set_whatever_the_headers_say() {
+    let app = spawn_app_with(&[("STATSYNC__SERVER__WORKER_ENABLED", "false")]).await;
+    let (before, _) = scrape(&app).await;
+    // Event headers are not signed: anyone can send any name, as often as they like.
+    for i in 0..200 {
+        let r = app
+            .github(&format!("made-up-{i}"), &format!("label-{i}"), b"{}")
+            .await;
+        assert_eq!(r.body["status"], "ignored", "{}", r.body);
+    }
+    let body = linear_issue_update(LINEAR_ID, "ENG-7", "Done", "completed", Utc::now());
+    let r = app.linear_event("Made-Up", "linear-1", &body).await;
+    assert_eq!(r.body["status"], "accepted", "{}", r.body);
+    assert_eq!(
+        app.linear("linear-2", &body).await.body["status"],
+        "accepted"
+    );
+
+    let (text, s) = scrape(&app).await;
+    let known = [
+        "issues",
+        "pull_request",
+        "projects_v2_item",
+        "ping",
+        "Issue",
+        "Attachment",
+        "report",
+        "other",
+    ];
+    for sample in matching(&s, m::WEBHOOKS_RECEIVED, &[]) {
+        let event = sample.labels.get("event").unwrap_or_default();
+        assert!(known.contains(&event), "event label `{event}`");
+    }
+    let github_other = [
+        ("system", "github"),
+        ("event", "other"),
+        ("result", "ignored"),
+    ];
+    assert_eq!(total(&s, m::WEBHOOKS_RECEIVED, &github_other), 200.0);
+    let linear = |event| {
+        [
+            ("system", "linear"),
+            ("event", event),
+            ("result", "accepted"),
+        ]
+    };
+    assert_eq!(total(&s, m::WEBHOOKS_RECEIVED, &linear("other")), 1.0);
+    assert_eq!(total(&s, m::WEBHOOKS_RECEIVED, &linear("Issue")), 1.0);
+    // 202 deliveries added a few series (and the intake's histogram), not hundreds.
+    assert!(
+        text.len() < before.len() + 4096,
+        "/metrics grew from {} to {} bytes",
+        before.len(),
+        text.len()
+    );
+}

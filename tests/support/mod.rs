@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod raw;
 pub mod ws;
 
 use std::time::{Duration, Instant};

@@ -22,6 +22,11 @@ pub const LISTED_EVENT: &str = "statsync_listed_issue";
 /// Event types statsync stores itself and a webhook must never claim.
 pub const INTERNAL_EVENTS: [&str; 2] = [LISTED_EVENT, super::read_back::ITEM_STATUS_READ];
 
+/// The deliveries `parse` reads: the events it acts on, and `ping` (verifying it tells
+/// whoever creates the hook that the secret is right). Every other event is answered
+/// `ignored` from its `X-GitHub-Event` header, its body unread, however large.
+pub const READ_EVENTS: [&str; 4] = ["issues", "pull_request", "projects_v2_item", "ping"];
+
 /// Parses one delivery; `event` is the `X-GitHub-Event` header.
 pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
     if body.starts_with(b"payload=") {

@@ -11,6 +11,9 @@ use crate::systems::{
     lookup, metadata, optional, parse_object, required, timestamp, Parsed, PayloadError,
 };
 
+/// The delivery types `parse` acts on; every other type is ignored.
+pub const HANDLED_TYPES: [&str; 2] = ["Issue", "Attachment"];
+
 /// How far `webhookTimestamp` may be from now (Linear's own SDK uses one minute).
 pub const TIMESTAMP_TOLERANCE_MS: i64 = 60_000;
 
