@@ -59,7 +59,10 @@ async fn seeded_runs_of_the_whole_loop_keep_one_truth() {
         ran.push(seed);
         let took = t.elapsed().as_secs_f64();
         if outcome.failures.is_empty() {
-            eprintln!("simulation seed {seed}: ok in {took:.1} s ({})", outcome.summary);
+            eprintln!(
+                "simulation seed {seed}: ok in {took:.1} s ({})",
+                outcome.summary
+            );
             if replay.is_some() {
                 eprintln!("{}", outcome.trace.join("\n"));
             }
@@ -77,7 +80,10 @@ async fn seeded_runs_of_the_whole_loop_keep_one_truth() {
             outcome.log.display(),
         );
         if replay.is_some() || failed.is_empty() {
-            eprintln!("--- trace of seed {seed} ---\n{}\n---", outcome.trace.join("\n"));
+            eprintln!(
+                "--- trace of seed {seed} ---\n{}\n---",
+                outcome.trace.join("\n")
+            );
         }
         failed.push(seed);
     }

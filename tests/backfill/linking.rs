@@ -151,7 +151,15 @@ async fn an_issue_linked_by_its_id_through_the_api_learns_its_identifier_from_a_
 
     let by_identifier = entity(&app, "linear", "ENG-1").await;
     assert_eq!(by_identifier["id"], created["id"]);
-    let pr = pull_request("opened", 10, "Login", "Fixes ENG-1", "x", false, t0 + TimeDelta::minutes(1));
+    let pr = pull_request(
+        "opened",
+        10,
+        "Login",
+        "Fixes ENG-1",
+        "x",
+        false,
+        t0 + TimeDelta::minutes(1),
+    );
     assert_eq!(app.github("pull_request", "g-10", &pr).await.status, 200);
     app.drained().await;
     let joined = entity(&app, "github", &format!("{REPO}#10")).await;

@@ -244,7 +244,39 @@ pub async fn check(
         ));
     }
 
-    let w = lock(world);
+    let units = lock(world).units.clone();
+    let mut entities = Vec::new();
+    for u in &units {
+        entities.push(match u.entity.as_deref() {
+            Some(entity) => entity_status(db, entity).await.map(Some),
+            None => Ok(None),
+        });
+    }
+    let mut w = lock(world);
+    // The history goes into the trace, for whoever reads a failure.
+    for d in &history {
+        w.trace.push(format!(
+            "HISTORY {} v{} {} @{} [{}] {}",
+            &d.entity[..8],
+            d.version,
+            d.decision,
+            super::world::iso_ms(d.source_ms),
+            d.delivery.as_deref().unwrap_or("-"),
+            d.reason
+        ));
+    }
+    for r in &rows {
+        w.trace.push(format!(
+            "OUTBOX {} v{} {} {} {} op {}",
+            &r.entity[..8],
+            r.version,
+            r.external,
+            r.status,
+            r.state,
+            &r.operation[..8]
+        ));
+    }
+    let w = w;
     // Echoes: never a person's change; statsync's own never applied.
     for c in &w.changes {
         let Some(delivery) = c.delivery.as_deref() else {
@@ -256,13 +288,12 @@ pub async fn check(
                     "{p}'s change {} {} (delivery {delivery}) was decided an echo: {}",
                     c.object, c.what, d.reason
                 )),
-                Actor::Statsync if d.decision == "applied" || d.decision == "conflict" => {
-                    failures.push(format!(
+                Actor::Statsync if d.decision == "applied" || d.decision == "conflict" => failures
+                    .push(format!(
                         "the webhook about statsync's own write {} {} (delivery {delivery}) was \
                          decided {}: {}",
                         c.object, c.what, d.decision, d.reason
-                    ))
-                }
+                    )),
                 _ => {}
             }
         }
@@ -279,13 +310,13 @@ pub async fn check(
             }
         }
     }
-    for (i, u) in w.units.iter().enumerate() {
-        let Some(entity) = u.entity.as_deref() else {
-            failures.push(format!("{} has no entity", u.identifier));
-            continue;
-        };
-        let (entity, status, manual) = match entity_status(db, entity).await {
-            Ok(e) => e,
+    for (i, (u, found)) in w.units.iter().zip(entities).enumerate() {
+        let (entity, status, manual) = match found {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                failures.push(format!("{} has no entity", u.identifier));
+                continue;
+            }
             Err(e) => {
                 failures.push(e);
                 continue;
@@ -293,7 +324,9 @@ pub async fn check(
         };
         let name = &u.identifier;
         if manual {
-            failures.push(format!("{name}: entity {entity} is still in manual resolution"));
+            failures.push(format!(
+                "{name}: entity {entity} is still in manual resolution"
+            ));
         }
         let history_of: Vec<&Decision> = history.iter().filter(|d| d.entity == entity).collect();
 
@@ -313,10 +346,12 @@ pub async fn check(
             }
             let last = w.changes.iter().rev().find(|c| &c.object == object);
             let explained = match last {
-                Some(c @ Change {
-                    actor: Actor::Person(_),
-                    ..
-                }) => {
+                Some(
+                    c @ Change {
+                        actor: Actor::Person(_),
+                        ..
+                    },
+                ) => {
                     let ds = c
                         .delivery
                         .as_deref()
@@ -338,9 +373,11 @@ pub async fn check(
         }
 
         // The final status is the latest person's change by source time.
-        let resolution = w.resolutions.iter().rev().find(|(e, _)| {
-            *e == entity || u.entity.as_deref() == Some(e.as_str())
-        });
+        let resolution = w
+            .resolutions
+            .iter()
+            .rev()
+            .find(|(e, _)| *e == entity || u.entity.as_deref() == Some(e.as_str()));
         if let Some((_, chosen)) = resolution {
             if chosen != status.as_str() {
                 failures.push(format!(
@@ -357,8 +394,8 @@ pub async fn check(
                     .unwrap_or_default();
                 let guard = !latest.explicit
                     && own
-                    .iter()
-                    .any(|d| d.decision == "noop" && d.reason.starts_with("terminal guard"));
+                        .iter()
+                        .any(|d| d.decision == "noop" && d.reason.starts_with("terminal guard"));
                 let conflict = history_of.iter().any(|d| {
                     d.decision == "conflict"
                         && (d.source_ms - latest.source_ms).abs() <= WINDOW_MS + 2 * MAX_SKEW_MS
@@ -400,9 +437,7 @@ pub async fn check(
         }
         for ((op, external), n) in per_operation {
             if n > 1 {
-                failures.push(format!(
-                    "{name}: operation {op} wrote {external} {n} times"
-                ));
+                failures.push(format!("{name}: operation {op} wrote {external} {n} times"));
             }
         }
         for object in &objects {

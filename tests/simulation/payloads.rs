@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::support::fixture;
 use super::world::{
-    iso_ms, iso_s, linear_state, option_id, GhIssue, Item, LinearIssue, Pull, OWNER, PROJECT,
-    REPO, REPO_NAME, STATUS_FIELD, TEAM,
+    iso_ms, iso_s, linear_state, option_id, GhIssue, Item, LinearIssue, Pull, OWNER, PROJECT, REPO,
+    REPO_NAME, STATUS_FIELD, TEAM,
 };
 
 fn template(name: &str) -> Value {

@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::support::{API_TOKEN, GITHUB_SECRET, LINEAR_SECRET};
+use super::world::{BOT_LOGIN, LINEAR_SELF};
 
 pub struct Statsync {
     child: Option<Child>,
@@ -12,6 +13,8 @@ pub struct Statsync {
     pub base: String,
     pub database_url: String,
     stand_ins: String,
+    /// `github.actor_login` / `linear.actor_id` set; otherwise statsync discovers them.
+    identity_configured: bool,
     log: std::path::PathBuf,
 }
 
@@ -23,7 +26,12 @@ fn free_port() -> u16 {
 }
 
 impl Statsync {
-    pub async fn start(database_url: String, stand_ins: &str, seed: u64) -> Statsync {
+    pub async fn start(
+        database_url: String,
+        stand_ins: &str,
+        seed: u64,
+        identity_configured: bool,
+    ) -> Statsync {
         let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("simulation-{}-seed-{seed}.log", std::process::id()));
         let _ = std::fs::remove_file(&log);
@@ -34,6 +42,7 @@ impl Statsync {
             base: format!("http://127.0.0.1:{port}"),
             database_url,
             stand_ins: stand_ins.to_owned(),
+            identity_configured,
             log,
         };
         s.spawn().await;
@@ -42,7 +51,7 @@ impl Statsync {
 
     fn env(&self) -> Vec<(&'static str, String)> {
         let s = &self.stand_ins;
-        vec![
+        let mut env = vec![
             ("DATABASE_URL", self.database_url.clone()),
             ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET.into()),
             ("LINEAR_WEBHOOK_SECRET", LINEAR_SECRET.into()),
@@ -66,7 +75,12 @@ impl Statsync {
             ("STATSYNC__DISPATCH__REQUEST_TIMEOUT_MS", "2000".into()),
             ("STATSYNC__DISPATCH__LEASE_MS", "3000".into()),
             ("STATSYNC__SERVER__SHUTDOWN_GRACE_S", "1".into()),
-        ]
+        ];
+        if self.identity_configured {
+            env.push(("STATSYNC__GITHUB__ACTOR_LOGIN", BOT_LOGIN.into()));
+            env.push(("STATSYNC__LINEAR__ACTOR_ID", LINEAR_SELF.into()));
+        }
+        env
     }
 
     async fn spawn(&mut self) {

@@ -18,8 +18,8 @@ use super::process::Statsync;
 use super::standins::Shared;
 use super::support::{cluster, connect, API_TOKEN};
 use super::world::{
-    Actor, Fault, GhIssue, Item, LinearIssue, Pull, Sys, Unit, World, GITHUB_PEOPLE,
-    LINEAR_PEOPLE, LINEAR_STATES, OPTIONS, REPO,
+    Actor, Fault, GhIssue, Item, LinearIssue, Pull, Sys, Unit, World, GITHUB_PEOPLE, LINEAR_PEOPLE,
+    LINEAR_STATES, OPTIONS, REPO,
 };
 
 /// Bound of each system's clock skew (well under `sync.max_future_skew_ms`).
@@ -40,6 +40,7 @@ struct Plan {
     steps: u64,
     kill: Option<(u64, u64)>,
     fault_rate: f64,
+    identity_configured: bool,
 }
 
 fn lock(world: &Shared) -> std::sync::MutexGuard<'_, World> {
@@ -53,6 +54,11 @@ pub async fn run(seed: u64, world: &Shared, stand_ins: &str) -> Outcome {
         steps: rng.gen_range(25..55),
         kill: None,
         fault_rate: [0.0, 0.05, 0.12][rng.gen_range(0..3)],
+        identity_configured: match std::env::var("SIM_IDENTITY").as_deref() {
+            Ok("configured") => true,
+            Ok("discovered") => false,
+            _ => rng.gen_bool(0.5),
+        },
     };
     let plan = Plan {
         kill: rng
@@ -68,7 +74,13 @@ pub async fn run(seed: u64, world: &Shared, stand_ins: &str) -> Outcome {
         lay_out(&mut w, &mut rng, &plan);
     }
     let database_url = cluster::fresh_database().await;
-    let mut app = Statsync::start(database_url.clone(), stand_ins, seed).await;
+    let mut app = Statsync::start(
+        database_url.clone(),
+        stand_ins,
+        seed,
+        plan.identity_configured,
+    )
+    .await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -198,7 +210,7 @@ pub async fn run(seed: u64, world: &Shared, stand_ins: &str) -> Outcome {
     let w = lock(world);
     failures.extend(w.violations.iter().cloned());
     let summary = format!(
-        "{} units, {} steps, {} changes by people, {} writes by statsync, {} calls, {} webhooks sent{}{}",
+        "{} units, {} steps, {} changes by people, {} writes by statsync, {} calls, {} webhooks sent{}{}{}",
         w.units.len(),
         plan.steps,
         w.changes
@@ -212,6 +224,7 @@ pub async fn run(seed: u64, world: &Shared, stand_ins: &str) -> Outcome {
         w.calls.len(),
         w.trace.iter().filter(|l| l.contains("] SEND ")).count(),
         if plan.kill.is_some() { ", killed once" } else { "" },
+        if plan.identity_configured { ", identity configured" } else { "" },
         if plan.fault_rate > 0.0 {
             format!(", API faults {}%", (plan.fault_rate * 100.0) as u32)
         } else {
@@ -309,13 +322,29 @@ fn lay_out(w: &mut World, rng: &mut StdRng, plan: &Plan) {
     }
     let skews = format!("{:?}", w.skew_ms);
     w.log(format!(
-        "SEED {} : {} units, {} steps, kill {:?}, API fault rate {}, skew {skews}, item values omitted {}",
-        w.seed, plan.units, plan.steps, plan.kill, plan.fault_rate, w.item_value_omitted
+        "SEED {} : {} units, {} steps, kill {:?}, API fault rate {}, skew {skews}, item values \
+         omitted {}, identity {}",
+        w.seed,
+        plan.units,
+        plan.steps,
+        plan.kill,
+        plan.fault_rate,
+        w.item_value_omitted,
+        if plan.identity_configured {
+            "configured"
+        } else {
+            "discovered"
+        }
     ));
 }
 
 /// Each unit's Linear issue, GitHub issue and board item on one entity, through the API.
-async fn link_units(world: &Shared, http: &reqwest::Client, base: &str, failures: &mut Vec<String>) {
+async fn link_units(
+    world: &Shared,
+    http: &reqwest::Client,
+    base: &str,
+    failures: &mut Vec<String>,
+) {
     let units = lock(world).units.clone();
     for (i, u) in units.iter().enumerate() {
         let body = json!({"kind": "issue", "refs": [
@@ -330,14 +359,20 @@ async fn link_units(world: &Shared, http: &reqwest::Client, base: &str, failures
             .send()
             .await;
         let answer = match r {
-            Ok(r) => (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default()),
+            Ok(r) => (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or_default(),
+            ),
             Err(e) => (0, json!(e.to_string())),
         };
         let mut w = lock(world);
         match answer {
             (201, body) => {
                 let id = body["id"].as_str().unwrap_or_default().to_owned();
-                w.log(format!("LINK {} {} {} → entity {id}", u.identifier, u.issue, u.item));
+                w.log(format!(
+                    "LINK {} {} {} → entity {id}",
+                    u.identifier, u.issue, u.item
+                ));
                 w.units[i].entity = Some(id);
             }
             (status, body) => failures.push(format!("linking {}: {status} {body}", u.identifier)),
@@ -389,18 +424,15 @@ fn person_change(world: &Shared, rng: &mut StdRng) -> Option<Reversal> {
     change_on(world, rng, unit, kind)
 }
 
-/// A second person changes the same unit in another place.
+/// A second person changes the same unit in another place at the same moment.
 fn simultaneous(world: &Shared, rng: &mut StdRng, unit: usize) {
     let last = lock(world).changes.last().map(|c| c.object.clone());
-    for _ in 0..4 {
-        let kind = rng.gen_range(0..4);
-        let _ = change_on(world, rng, unit, kind);
-        let now = lock(world).changes.last().map(|c| c.object.clone());
-        if now != last {
-            lock(world).log("(simultaneous edit)");
-            return;
-        }
-    }
+    let kind = match last.as_deref() {
+        Some(o) if o.starts_with("linear:") => rng.gen_range(1..4),
+        _ => 0,
+    };
+    lock(world).log("(a simultaneous edit follows)");
+    let _ = change_on(world, rng, unit, kind);
 }
 
 /// `kind`: 0 Linear, 1 GitHub issue, 2 board item, 3 pull request (else Linear).
@@ -445,7 +477,9 @@ fn change_on(world: &Shared, rng: &mut StdRng, unit: usize, kind: u32) -> Option
             let option = choices[rng.gen_range(0..choices.len())];
             w.set_item(&u.item, option, Actor::Person(person.clone()));
             let before = item.option.map(|o| Target::Item(u.item.clone(), o));
-            before.filter(|_| undo).map(|object| Reversal { object, person })
+            before
+                .filter(|_| undo)
+                .map(|object| Reversal { object, person })
         }
         3 => {
             let person = github_person(rng);
@@ -597,7 +631,9 @@ async fn resolve_open_conflicts(
         let code = r.status().as_u16();
         let answer: Value = r.json().await.unwrap_or_default();
         let mut w = lock(world);
-        w.log(format!("RESOLVE conflict {id} of {entity} as {status} → {code} {answer}"));
+        w.log(format!(
+            "RESOLVE conflict {id} of {entity} as {status} → {code} {answer}"
+        ));
         w.resolutions.push((entity, status));
         if code != 200 {
             return Err(format!("resolving conflict {id}: {code} {answer}"));

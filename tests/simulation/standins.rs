@@ -11,8 +11,8 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 
 use super::world::{
-    iso_ms, iso_s, linear_state, option_id, Actor, Call, Fault, Sys, World, BOT_LOGIN,
-    LINEAR_SELF, LINEAR_STATES, OPTIONS, PROJECT, REPO, STATUS_FIELD, TEAM,
+    iso_ms, iso_s, linear_state, option_id, Actor, Call, Fault, Sys, World, BOT_LOGIN, LINEAR_SELF,
+    LINEAR_STATES, OPTIONS, PROJECT, REPO, STATUS_FIELD, TEAM,
 };
 
 pub type Shared = Arc<Mutex<World>>;
@@ -143,9 +143,7 @@ async fn github_patch(
         _ => before.open,
     };
     let reason = v["state_reason"].as_str();
-    let changed = w
-        .set_issue(number, open, reason, Actor::Statsync)
-        .is_some();
+    let changed = w.set_issue(number, open, reason, Actor::Statsync).is_some();
     let after = w.issues.get(&number).cloned().unwrap_or(before.clone());
     let changed = changed || after.reason != before.reason;
     wrote(&mut w, format!("github:{REPO}#{number}"), changed);
@@ -247,6 +245,15 @@ fn linear_fault(fault: Fault) -> HttpResponse {
     }
 }
 
+/// Linear takes an issue's identifier (`ENG-123`) wherever it takes its id.
+fn issue_id(w: &World, id_or_identifier: &str) -> String {
+    w.linear
+        .values()
+        .find(|i| i.identifier.eq_ignore_ascii_case(id_or_identifier))
+        .map(|i| i.id.clone())
+        .unwrap_or_else(|| id_or_identifier.to_owned())
+}
+
 async fn linear_graphql(
     req: HttpRequest,
     body: web::Bytes,
@@ -294,22 +301,26 @@ async fn linear_graphql(
             json!({"workflowStates": {"nodes": nodes}})
         }
         "issue team" => {
-            let id = vars["id"].as_str().unwrap_or("");
-            match w.linear.contains_key(id) {
+            let id = issue_id(&w, vars["id"].as_str().unwrap_or(""));
+            match w.linear.contains_key(&id) {
                 true => json!({"issue": {"id": id, "team": {"key": TEAM}}}),
                 false => {
-                    return linear_ok(json!({"data": null, "errors": [{"message": "Entity not found: Issue",
-                        "extensions": {"type": "invalid input", "code": "INPUT_ERROR"}}]}))
+                    return linear_ok(
+                        json!({"data": null, "errors": [{"message": "Entity not found: Issue",
+                        "extensions": {"type": "invalid input", "code": "INPUT_ERROR"}}]}),
+                    )
                 }
             }
         }
         "issueUpdate" => {
-            let id = vars["id"].as_str().unwrap_or("").to_owned();
+            let id = issue_id(&w, vars["id"].as_str().unwrap_or(""));
             let wanted = vars["stateId"].as_str().unwrap_or("");
             let state = LINEAR_STATES.iter().find(|s| s.0 == wanted).map(|s| s.0);
             let (Some(state), true) = (state, w.linear.contains_key(&id)) else {
-                return linear_ok(json!({"data": null, "errors": [{"message": "Entity not found",
-                    "extensions": {"type": "invalid input", "code": "INPUT_ERROR"}}]}));
+                return linear_ok(
+                    json!({"data": null, "errors": [{"message": "Entity not found",
+                    "extensions": {"type": "invalid input", "code": "INPUT_ERROR"}}]}),
+                );
             };
             let changed = w.set_linear(&id, state, Actor::Statsync).is_some();
             wrote(&mut w, format!("linear:{id}"), changed);
@@ -320,7 +331,8 @@ async fn linear_graphql(
                 "state": {"id": sid, "name": name, "type": ty}}}})
         }
         _ => {
-            return HttpResponse::BadRequest().json(json!({"errors": [{"message": "Unknown operation",
+            return HttpResponse::BadRequest()
+                .json(json!({"errors": [{"message": "Unknown operation",
                 "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}]}))
         }
     };

@@ -267,14 +267,18 @@ impl World {
                 object == format!("linear:{}", u.linear)
                     || object == format!("github:{REPO}#{}", u.issue)
                     || object == format!("github:{}", u.item)
-                    || u.pull.is_some_and(|p| object == format!("github:{REPO}#{p}"))
+                    || u.pull
+                        .is_some_and(|p| object == format!("github:{REPO}#{p}"))
             })
             .unwrap_or(usize::MAX)
     }
 
     /// The next API fault for `sys` (consumed per call, in arrival order).
     pub fn fault(&mut self, sys: Sys) -> Option<Fault> {
-        self.faults.get_mut(&sys).and_then(|q| q.pop_front()).flatten()
+        self.faults
+            .get_mut(&sys)
+            .and_then(|q| q.pop_front())
+            .flatten()
     }
 
     /// Queues a webhook with what the network will do to it.
@@ -505,7 +509,10 @@ impl World {
             item.updated_s * 1000,
             true,
             Some(delivery.clone()),
-            format!("Status → {option}{}", if omit { " (value omitted)" } else { "" }),
+            format!(
+                "Status → {option}{}",
+                if omit { " (value omitted)" } else { "" }
+            ),
         );
         Some(delivery)
     }
@@ -571,7 +578,6 @@ impl World {
             Actor::Statsync => BOT_LOGIN.to_owned(),
         }
     }
-
 }
 
 pub fn iso_ms(ms: i64) -> String {
