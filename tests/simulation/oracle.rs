@@ -208,16 +208,31 @@ fn explained_divergence(d: &Decision) -> bool {
         || (d.decision == "conflict" && !d.reason.contains("corrected back"))
 }
 
-pub async fn check(
-    world: &Shared,
-    db: &tokio_postgres::Client,
-    _http: &reqwest::Client,
-    _base: &str,
-) -> Vec<String> {
+/// What the run's decisions were, so that a run shows which rules it exercised.
+fn tally(history: &[Decision]) -> String {
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in history {
+        let kind = match d.decision.as_str() {
+            "noop" if d.reason.starts_with(ECHO) => "echo",
+            "noop" if d.reason.starts_with("terminal guard") => "terminal guard",
+            "conflict" if d.reason.contains("escalat") => "escalated",
+            other => other,
+        };
+        *kinds.entry(kind).or_default() += 1;
+    }
+    kinds
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The failures found, and a tally of the decisions made.
+pub async fn check(world: &Shared, db: &tokio_postgres::Client) -> (Vec<String>, String) {
     let mut failures = Vec::new();
     let (history, rows) = match (decisions(db).await, outbox(db).await) {
         (Ok(h), Ok(r)) => (h, r),
-        (Err(e), _) | (_, Err(e)) => return vec![e],
+        (Err(e), _) | (_, Err(e)) => return (vec![e], String::new()),
     };
     let by_delivery: BTreeMap<&str, Vec<&Decision>> =
         history.iter().fold(BTreeMap::new(), |mut m, d| {
@@ -469,5 +484,5 @@ pub async fn check(
              each: a loop"
         ));
     }
-    failures
+    (failures, tally(&history))
 }

@@ -203,8 +203,11 @@ pub async fn run(seed: u64, world: &Shared, stand_ins: &str) -> Outcome {
             failures.push(format!("after resolving conflicts: {e}"));
         }
     }
+    let mut decided = String::new();
     if failures.is_empty() {
-        failures.extend(oracle::check(world, &db, &http, &app.base).await);
+        let (found, tally) = oracle::check(world, &db).await;
+        failures.extend(found);
+        decided = tally;
     }
     app.kill();
     let w = lock(world);
@@ -230,7 +233,7 @@ pub async fn run(seed: u64, world: &Shared, stand_ins: &str) -> Outcome {
         } else {
             String::new()
         }
-    );
+    ) + &format!("; decisions: {decided}");
     Outcome {
         failures,
         trace: w.trace.clone(),
