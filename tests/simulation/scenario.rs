@@ -22,8 +22,9 @@ use super::world::{
     LINEAR_STATES, OPTIONS, REPO,
 };
 
-/// Bound of each system's clock skew (well under `sync.max_future_skew_ms`).
-pub const MAX_SKEW_MS: i64 = 2_000;
+/// Bounds of each system's clock skew a seed picks from (all well under
+/// `sync.max_future_skew_ms`; the largest is beyond the conflict window).
+const SKEW_BOUNDS_MS: [i64; 4] = [0, 2_000, 2_000, 15_000];
 /// How long quiescence may take before the run counts as a livelock.
 const QUIESCENCE: Duration = Duration::from_secs(60);
 
@@ -243,11 +244,9 @@ pub async fn run(seed: u64, world: &Shared, stand_ins: &str) -> Outcome {
 }
 
 fn lay_out(w: &mut World, rng: &mut StdRng, plan: &Plan) {
+    w.max_skew_ms = SKEW_BOUNDS_MS[rng.gen_range(0..SKEW_BOUNDS_MS.len())];
     for sys in [Sys::Github, Sys::Linear] {
-        let skew = match rng.gen_bool(0.3) {
-            true => 0,
-            false => rng.gen_range(-MAX_SKEW_MS..=MAX_SKEW_MS),
-        };
+        let skew = rng.gen_range(-w.max_skew_ms..=w.max_skew_ms);
         w.skew_ms.insert(sys, skew);
         let faults: VecDeque<Option<Fault>> = (0..400)
             .map(|_| {

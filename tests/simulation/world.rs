@@ -184,6 +184,7 @@ pub struct World {
     /// Virtual now, epoch ms.
     pub clock_ms: i64,
     pub skew_ms: BTreeMap<Sys, i64>,
+    pub max_skew_ms: i64,
     pub linear: BTreeMap<String, LinearIssue>,
     pub issues: BTreeMap<u64, GhIssue>,
     pub pulls: BTreeMap<u64, Pull>,
@@ -215,6 +216,7 @@ impl World {
             step: 0,
             clock_ms: start_ms,
             skew_ms: BTreeMap::new(),
+            max_skew_ms: 0,
             linear: BTreeMap::new(),
             issues: BTreeMap::new(),
             pulls: BTreeMap::new(),
