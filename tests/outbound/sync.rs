@@ -213,13 +213,7 @@ async fn settling_a_conflict_with_the_current_status_corrects_every_linked_syste
         &[("STATSYNC__SYNC__CONFLICT_STRATEGY", "manual".into())],
     )
     .await;
-    let refs = json!({"refs": [
-        {"system": "linear", "externalId": LINEAR_ID},
-        {"system": "github", "externalId": GITHUB_ISSUE}
-    ]});
-    let r = app.api("POST", "/api/v1/links", Some(refs)).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let id = r.body["id"].as_str().unwrap().to_owned();
+    let id = link_linear_and_github(&app).await;
     let t0 = Utc::now() - TimeDelta::minutes(10);
     let doing = linear_issue_update(LINEAR_ID, "ENG-123", "In Progress", "started", t0);
     assert_eq!(app.linear("lin-doing", &doing).await.status, 200);
