@@ -28,6 +28,7 @@ const WINDOW_MS: i64 = 5_000;
 #[derive(Debug, Clone)]
 struct Decision {
     entity: String,
+    system: String,
     source_ms: i64,
     decision: String,
     reason: String,
@@ -138,6 +139,7 @@ async fn decisions(db: &tokio_postgres::Client) -> Result<Vec<Decision>, String>
         .iter()
         .map(|r| Decision {
             entity: r.get(0),
+            system: r.get(1),
             source_ms: r
                 .get::<_, chrono::DateTime<chrono::Utc>>(2)
                 .timestamp_millis(),
@@ -431,6 +433,29 @@ pub async fn check(world: &Shared, db: &tokio_postgres::Client) -> (Vec<String>,
                             .join(" | ")
                     ));
                 }
+            }
+        }
+
+        // Conflict windows are measured in source time: a conflict needs another
+        // system's assertion of the current status within the window of its own time.
+        for d in history_of.iter().filter(|d| {
+            d.decision == "conflict" && !d.reason.starts_with("the entity is escalated")
+        }) {
+            let rival = history_of.iter().any(|r| {
+                r.version == d.version
+                    && r.system != d.system
+                    && (r.decision == "applied"
+                        || r.decision == "conflict"
+                        || (r.decision == "noop" && r.reason.contains("compatible with")))
+                    && (r.source_ms - d.source_ms).abs() <= WINDOW_MS
+            });
+            if !rival {
+                failures.push(format!(
+                    "{name}: a conflict although no other system asserted the status within \
+                     {WINDOW_MS} ms of its source time {}: {}",
+                    super::world::iso_ms(d.source_ms),
+                    d.reason
+                ));
             }
         }
 
