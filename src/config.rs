@@ -127,7 +127,11 @@ pub struct EngineSettings {
 pub struct SyncSettings {
     pub auto_create: bool,
     pub conflict_strategy: Strategy,
+    /// Two systems' changes whose source times are this close conflict.
     pub conflict_window_ms: u64,
+    /// A webhook's source time further ahead of statsync's clock than this is taken as
+    /// the time it was received; an API call's is refused (`FUTURE_TIMESTAMP`).
+    pub max_future_skew_ms: u64,
     pub escalation_threshold: u32,
     pub max_retries: u32,
     /// Every this many seconds an incremental sync of each configured scope
@@ -182,8 +186,8 @@ pub struct DispatchSettings {
     /// Full-jitter backoff: a retry waits a random time up to base * 2^attempt, capped.
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
-    /// A webhook about an object statsync wrote within this window, carrying the status
-    /// written, is taken for the echo of that write.
+    /// How long each write statsync made is remembered: its echo is recognised, and a
+    /// change it overwrote is written back, within this window.
     pub echo_window_s: u64,
 }
 
@@ -753,6 +757,7 @@ mod tests {
         assert_eq!(s.http.port, 8080);
         assert_eq!(s.http.max_body_bytes, 1024 * 1024);
         assert_eq!(s.sync.conflict_window_ms, 5000);
+        assert_eq!(s.sync.max_future_skew_ms, 60000);
         assert_eq!(s.sync.priorities[&SystemId::Linear], 1);
         assert!(s.secrets.database_url.is_none());
     }

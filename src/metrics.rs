@@ -32,6 +32,7 @@ pub const DB_POOL_CONNECTIONS: &str = "statsync_db_pool_connections";
 pub const DB_POOL_IDLE: &str = "statsync_db_pool_idle_connections";
 pub const DB_POOL_WAITERS: &str = "statsync_db_pool_waiters";
 pub const ALERTS_FIRING: &str = "statsync_alerts_firing";
+pub const IDENTITY_DISCOVERY_FAILURES: &str = "statsync_identity_discovery_failures_total";
 
 /// Seconds, from a millisecond to a minute: the latencies statsync cares about.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -64,6 +65,7 @@ pub struct Metrics {
     pub db_pool_idle: IntGauge,
     pub db_pool_waiters: IntGauge,
     pub alerts_firing: IntGaugeVec,
+    pub identity_discovery_failures: IntCounterVec,
 }
 
 /// Registers `c` and hands it back.
@@ -209,6 +211,12 @@ impl Metrics {
                 ALERTS_FIRING,
                 "1 for each active statsync alert (GET /alerts), by alert and severity",
                 &["alert", "severity"],
+            ),
+            identity_discovery_failures: counter(
+                IDENTITY_DISCOVERY_FAILURES,
+                "Failed attempts to learn statsync's own identity in a system (retried every \
+                 minute), by system and error code",
+                &["system", "code"],
             ),
             registry: r.clone(),
         };

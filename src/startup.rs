@@ -23,12 +23,13 @@ use crate::actors::sync_monitor::SyncMonitor;
 use crate::actors::synchronizer::{Backlog, Parts, StatusSynchronizer};
 use crate::actors::websocket_manager::{Shutdown, WebSocketManager};
 use crate::config::Settings;
-use crate::dispatch::{DispatchContext, Dispatcher, StopDispatch};
+use crate::dispatch::{Connectors, DispatchContext, Dispatcher, StopDispatch};
 use crate::http::errors::ApiError;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::store::embedded::EmbeddedPostgres;
 use crate::store::{self, inbound, migrations, Store};
+use crate::systems::identity::{self, Identities};
 
 /// The database statsync uses in the embedded cluster.
 const EMBEDDED_DATABASE: &str = "statsync";
@@ -151,11 +152,34 @@ impl Application {
             vec![ws.clone().recipient()],
         )?);
         crate::sync::start_reconciler(backfill.clone());
+        let identities = Arc::new(Identities::new(
+            settings.github.actor_login.clone(),
+            settings.linear.actor_id.clone(),
+        ));
+        if settings.server.worker_enabled {
+            let connectors = Connectors::from_settings(&settings, &Default::default())?;
+            identity::discover(
+                identities.clone(),
+                settings
+                    .secrets
+                    .github_token
+                    .is_some()
+                    .then_some(connectors.github),
+                settings
+                    .secrets
+                    .linear_api_key
+                    .is_some()
+                    .then_some(connectors.linear),
+                metrics.clone(),
+            )
+            .await;
+        }
         let engine = Arc::new(Engine {
             store: store.clone(),
             mapper,
             resolver,
             settings: settings.clone(),
+            identities,
             metrics: metrics.clone(),
             backlog: backlog.clone(),
             committed,

@@ -283,6 +283,38 @@ async fn under_timestamp_based_the_later_change_wins_the_conflict() {
 }
 
 #[actix_web::test]
+async fn conflicts_a_minute_apart_in_source_time_do_not_escalate_when_delivered_in_a_burst() {
+    let app = spawn_app_with(&[("STATSYNC__SYNC__ESCALATION_THRESHOLD", "2")]).await;
+    let id = linked_entity(&app, ("Todo", "unstarted"), "todo").await;
+    // After linked_entity's Todo (30 s ago); the last change lands 36 s ahead, inside
+    // sync.max_future_skew_ms.
+    let t0 = Utc::now() - TimeDelta::seconds(25);
+    let at = |s: i64| t0 + TimeDelta::seconds(s);
+    // A backlog released at once: two disagreements, each inside its own window, a
+    // minute apart. Live they would never have escalated; drained, they must not.
+    let linear =
+        |state: (&str, &str), s| linear_issue_update(LINEAR_ID, "ENG-123", state.0, state.1, at(s));
+    app.linear("b-l-1", &linear(("In Progress", "started"), 0))
+        .await;
+    app.github("issues", "b-g-1", &github_closed(at(1), "completed"))
+        .await;
+    app.linear("b-l-2", &linear(("In Review", "started"), 60))
+        .await;
+    app.github("issues", "b-g-2", &github_closed(at(61), "not_planned"))
+        .await;
+    app.drained().await;
+    let e = entity(&app, &id).await;
+    assert_eq!(e["manual"], false, "{e}");
+    assert_eq!(e["status"], "in_review", "{e}");
+    assert_eq!(app.count("SELECT count(*) FROM conflicts").await, 2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM conflicts WHERE escalated")
+            .await,
+        0
+    );
+}
+
+#[actix_web::test]
 async fn repeated_conflicts_escalate_to_manual_with_an_alert_and_a_person_resolves_them() {
     let app = spawn_app_with(&[("STATSYNC__SYNC__ESCALATION_THRESHOLD", "2")]).await;
     let id = linked_entity(&app, ("Todo", "unstarted"), "todo").await;
@@ -349,9 +381,13 @@ async fn the_status_api_answers_decisions_and_refuses_what_is_wrong() {
         .unwrap();
     assert_eq!(r.status(), 401);
 
-    // The API (postgresql, priority 0) overrides Linear's value even inside the window.
+    // The API (postgresql, priority 0) overrides Linear's value (set 30 s ago) even
+    // inside the window, which is measured in source time.
+    let inside = Utc::now() - TimeDelta::seconds(29);
     let body = app
-        .set_status(json!({"entityId": id, "status": "in_progress"}))
+        .set_status(
+            json!({"entityId": id, "status": "in_progress", "sourceTimestamp": inside.to_rfc3339()}),
+        )
         .await;
     assert_eq!(body["decision"], "conflict", "{body}");
     assert_eq!(body["status"], "in_progress");

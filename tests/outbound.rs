@@ -20,6 +20,8 @@ mod restart;
 mod support;
 #[path = "outbound/sync.rs"]
 mod sync;
+#[path = "outbound/timing.rs"]
+mod timing;
 
 use std::time::Duration;
 

@@ -3,7 +3,6 @@
 //! `domain::decide`; this actor owns the policy and answers one decision per message.
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
 
 use crate::domain::{decide, Decision, EntitySnapshot, Incoming, Policy};
 
@@ -27,18 +26,12 @@ impl Actor for ConflictResolver {
 pub struct Resolve {
     pub current: Option<EntitySnapshot>,
     pub incoming: Incoming,
-    pub now: DateTime<Utc>,
 }
 
 impl Handler<Resolve> for ConflictResolver {
     type Result = MessageResult<Resolve>;
 
     fn handle(&mut self, msg: Resolve, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(decide(
-            msg.current.as_ref(),
-            &msg.incoming,
-            &self.policy,
-            msg.now,
-        ))
+        MessageResult(decide(msg.current.as_ref(), &msg.incoming, &self.policy))
     }
 }

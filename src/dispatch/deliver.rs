@@ -77,6 +77,7 @@ pub async fn deliver(ctx: &DispatchContext, row: OutboxRow) {
                 Written::Done => Finish::Done,
                 Written::Noop(reason) => Finish::Noop(reason),
             };
+            let echo = echo.then_some(delivered.object_updated_at);
             (finish, Announce::Completed { echo })
         }
         Err(error) => {
@@ -130,9 +131,10 @@ pub async fn deliver(ctx: &DispatchContext, row: OutboxRow) {
 }
 
 enum Announce {
-    /// `echo`: the native value changed, so the system will send a webhook about it.
+    /// `echo`: the native value changed, so the system will send a webhook about it,
+    /// stamped with the object's updated-at the write answered (when it did).
     Completed {
-        echo: bool,
+        echo: Option<Option<chrono::DateTime<Utc>>>,
     },
     Failed(OutboundError),
 }
@@ -217,10 +219,14 @@ async fn attempt(
         SystemId::Postgresql => Delivered {
             written: Written::Noop("postgresql is the canonical store".into()),
             rate: RateInfo::default(),
+            object_updated_at: None,
         },
     };
     // Writing the value the object already had sends no webhook: expect no echo then.
-    let echo = delivered.written == Written::Done && before.as_ref() != Some(&native);
+    // The agent API sends none about statsync's calls at all: its reports are its own.
+    let echo = delivered.written == Written::Done
+        && before.as_ref() != Some(&native)
+        && row.system != SystemId::Agentapi;
     Ok((delivered, echo))
 }
 
@@ -278,9 +284,9 @@ async fn try_record(
     let mut event = None;
     match announce {
         Some(Announce::Completed { echo }) => {
-            if echo {
+            if let Some(updated_at) = echo {
                 let target = ExternalRef::new(row.system, row.external_id.clone());
-                echoes::record(&tx, &target, row.status).await?;
+                echoes::record(&tx, &target, row.status, updated_at).await?;
             }
             let mut data = base_data(row);
             if let Finish::Noop(reason) = finish {

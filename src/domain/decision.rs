@@ -1,7 +1,8 @@
 //! Conflict resolution and transition validation. [`decide`] turns one mapped update
 //! into a [`Decision`] carrying its reason; [`EntitySnapshot::after`] is the bookkeeping
-//! the caller persists with that decision. Pure: `now` is passed in, nothing is read
-//! from a clock or a database, nothing is sent.
+//! the caller persists with that decision. Pure: every time it compares is a source
+//! time (or the commit time `after` is given), nothing is read from a clock or a
+//! database, nothing is sent.
 //!
 //! # Order of checks
 //! 1. No entity yet: it is created with the mapping's default (`Applied`).
@@ -19,8 +20,9 @@
 //!    other system is not corrected).
 //! 6. Transition table: a move it does not allow is `Rejected`.
 //! 7. Entity escalated to manual: the update joins the open manual conflict.
-//! 8. Conflict (window open, another system asserts the current status): escalation,
-//!    else the strategy of the entity's kind decides.
+//! 8. Conflict (another system asserts the current status with a source time within
+//!    `conflict_window` of the update's): escalation, else the strategy of the entity's
+//!    kind decides.
 //! 9. Otherwise ordered by source time (below) and `Applied` or `Stale`.
 //!
 //! The target of an update is always its mapping's default.
@@ -55,8 +57,8 @@
 //! Arrival order does matter, by design, for: the terminal guard (a non-explicit update
 //! is judged against the status it finds), escalation (an alarm about exactly that),
 //! `manual`, `merge` (a system's newer report makes its older one stale even when the
-//! older status ranks higher), a restrictive transition table, and updates that straddle
-//! the closing of a window. Source clocks differ between systems: a system whose clock
+//! older status ranks higher), a restrictive transition table, and updates whose
+//! source times straddle a window's edge. Source clocks differ between systems: a system whose clock
 //! runs behind loses to other systems' changes made up to that skew before its own.
 
 mod conflict;
@@ -83,7 +85,8 @@ pub struct EntitySnapshot {
     /// System and source timestamp of the last change.
     pub last_system: Option<SystemId>,
     pub last_source_ts: Option<DateTime<Utc>>,
-    /// When the last change was committed, by our clock: it opens the conflict window.
+    /// When the last change was committed, by our clock (for the record: windows are
+    /// measured in source time).
     pub last_applied_at: Option<DateTime<Utc>>,
     /// Newest source timestamp accepted (applied or confirmed) from each system.
     pub per_system_last_ts: BTreeMap<SystemId, DateTime<Utc>>,
@@ -110,6 +113,13 @@ pub struct Incoming {
     /// change: it arrives whenever the catch-up runs, so it never opens or joins a
     /// conflict window and is decided by source timestamps alone.
     pub catch_up: bool,
+    /// The object the update is about can be written back: a conflict it loses
+    /// corrects it. Not so for a pull request (its state is git's) or an update about
+    /// no external object.
+    pub correctable: bool,
+    /// The systems an applied change is written to (the entity's other writable
+    /// links), so that a reason never claims a correction no write makes.
+    pub reach: BTreeSet<SystemId>,
 }
 
 /// The outcome of one update, with the reason recorded next to it.
@@ -214,6 +224,21 @@ impl Decision {
         )
     }
 
+    /// Adds what the caller changed about the update before deciding (a source time
+    /// taken as the time received) to the reason.
+    pub fn annotate(&mut self, note: &str) {
+        match self {
+            Decision::Applied { reason, .. }
+            | Decision::Noop { reason, .. }
+            | Decision::Stale { reason }
+            | Decision::Rejected { reason }
+            | Decision::Conflict { reason, .. } => {
+                reason.push_str("; ");
+                reason.push_str(note);
+            }
+        }
+    }
+
     pub fn reason(&self) -> &str {
         match self {
             Decision::Applied { reason, .. }
@@ -226,12 +251,7 @@ impl Decision {
 }
 
 /// Decides what one update does to an entity (`None`: it does not exist yet).
-pub fn decide(
-    current: Option<&EntitySnapshot>,
-    incoming: &Incoming,
-    policy: &Policy,
-    now: DateTime<Utc>,
-) -> Decision {
+pub fn decide(current: Option<&EntitySnapshot>, incoming: &Incoming, policy: &Policy) -> Decision {
     let target = incoming.mapping.default_status();
     let what = describe(incoming);
     let Some(current) = current else {
@@ -322,18 +342,38 @@ pub fn decide(
     }
 
     let strategy = policy.strategy_for(current.kind);
-    let window_open = !incoming.catch_up
-        && current
-            .last_applied_at
-            .is_some_and(|at| now - at <= policy.conflict_window);
-    if window_open {
-        let rivals = rivals(current, incoming.source);
+    // Windows are measured in source time, never by arrival: a backlog drained in one
+    // burst is decided as if each delivery had arrived live.
+    // More than a window older than a change already accepted from another system:
+    // outside the window the later source time wins, whatever rivals are inside it.
+    if let Some((system, last)) = newest_accepted(current, policy) {
+        if system != incoming.source && last - incoming.source_ts > policy.conflict_window {
+            return Decision::Stale {
+                reason: format!(
+                    "stale: {what} from {} is older than the {system} update from {} already \
+                     accepted, by more than the conflict window; across systems the latest \
+                     source timestamp wins",
+                    ts(incoming.source_ts),
+                    ts(last),
+                ),
+            };
+        }
+    }
+    if !incoming.catch_up {
+        let rivals = rivals(current, incoming, policy.conflict_window);
         if !rivals.is_empty() {
             return conflict::resolve(current, incoming, policy, strategy, rivals);
         }
     }
+    // The only system asserting the status changing its mind inside the window: its
+    // own order is check 2. Anything else is ordered by source time across systems.
+    let changing_its_mind = !incoming.catch_up
+        && asserters(current) == BTreeSet::from([incoming.source])
+        && current
+            .last_source_ts
+            .is_some_and(|at| within(at, incoming.source_ts, policy.conflict_window));
 
-    if !window_open || strategy == Strategy::TimestampBased {
+    if !changing_its_mind || strategy == Strategy::TimestampBased {
         if let Some((system, last)) = newest_accepted(current, policy) {
             if time_key(policy, incoming.source, incoming.source_ts)
                 < time_key(policy, system, last)
@@ -426,14 +466,39 @@ impl EntitySnapshot {
     }
 }
 
-/// The other systems asserting the current status.
-fn rivals(current: &EntitySnapshot, source: SystemId) -> BTreeSet<SystemId> {
-    let mut rivals = current.confirmed_by.clone();
-    if rivals.is_empty() {
-        rivals.extend(current.last_system);
-    }
-    rivals.remove(&source);
+/// The other systems asserting the current status with a source time inside the
+/// window around the incoming update's.
+fn rivals(
+    current: &EntitySnapshot,
+    incoming: &Incoming,
+    window: chrono::TimeDelta,
+) -> BTreeSet<SystemId> {
+    let mut rivals = asserters(current);
+    rivals.remove(&incoming.source);
+    rivals.retain(|rival| {
+        let asserted = current.per_system_last_ts.get(rival).copied().or(
+            match current.last_system == Some(*rival) {
+                true => current.last_source_ts,
+                false => None,
+            },
+        );
+        asserted.is_some_and(|at| within(at, incoming.source_ts, window))
+    });
     rivals
+}
+
+/// The systems asserting the current status, its setter included.
+fn asserters(current: &EntitySnapshot) -> BTreeSet<SystemId> {
+    let mut systems = current.confirmed_by.clone();
+    if systems.is_empty() {
+        systems.extend(current.last_system);
+    }
+    systems
+}
+
+/// Two source times at most `window` apart.
+fn within(a: DateTime<Utc>, b: DateTime<Utc>, window: chrono::TimeDelta) -> bool {
+    (a - b).abs() <= window
 }
 
 /// The newest accepted update of any system, in [`time_key`] order.

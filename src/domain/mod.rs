@@ -2,6 +2,7 @@
 //! entities, updates. Nothing here does I/O, reads a clock or knows about actors.
 
 pub mod decision;
+pub mod echo;
 pub mod ids;
 pub mod linking;
 pub mod mapping;

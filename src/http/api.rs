@@ -131,6 +131,19 @@ async fn submit_status(
             })?,
         None => Utc::now(),
     };
+    // A time ahead of every clock would make every later genuine update stale.
+    let skew = chrono::TimeDelta::milliseconds(state.settings.sync.max_future_skew_ms as i64);
+    if source_timestamp > Utc::now() + skew {
+        return Err(ApiError::Unprocessable {
+            code: "FUTURE_TIMESTAMP",
+            message: format!(
+                "`sourceTimestamp` {} is more than {} ms ahead of statsync's clock \
+                 (sync.max_future_skew_ms); send the time the change happened",
+                source_timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                skew.num_milliseconds()
+            ),
+        });
+    }
     let kind = body
         .kind
         .as_deref()

@@ -84,6 +84,9 @@ pub struct Link {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
     pub role: String,
+    /// A pull request driving the entity's issue: never written (its state is git's).
+    #[serde(skip)]
+    pub drives: bool,
 }
 
 impl Link {
@@ -177,8 +180,8 @@ pub type SourcesSeen = HashMap<Uuid, Vec<(SystemId, DateTime<Utc>)>>;
 pub struct Context {
     pub sources: SourcesSeen,
     pub links: HashMap<Uuid, Vec<Link>>,
-    /// Conflicts opened since the window's start.
-    pub recent_conflicts: HashMap<Uuid, u32>,
+    /// The source times of the conflicts near the batch's source times.
+    pub recent_conflicts: HashMap<Uuid, Vec<DateTime<Utc>>>,
 }
 
 /// Locks `ids` like `lock` and reads their context, in one round trip. The reads are
@@ -214,7 +217,7 @@ pub async fn lock_with_context(
         Context {
             sources: sources_by_entity(sources)?,
             links: links_by_entity(links)?,
-            recent_conflicts: super::history::conflict_counts(conflicts),
+            recent_conflicts: super::history::conflict_times(conflicts),
         },
     ))
 }
@@ -424,8 +427,11 @@ pub async fn relink(
         .await?)
 }
 
-const LINKS_OF: &str = "SELECT entity_id, system, external_id, alias, role FROM entity_links
-    WHERE entity_id = ANY($1) ORDER BY entity_id, system, external_id";
+const LINKS_OF: &str = "SELECT l.entity_id, l.system, l.external_id, l.alias, l.role,
+        l.system = 'github' AND EXISTS (
+            SELECT 1 FROM linked_pull_requests p WHERE p.pull_request = l.external_id)
+    FROM entity_links l
+    WHERE l.entity_id = ANY($1) ORDER BY l.entity_id, l.system, l.external_id";
 
 pub async fn links_of(
     client: &impl GenericClient,
@@ -444,6 +450,7 @@ fn links_by_entity(rows: Vec<Row>) -> Result<HashMap<Uuid, Vec<Link>>, StoreErro
             external_id: r.get(2),
             alias: r.get(3),
             role: r.get(4),
+            drives: r.get(5),
         });
     }
     Ok(out)

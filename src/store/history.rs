@@ -231,22 +231,26 @@ pub async fn resolve_open(
     Ok(client.execute(&stmt, &[&entity, &by, &status]).await?)
 }
 
-pub(super) const RECENT_CONFLICTS: &str = "SELECT entity_id, count(*) FROM conflicts
-    WHERE entity_id = ANY($1) AND created_at > $2 GROUP BY entity_id";
+/// The source times of the conflicts on each entity since `$2` (in source time: the
+/// escalation window is measured as the conflict window is).
+pub(super) const RECENT_CONFLICTS: &str = "SELECT entity_id, incoming_ts FROM conflicts
+    WHERE entity_id = ANY($1) AND incoming_ts >= $2";
 
 pub async fn recent_conflicts(
     client: &impl GenericClient,
     ids: &[Uuid],
     since: DateTime<Utc>,
-) -> Result<std::collections::HashMap<Uuid, u32>, StoreError> {
+) -> Result<std::collections::HashMap<Uuid, Vec<DateTime<Utc>>>, StoreError> {
     let stmt = client.prepare_cached(RECENT_CONFLICTS).await?;
-    Ok(conflict_counts(client.query(&stmt, &[&ids, &since]).await?))
+    Ok(conflict_times(client.query(&stmt, &[&ids, &since]).await?))
 }
 
-pub(super) fn conflict_counts(
+pub(super) fn conflict_times(
     rows: Vec<tokio_postgres::Row>,
-) -> std::collections::HashMap<Uuid, u32> {
-    rows.iter()
-        .map(|r| (r.get::<_, Uuid>(0), r.get::<_, i64>(1) as u32))
-        .collect()
+) -> std::collections::HashMap<Uuid, Vec<DateTime<Utc>>> {
+    let mut out: std::collections::HashMap<Uuid, Vec<DateTime<Utc>>> = Default::default();
+    for r in rows {
+        out.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    out
 }

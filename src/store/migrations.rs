@@ -48,6 +48,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0014_log_upkeep",
         include_str!("../../sql/0014_log_upkeep.sql"),
     ),
+    (
+        "0015_exact_echoes",
+        include_str!("../../sql/0015_exact_echoes.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrators.

@@ -44,6 +44,9 @@ pub enum Written {
 pub struct Delivered {
     pub written: Written,
     pub rate: RateInfo,
+    /// The object's updated-at after the write, as the API answered it: the source
+    /// time the webhook about this write will carry (its echo).
+    pub object_updated_at: Option<DateTime<Utc>>,
 }
 
 /// The stable error codes of outbound failures.
@@ -275,6 +278,14 @@ pub fn classify_status(status: u16) -> Option<ErrorCode> {
         500..=599 => ErrorCode::Upstream5xx,
         _ => ErrorCode::ValidationFailed,
     })
+}
+
+/// The RFC 3339 time a JSON answer holds at `pointer`, if it holds one there.
+pub fn time_at(answer: &serde_json::Value, pointer: &str) -> Option<DateTime<Utc>> {
+    let at = answer.pointer(pointer)?.as_str()?;
+    DateTime::parse_from_rfc3339(at)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]

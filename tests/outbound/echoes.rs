@@ -61,7 +61,8 @@ async fn a_github_delivery_sent_by_statsyncs_login_is_an_echo_and_a_persons_is_a
     let done = linear_issue_update(LINEAR_ID, "ENG-123", "Done", "completed", Utc::now());
     assert_eq!(app.linear("lin-done", &done).await.status, 200);
     row_reaches(&app, GITHUB_ISSUE, "done").await;
-    let github_echoes = "SELECT count(*) FROM sync_echoes WHERE system = 'github'";
+    let github_echoes =
+        "SELECT count(*) FROM sync_writes WHERE system = 'github' AND echoed_at IS NULL";
     assert_eq!(
         app.count(github_echoes).await,
         1,

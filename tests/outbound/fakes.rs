@@ -77,7 +77,13 @@ pub struct FakeState {
     pub down: Option<Reply>,
     /// GitHub: `owner/repo#n` → (state, state_reason). Linear: issue id → state id.
     pub objects: HashMap<String, (String, Option<String>)>,
+    /// Object key → the updated-at each successful write answered, in order: the
+    /// source time the real system's webhook about that write would carry.
+    pub updated: HashMap<String, Vec<chrono::DateTime<chrono::Utc>>>,
 }
+
+/// The user id the fake Linear's `viewer` query answers: statsync's identity there.
+pub const LINEAR_VIEWER: &str = "5f6a1d9e-0c8e-4a51-9f0b-statsyncview";
 
 #[derive(Clone)]
 pub struct Fake {
@@ -119,6 +125,32 @@ impl Fake {
     pub fn object(&self, key: &str) -> Option<(String, Option<String>)> {
         self.state.lock().unwrap().objects.get(key).cloned()
     }
+    /// The updated-at the `n`th successful write to `key` answered.
+    pub fn updated_at(&self, key: &str, n: usize) -> chrono::DateTime<chrono::Utc> {
+        let s = self.state.lock().unwrap();
+        s.updated
+            .get(key)
+            .and_then(|w| w.get(n))
+            .copied()
+            .unwrap_or_else(|| panic!("no write {n} to {key}"))
+    }
+}
+
+/// Stamps a write to `key` as the real APIs do: GitHub in whole seconds, Linear in
+/// milliseconds.
+fn stamp(state: &Mutex<FakeState>, key: &str, whole_seconds: bool) -> String {
+    let now = chrono::Utc::now();
+    let at = match whole_seconds {
+        true => chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now),
+        false => chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now),
+    };
+    let mut s = state.lock().unwrap();
+    s.updated.entry(key.to_owned()).or_default().push(at);
+    let format = match whole_seconds {
+        true => chrono::SecondsFormat::Secs,
+        false => chrono::SecondsFormat::Millis,
+    };
+    at.to_rfc3339_opts(format, true)
 }
 
 async fn start(routes: fn(&mut web::ServiceConfig)) -> Fake {
@@ -223,7 +255,9 @@ async fn github_patch(
     let key = format!("{owner}/{repo}#{number}");
     let (reply, latency) = arrive(&state, &req, &body, &key);
     let scripted_failure = reply.as_ref().and_then(scripted);
+    let mut updated_at = None;
     if scripted_failure.is_none() {
+        updated_at = Some(stamp(&state, &key, true));
         // Applied on arrival, so the order of writes is the order they reached us.
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let st = v["state"].as_str().unwrap_or("open").to_owned();
@@ -256,6 +290,7 @@ async fn github_patch(
             "number": number,
             "state": st,
             "state_reason": reason,
+            "updated_at": updated_at,
             "html_url": format!("https://github.com/{owner}/{repo}/issues/{number}"),
         }))
 }
@@ -296,7 +331,8 @@ async fn github_graphql(
             .unwrap()
             .objects
             .insert(item.clone(), (option, None));
-        json!({"updateProjectV2ItemFieldValue": {"projectV2Item": {"id": item}}})
+        let at = stamp(&state, &item, true);
+        json!({"updateProjectV2ItemFieldValue": {"projectV2Item": {"id": item, "updatedAt": at}}})
     } else if query.contains("fieldValueByName") {
         // The item's Status as set (by statsync or a test), or none.
         let set = state.lock().unwrap().objects.get(&item).cloned();
@@ -386,6 +422,11 @@ async fn linear_graphql(
     let query = v["query"].as_str().unwrap_or("").to_owned();
     let vars = v["variables"].clone();
     let key = vars["id"].as_str().unwrap_or("").to_owned();
+    if query.contains("viewer") {
+        // statsync asks once at start who its API key is; not one of the calls tests
+        // count.
+        return HttpResponse::Ok().json(json!({"data": {"viewer": {"id": LINEAR_VIEWER}}}));
+    }
     let (reply, latency) = arrive(&state, &req, &body, &key);
     wait(&reply, latency).await;
     if let Some(r) = reply.as_ref().and_then(scripted) {
@@ -405,7 +446,9 @@ async fn linear_graphql(
             .unwrap()
             .objects
             .insert(key.clone(), (state_id.clone(), None));
-        json!({"issueUpdate": {"success": true, "issue": {"id": key, "state": {"id": state_id}}}})
+        let at = stamp(&state, &key, false);
+        json!({"issueUpdate": {"success": true,
+            "issue": {"id": key, "updatedAt": at, "state": {"id": state_id}}}})
     } else if query.contains("issue(") {
         json!({"issue": {"id": key, "team": {"key": "ENG"}}})
     } else {

@@ -79,22 +79,30 @@ async fn a_linear_change_reaches_github_its_echo_goes_nowhere_and_a_later_github
 
     // Now GitHub's webhooks about both writes arrive, late. Taken for changes, the
     // `closed` one would drag the entity back to done and write that to Linear.
-    // GitHub stamps them with the time it applied each write, after Linear's last
-    // change (dispatch takes time), so timestamps alone cannot tell them from changes.
+    // GitHub stamps each with the updated-at its write answered (after Linear's last
+    // change, as dispatch takes time). statsync's GitHub login is not known here (the
+    // fake has no GET /user), so that time is what tells them for echoes.
     let rows_before = app.count("SELECT count(*) FROM sync_outbox").await;
     let at = Utc::now() + TimeDelta::seconds(2);
-    let closed_echo = github_fixture_at("issues.reopened.json", at, |v| {
-        v["action"] = json!("closed");
-        v["issue"]["state"] = json!("closed");
-        v["issue"]["state_reason"] = json!("completed");
-    });
+    let closed_echo = github_fixture_at(
+        "issues.reopened.json",
+        gh.updated_at(GITHUB_ISSUE, 0),
+        |v| {
+            v["action"] = json!("closed");
+            v["issue"]["state"] = json!("closed");
+            v["issue"]["state_reason"] = json!("completed");
+        },
+    );
     assert_eq!(
         app.github("issues", "gh-echo-1", &closed_echo).await.status,
         200
     );
     app.drained().await;
-    let reopened_echo =
-        github_fixture_at("issues.reopened.json", at + TimeDelta::seconds(1), |_| {});
+    let reopened_echo = github_fixture_at(
+        "issues.reopened.json",
+        gh.updated_at(GITHUB_ISSUE, 1),
+        |_| {},
+    );
     assert_eq!(
         app.github("issues", "gh-echo-2", &reopened_echo)
             .await
@@ -119,7 +127,8 @@ async fn a_linear_change_reaches_github_its_echo_goes_nowhere_and_a_later_github
         );
     }
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_echoes").await,
+        app.count("SELECT count(*) FROM sync_writes WHERE echoed_at IS NULL")
+            .await,
         0,
         "both echoes consumed"
     );

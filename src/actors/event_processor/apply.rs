@@ -2,7 +2,7 @@
 //! order, ask the StatusMapper and the ConflictResolver, and write every effect
 //! (entity, history, conflicts, outbox, events) in the caller's transaction.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -18,13 +18,14 @@ use crate::actors::conflict_resolver::{ConflictResolver, Resolve};
 use crate::actors::status_mapper::{MapInbound, StatusMapper};
 use crate::actors::synchronizer::{Backlog, EventsCommitted};
 use crate::config::Settings;
+use crate::domain::echo::{self, Actor, PastWrite, Verdict};
 use crate::domain::{
     CanonicalStatus, EntitySnapshot, ExternalRef, InboundMapping, Incoming, MappingError,
     StatusUpdate, UpdateAction,
 };
 use crate::metrics::Metrics;
 use crate::store::{echoes, entities, Store, StoreError};
-use crate::systems::identity::{self, Actor};
+use crate::systems::identity::Identities;
 
 /// What the engine's workers share.
 pub struct Engine {
@@ -32,6 +33,8 @@ pub struct Engine {
     pub mapper: Addr<StatusMapper>,
     pub resolver: Addr<ConflictResolver>,
     pub settings: Arc<Settings>,
+    /// statsync's own identity in each system, for recognising its echoes.
+    pub identities: Arc<Identities>,
     pub metrics: Arc<Metrics>,
     pub backlog: Arc<Backlog>,
     /// Told after every commit that logged events (WebSocket fan-out, dispatcher).
@@ -151,8 +154,8 @@ pub async fn apply_items(
         }
     }
     // Independent reads: one round trip.
-    let (mut found, echoes) =
-        futures_util::future::try_join(entities::find(tx, &refs), echoes::present(tx, &targets))
+    let (mut found, mut writes) =
+        futures_util::future::try_join(entities::find(tx, &refs), echoes::writes_to(tx, &targets))
             .await?;
     // Objects no entity holds yet may be created by this batch and by another applier's
     // at the same time, each then waiting for the other's uncommitted link (a deadlock
@@ -187,8 +190,15 @@ pub async fn apply_items(
         .map(|id| redirects.get(id).copied().unwrap_or(*id))
         .collect();
     ids.extend(merges.iter().flat_map(|m| [m.absorbed, m.survivor]));
+    // Conflicts count towards escalation by source time, as windows do: read those
+    // near the batch's earliest source time.
     let window = chrono::TimeDelta::milliseconds(engine.settings.sync.conflict_window_ms as i64);
-    let since = now - window;
+    let since = items
+        .iter()
+        .map(|i| i.update.source_timestamp.min(i.received_at.unwrap_or(now)))
+        .min()
+        .unwrap_or(now)
+        - window;
     // A merge moves links, so the context is read after it; otherwise with the lock.
     let (rows, mut context) = if merges.is_empty() {
         let (rows, context) = entities::lock_with_context(tx, &ids, since).await?;
@@ -241,7 +251,7 @@ pub async fn apply_items(
             &mut entity_of[idx],
             &mut states,
             &mut found,
-            &echoes,
+            &mut writes,
             &mut effects,
             now,
         )
@@ -288,7 +298,7 @@ fn set_context(states: &mut HashMap<Uuid, EntityState>, mut context: entities::C
         state.set_context(
             context.sources.remove(id).unwrap_or_default(),
             context.links.remove(id).unwrap_or_default(),
-            context.recent_conflicts.get(id).copied().unwrap_or(0),
+            context.recent_conflicts.remove(id).unwrap_or_default(),
         );
     }
 }
@@ -302,7 +312,7 @@ async fn apply_one(
     entity: &mut Option<Uuid>,
     states: &mut HashMap<Uuid, EntityState>,
     found: &mut HashMap<ExternalRef, Uuid>,
-    echoes_waiting: &HashSet<ExternalRef>,
+    writes: &mut HashMap<ExternalRef, Vec<PastWrite>>,
     effects: &mut Effects,
     now: DateTime<Utc>,
 ) -> Result<ItemOutcome, ApplyError> {
@@ -386,10 +396,7 @@ async fn apply_one(
             // Not a bad value: the delivery did not carry it. A lookup reads it back
             // after this commit; until then nothing changes. statsync's own edits and
             // objects that would not be created need no reading back.
-            let own = matches!(
-                identity::actor_of(&engine.settings, update),
-                Actor::Statsync(_)
-            );
+            let own = matches!(engine.identities.actor_of(update), Actor::Statsync(_));
             effects.record_lookup(
                 item,
                 !own && (entity.is_some() || engine.settings.sync.auto_create),
@@ -428,57 +435,73 @@ async fn apply_one(
     ensure_links(tx, item, id, states, found).await?;
 
     let state = states.get_mut(&id).ok_or_else(|| missing(id))?;
-    // Echo suppression: a delivery about an object statsync itself just wrote, carrying
-    // a value compatible with the status written, is that write coming back. It must not
-    // be decided again (it could open a conflict or fan out further writes). The echo is
-    // consumed, so a genuine later change in that system is decided as usual. When the
-    // delivery names its actor and statsync knows its own identity there, the actor
-    // decides: statsync's own change is an echo whatever its status, anyone else's is not.
+    // Echo suppression: the webhook about statsync's own write must not be decided
+    // again (it could open a conflict or fan out further writes). Recognised exactly,
+    // by its actor and by the write's answer (`domain::echo`), never by status alone.
+    let mut overwritten = None;
     if let (Target::Ref(r), false) = (&item.target, item.forced) {
-        let actor = identity::actor_of(&engine.settings, update);
-        let echo = if actor == Actor::Other {
-            None
-        } else if !echoes_waiting.contains(r) {
-            match actor {
-                Actor::Statsync(own) => Some(format!("made by {own} on {r}")),
-                _ => None,
+        let actor = engine.identities.actor_of(update);
+        let past = writes.get_mut(r).map(Vec::as_mut_slice).unwrap_or_default();
+        let compatible: Vec<CanonicalStatus> = mapping.compatible().iter().copied().collect();
+        match echo::judge(&actor, past, update.source_timestamp, &compatible) {
+            Verdict::Echo { consumes, why } => {
+                if let Some(write) = consumes {
+                    echoes::consume(tx, write).await?;
+                    past.iter_mut()
+                        .filter(|w| w.id == write)
+                        .for_each(|w| w.echoed = true);
+                }
+                let reason = format!("echo of statsync's own write ({why} on {r})");
+                effects.record_noop(state, item, &reason);
+                return Ok(ItemOutcome::of(item, "noop", state, reason));
             }
-        } else {
-            let compatible: Vec<CanonicalStatus> = mapping.compatible().iter().copied().collect();
-            let window = engine.settings.dispatch.echo_window_s;
-            match (echoes::consume(tx, r, &compatible, window).await?, actor) {
-                (Some(written), _) => Some(format!("{written} to {r}")),
-                (None, Actor::Statsync(own)) => Some(format!("made by {own} on {r}")),
-                (None, _) => None,
+            Verdict::Change => {
+                overwritten = echo::overwritten_by(past, update.source_timestamp).cloned();
             }
-        };
-        if let Some(what) = echo {
-            let reason = format!("echo of statsync's own write ({what})");
-            effects.record_noop(state, item, &reason);
-            return Ok(ItemOutcome::of(item, "noop", state, reason));
         }
     }
     state.adopt_details(update);
     if let Some(previous) = item.direct_write_from {
         state.revert_direct_write(previous);
     }
+    let (source_ts, clock_note) = source_time(engine, item, now);
+    let target_ref = match &item.target {
+        Target::Ref(r) => Some(r),
+        Target::Entity(_) => None,
+    };
     let incoming = Incoming {
         source: update.source,
         mapping: mapping.clone(),
-        source_ts: update.source_timestamp,
+        source_ts,
         explicit: update.explicit,
         forced: item.forced,
         catch_up: item.catch_up,
+        // A pull request driving an issue is git's; an API call has no object.
+        correctable: target_ref.is_some()
+            && update.source != crate::domain::SystemId::Postgresql
+            && !(update.kind == crate::domain::EntityKind::PullRequest
+                && state.kind() != crate::domain::EntityKind::PullRequest),
+        reach: state
+            .links
+            .iter()
+            .filter(|l| !l.drives && l.system != crate::domain::SystemId::Postgresql)
+            .filter(|l| target_ref != Some(&l.external_ref()))
+            .map(|l| l.system)
+            .collect(),
     };
+    let window = chrono::TimeDelta::milliseconds(engine.settings.sync.conflict_window_ms as i64);
+    state.focus_conflicts(source_ts, window);
     let current = state.snapshot();
-    let decision = engine
+    let mut decision = engine
         .resolver
         .send(Resolve {
             current: current.clone(),
             incoming: incoming.clone(),
-            now,
         })
         .await?;
+    if let Some(note) = clock_note {
+        decision.annotate(&note);
+    }
     let next = EntitySnapshot::after(current.as_ref(), state.kind(), &incoming, &decision, now);
     engine
         .metrics
@@ -495,6 +518,11 @@ async fn apply_one(
             .inc();
     }
     effects.record_decision(state, item, &incoming, &decision, next, now);
+    if let (Some(write), Some(r), Some(_)) = (&overwritten, target_ref, decision.applied_status()) {
+        // The change was made before statsync's own write reached the same object, so
+        // the object now shows what statsync wrote: put the change back there too.
+        effects.write_back(state, r, write.status);
+    }
     if let Some((conflict, by)) = &item.resolves {
         effects.resolve_conflicts(state, *conflict, by, now);
     }
@@ -509,6 +537,29 @@ async fn apply_one(
         state,
         decision.reason().to_owned(),
     ))
+}
+
+/// The update's source time, unless it is further ahead of statsync's clock than
+/// `sync.max_future_skew_ms`: then the time it was received, and a note saying so.
+fn source_time(
+    engine: &Engine,
+    item: &WorkItem,
+    now: DateTime<Utc>,
+) -> (DateTime<Utc>, Option<String>) {
+    let claimed = item.update.source_timestamp;
+    let received = item.received_at.unwrap_or(now);
+    let skew = chrono::TimeDelta::milliseconds(engine.settings.sync.max_future_skew_ms as i64);
+    if item.forced || claimed <= received + skew {
+        return (claimed, None);
+    }
+    let note = format!(
+        "source time {} is more than {} ms ahead of statsync's clock: taken as the time \
+         received, {}",
+        claimed.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        skew.num_milliseconds(),
+        received.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
+    (received, Some(note))
 }
 
 pub(super) fn missing(id: Uuid) -> ApplyError {

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::apply::{Target, WorkItem};
 use crate::domain::{
-    CanonicalStatus, ConflictOutcome, Decision, EntityKind, EntitySnapshot, Incoming, MappingError,
-    StatusUpdate, SystemId,
+    CanonicalStatus, ConflictOutcome, Decision, EntityKind, EntitySnapshot, ExternalRef, Incoming,
+    MappingError, StatusUpdate, SystemId,
 };
 use crate::store::entities::{self, EntityRow, Link, StatusWrite};
 use crate::store::events::{self, NewEvent};
@@ -30,6 +30,8 @@ pub struct EntityState {
     per_system: BTreeMap<SystemId, DateTime<Utc>>,
     confirmed_by: BTreeSet<SystemId>,
     recent_conflicts: u32,
+    /// Source times of this entity's conflicts near the batch's (for escalation).
+    conflict_times: Vec<DateTime<Utc>>,
     pub links: Vec<Link>,
     pub dirty: bool,
     touched_sources: BTreeSet<SystemId>,
@@ -43,6 +45,7 @@ impl EntityState {
             per_system: BTreeMap::new(),
             confirmed_by,
             recent_conflicts: 0,
+            conflict_times: Vec::new(),
             links: Vec::new(),
             dirty: false,
             touched_sources: BTreeSet::new(),
@@ -75,11 +78,22 @@ impl EntityState {
         &mut self,
         sources: Vec<(SystemId, DateTime<Utc>)>,
         links: Vec<Link>,
-        recent_conflicts: u32,
+        conflict_times: Vec<DateTime<Utc>>,
     ) {
         self.per_system = sources.into_iter().collect();
         self.links = links;
-        self.recent_conflicts = recent_conflicts;
+        self.conflict_times = conflict_times;
+    }
+
+    /// Counts the conflicts whose source times are within `window` of `source_ts`: the
+    /// ones an update at that time is escalated by.
+    pub fn focus_conflicts(&mut self, source_ts: DateTime<Utc>, window: chrono::TimeDelta) {
+        let near = self
+            .conflict_times
+            .iter()
+            .filter(|at| (**at - source_ts).abs() <= window)
+            .count();
+        self.recent_conflicts = u32::try_from(near).unwrap_or(u32::MAX);
     }
 
     pub fn id(&self) -> Uuid {
@@ -247,6 +261,13 @@ impl Effects {
                 state.take(next);
             }
         }
+        if incoming.forced {
+            state.conflict_times.clear();
+        } else if matches!(decision, Decision::Conflict { .. })
+            && current.as_ref().is_some_and(|c| !c.manual)
+        {
+            state.conflict_times.push(incoming.source_ts);
+        }
         let to = decision.applied_status().unwrap_or(proposed);
         self.transition(state, before, item, to, decision.kind(), decision.reason());
         let source = incoming.source;
@@ -258,7 +279,7 @@ impl Effects {
             };
             for link in &state.links {
                 let r = link.external_ref();
-                if r.system == SystemId::Postgresql || Some(&r) == exclude.as_ref() {
+                if r.system == SystemId::Postgresql || link.drives || Some(&r) == exclude.as_ref() {
                     continue;
                 }
                 self.outbox.push(NewOutboxRow {
@@ -381,6 +402,24 @@ impl Effects {
             }
             self.conflicts.push(conflict);
         }
+    }
+
+    /// statsync's own write to `target` landed after the change just applied from it,
+    /// so the object shows that write's status, not the change: write the change back.
+    pub fn write_back(
+        &mut self,
+        state: &EntityState,
+        target: &ExternalRef,
+        previous: CanonicalStatus,
+    ) {
+        self.outbox.push(NewOutboxRow {
+            entity_id: state.id(),
+            target: target.clone(),
+            status: state.status(),
+            previous_status: Some(previous),
+            entity_version: state.version(),
+            operation_id: Uuid::new_v4(),
+        });
     }
 
     /// `absorbed`'s links moved to `survivor` (`moved`) because of `item`: both

@@ -53,7 +53,7 @@ pub(super) async fn create_entity(
             .await?
             .remove(&owner)
             .unwrap_or_default();
-        state.set_context(sources, links, 0);
+        state.set_context(sources, links, Vec::new());
         states.insert(owner, state);
         found.insert(target.clone(), owner);
         return Ok(owner);
@@ -128,6 +128,7 @@ pub(super) async fn ensure_links(
                     external_id: r.external_id.clone(),
                     alias: alias.clone(),
                     role: role_of(&r).to_owned(),
+                    drives: false,
                 });
             }
         }

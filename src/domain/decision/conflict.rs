@@ -22,7 +22,8 @@ pub(super) fn resolve(
     let target = incoming.mapping.default_status();
     let source = incoming.source;
     let head = format!(
-        "conflict: {} wants {target} while {} asserted {status} inside the {} ms window",
+        "conflict: {} wants {target} while {} asserted {status} within {} ms of it in source \
+         time",
         describe(incoming),
         names(&rivals),
         policy.conflict_window.num_milliseconds(),
@@ -66,16 +67,25 @@ pub(super) fn resolve(
             )
         }
     };
+    // Say only what the writes that follow will do.
     if won {
         let outcome = ConflictOutcome::Won { to: target };
-        let reason = format!(
-            "{head}; {why}: {status} → {target}, {} corrected",
-            names(&rivals)
-        );
+        let corrected = match incoming.reach.is_empty() {
+            true => "no other linked object is written".to_owned(),
+            false => format!("{} corrected", names(&incoming.reach)),
+        };
+        let reason = format!("{head}; {why}: {status} → {target}, {corrected}");
         conflict(outcome, reason)
     } else {
         let outcome = ConflictOutcome::Lost { keep: status };
-        let reason = format!("{head}; {why}: stays {status}, {source} corrected back");
+        let corrected = match incoming.correctable {
+            true => format!("{source} corrected back"),
+            false => format!(
+                "nothing is written back to {source} (a pull request's state is git's; an \
+                 update about no external object has nothing to correct)"
+            ),
+        };
+        let reason = format!("{head}; {why}: stays {status}, {corrected}");
         conflict(outcome, reason)
     }
 }

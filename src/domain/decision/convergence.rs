@@ -69,31 +69,42 @@ fn policy(strategy: Resolution, priorities: &[u8]) -> Policy {
     policy
 }
 
-/// Delivers `order`, committing each update 1 ms (inside the window) or an hour
-/// (outside it) after the previous one. Returns the entity and the changes applied.
+/// Delivers `order`. Windows are in source time: inside, the window spans every
+/// update; outside, the updates' seconds are stretched to hours, so only updates of
+/// one second (from different systems) are within a window of each other. Returns the
+/// entity and the changes applied.
 fn deliver(
     order: &[Update],
     policy: &Policy,
     inside_window: bool,
 ) -> Result<(EntitySnapshot, i64), TestCaseError> {
     let table = MappingTable::default();
-    let step = if inside_window { 1 } else { 3_600_000 };
+    let mut policy = policy.clone();
+    let stretch = match inside_window {
+        true => {
+            policy.conflict_window = TimeDelta::days(1);
+            1
+        }
+        false => 3600,
+    };
     let mut current: Option<EntitySnapshot> = None;
     let mut applied = 0;
     for (i, update) in order.iter().enumerate() {
-        let now = t(1_000_000 + i as i64 * step);
+        let now = t(1_000_000 + i as i64);
         let native = NativeStatus::Canonical {
             status: update.status,
         };
         let incoming = Incoming {
             source: update.source,
             mapping: table.inbound(&native, None).unwrap(),
-            source_ts: t(update.ts_ms),
+            source_ts: t(update.ts_ms * stretch),
             explicit: true,
             forced: false,
             catch_up: false,
+            correctable: true,
+            reach: Default::default(),
         };
-        let decision = decide(current.as_ref(), &incoming, policy, now);
+        let decision = decide(current.as_ref(), &incoming, &policy);
         if let Some(to) = decision.applied_status() {
             prop_assert_ne!(
                 Some(to),

@@ -38,6 +38,8 @@ pub(super) fn update(source: SystemId, native: NativeStatus, ts_ms: i64) -> Inco
         explicit: false,
         forced: false,
         catch_up: false,
+        correctable: true,
+        reach: BTreeSet::from([Github, Linear, Agentapi]),
     }
 }
 
@@ -70,7 +72,7 @@ pub(super) fn outcome(decision: &Decision) -> ConflictOutcome {
 #[test]
 fn a_new_entity_starts_at_the_mapping_default() {
     let open = update(Github, NativeStatus::GithubIssue(GithubIssueState::Open), 0);
-    let decision = decide(None, &open, &Policy::default(), t(0));
+    let decision = decide(None, &open, &Policy::default());
     assert_eq!(decision.applied_status(), Some(Todo));
     let created = EntitySnapshot::after(None, EntityKind::Issue, &open, &decision, t(7)).unwrap();
     assert_eq!((created.status, created.version), (Todo, 1));
@@ -81,12 +83,7 @@ fn a_new_entity_starts_at_the_mapping_default() {
 #[test]
 fn an_update_older_than_the_last_from_its_system_is_stale() {
     let current = entity(InProgress, Github, 100);
-    let decision = decide(
-        Some(&current),
-        &to(Github, Done, 99),
-        &Policy::default(),
-        t(60_000),
-    );
+    let decision = decide(Some(&current), &to(Github, Done, 99), &Policy::default());
     assert_eq!(decision.kind(), "stale");
     assert!(decision
         .reason()
@@ -100,7 +97,6 @@ fn the_same_report_again_is_a_duplicate() {
         Some(&current),
         &to(Github, InProgress, 100),
         &Policy::default(),
-        t(200),
     );
     assert!(matches!(decision, Decision::Noop { confirms: true, .. }));
     assert!(
@@ -113,7 +109,6 @@ fn the_same_report_again_is_a_duplicate() {
         Some(&current),
         &to(Github, InReview, 100),
         &Policy::default(),
-        t(200),
     );
     assert_eq!(decision.applied_status(), Some(InReview));
 }
@@ -126,7 +121,7 @@ fn a_compatible_update_changes_nothing_and_says_why() {
         NativeStatus::GithubIssue(GithubIssueState::Open),
         10,
     );
-    let decision = decide(Some(&current), &open, &Policy::default(), t(60_000));
+    let decision = decide(Some(&current), &open, &Policy::default());
     assert_eq!(
         decision,
         Decision::Noop {
@@ -139,12 +134,7 @@ fn a_compatible_update_changes_nothing_and_says_why() {
 #[test]
 fn an_opened_pull_request_does_not_reopen_finished_work() {
     let current = entity(Done, Github, 0);
-    let decision = decide(
-        Some(&current),
-        &pr_opened(10),
-        &Policy::default(),
-        t(60_000),
-    );
+    let decision = decide(Some(&current), &pr_opened(10), &Policy::default());
     assert!(
         matches!(
             decision,
@@ -178,7 +168,7 @@ fn an_opened_pull_request_does_not_reopen_finished_work() {
             10,
         )
     };
-    let decision = decide(Some(&current), &reopen, &Policy::default(), t(60_000));
+    let decision = decide(Some(&current), &reopen, &Policy::default());
     assert_eq!(decision.kind(), "applied");
     assert_eq!(decision.applied_status(), Some(Todo));
 }
@@ -190,23 +180,18 @@ fn the_transition_table_rejects_moves_it_does_not_allow() {
         ..Policy::default()
     };
     let current = entity(Backlog, Linear, 0);
-    let decision = decide(
-        Some(&current),
-        &to(Linear, InReview, 10),
-        &policy,
-        t(60_000),
-    );
+    let decision = decide(Some(&current), &to(Linear, InReview, 10), &policy);
     assert_eq!(decision.kind(), "rejected");
     assert!(
         decision.reason().contains("backlog → in_review"),
         "{}",
         decision.reason()
     );
-    let decision = decide(Some(&current), &to(Linear, Todo, 10), &policy, t(60_000));
+    let decision = decide(Some(&current), &to(Linear, Todo, 10), &policy);
     assert_eq!(decision.applied_status(), Some(Todo));
     // Statuses without an entry are unrestricted.
     let current = entity(Todo, Linear, 0);
-    let decision = decide(Some(&current), &to(Linear, Done, 10), &policy, t(60_000));
+    let decision = decide(Some(&current), &to(Linear, Done, 10), &policy);
     assert_eq!(decision.applied_status(), Some(Done));
 }
 
@@ -223,7 +208,7 @@ fn a_forced_update_passes_staleness_the_terminal_guard_and_the_table() {
         explicit: false,
         ..to(Postgresql, InReview, 10)
     };
-    let decision = decide(Some(&current), &rollback, &policy, t(1001));
+    let decision = decide(Some(&current), &rollback, &policy);
     assert_eq!(decision.applied_status(), Some(InReview));
     // A stale timestamp does not move the system's watermark back.
     let next = EntitySnapshot::after(
@@ -239,23 +224,18 @@ fn a_forced_update_passes_staleness_the_terminal_guard_and_the_table() {
 
 #[test]
 fn outside_the_window_an_update_older_than_any_accepted_one_is_stale() {
-    let current = entity(InReview, Linear, 100);
-    let late_delivery = to(Github, InProgress, 50);
-    let decision = decide(
-        Some(&current),
-        &late_delivery,
-        &Policy::default(),
-        t(3_600_000),
-    );
+    let current = entity(InReview, Linear, 100_000);
+    let late_delivery = to(Github, InProgress, 50_000);
+    let decision = decide(Some(&current), &late_delivery, &Policy::default());
     assert_eq!(decision.kind(), "stale");
     assert!(
         decision.reason().contains("linear update"),
         "{}",
         decision.reason()
     );
-    let newer = to(Github, InProgress, 150);
+    let newer = to(Github, InProgress, 150_000);
     assert_eq!(
-        decide(Some(&current), &newer, &Policy::default(), t(3_600_000)).kind(),
+        decide(Some(&current), &newer, &Policy::default()).kind(),
         "applied"
     );
 }
@@ -265,7 +245,7 @@ pub(super) fn replay(policy: &Policy, updates: &[Incoming], step_ms: i64) -> Ent
     let mut current: Option<EntitySnapshot> = None;
     for (i, update) in updates.iter().enumerate() {
         let now = t(i as i64 * step_ms);
-        let decision = decide(current.as_ref(), update, policy, now);
+        let decision = decide(current.as_ref(), update, policy);
         current =
             EntitySnapshot::after(current.as_ref(), EntityKind::Issue, update, &decision, now);
     }
@@ -282,7 +262,7 @@ fn a_forced_resolution_that_keeps_the_status_ends_manual_mode() {
         catch_up: false,
         ..to(Postgresql, InReview, 10)
     };
-    let decision = decide(Some(&current), &keep, &Policy::default(), t(20));
+    let decision = decide(Some(&current), &keep, &Policy::default());
     assert_eq!(decision.kind(), "noop");
     let next =
         EntitySnapshot::after(Some(&current), EntityKind::Issue, &keep, &decision, t(20)).unwrap();
@@ -295,18 +275,19 @@ fn a_forced_resolution_that_keeps_the_status_ends_manual_mode() {
 
 #[test]
 fn a_compatible_update_still_orders_the_ones_after_it() {
-    // linear todo@3 confirms the status github set at 1; agentapi in_progress@2 is then
-    // older than an accepted update, whichever of the two arrived first.
+    // linear todo@3h confirms the status github set at 1h; agentapi in_progress@2h is
+    // then older than an accepted update, whichever of the two arrived first.
     let policy = Policy::default();
+    let hour = 3_600_000;
     let a = [
-        to(Github, Todo, 1),
-        to(Linear, Todo, 3),
-        to(Agentapi, InProgress, 2),
+        to(Github, Todo, hour),
+        to(Linear, Todo, 3 * hour),
+        to(Agentapi, InProgress, 2 * hour),
     ];
     let b = [
-        to(Github, Todo, 1),
-        to(Agentapi, InProgress, 2),
-        to(Linear, Todo, 3),
+        to(Github, Todo, hour),
+        to(Agentapi, InProgress, 2 * hour),
+        to(Linear, Todo, 3 * hour),
     ];
     let (a, b) = (
         replay(&policy, &a, 3_600_000),
@@ -327,7 +308,7 @@ fn decisions_name_themselves_as_the_api_does() {
         (to(Github, Todo, 1), "applied"),
     ];
     for (update, kind) in cases {
-        assert_eq!(decide(Some(&current), &update, &policy, t(10)).kind(), kind);
+        assert_eq!(decide(Some(&current), &update, &policy).kind(), kind);
     }
     let rejected = Decision::Rejected { reason: "r".into() };
     assert_eq!(

@@ -56,6 +56,7 @@ impl AgentClient {
             return Ok(Delivered {
                 written: Written::Noop("agentapi.url is not set: agents are not told".into()),
                 rate: RateInfo::default(),
+                object_updated_at: None,
             });
         }
         let secret = self.secret.as_ref().ok_or_else(|| {
@@ -97,6 +98,7 @@ impl AgentClient {
             return Ok(Delivered {
                 written: Written::Done,
                 rate,
+                object_updated_at: None,
             });
         };
         let bytes = response.bytes().await.unwrap_or_default();

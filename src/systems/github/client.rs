@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 use crate::domain::{CanonicalStatus, EntityKind, GithubState, GithubStateReason, OutboundNative};
 use crate::systems::limiter::Budget;
 use crate::systems::outbound::{
-    classify_status, excerpt, exchange, retry_after, until, Delivered, ErrorCode, Exchange,
-    OutboundError, OutboundWrite, RateInfo, Written,
+    classify_status, excerpt, exchange, retry_after, time_at, until, Delivered, ErrorCode,
+    Exchange, OutboundError, OutboundWrite, RateInfo, Written,
 };
 
 /// The REST API version statsync is written against.
@@ -47,7 +47,7 @@ pub const ITEM_FIELDS_QUERY: &str = "query($item: ID!) {
 
 pub const SET_OPTION_MUTATION: &str = "mutation($project: ID!, $item: ID!, $field: ID!, $option: String!) {
   updateProjectV2ItemFieldValue(input: {projectId: $project, itemId: $item, fieldId: $field, value: {singleSelectOptionId: $option}}) {
-    projectV2Item { id }
+    projectV2Item { id updatedAt }
   }
 }";
 
@@ -175,6 +175,7 @@ impl GithubClient {
                         .into(),
                 ),
                 rate: RateInfo::default(),
+                object_updated_at: None,
             });
         };
         let url = format!(
@@ -189,12 +190,39 @@ impl GithubClient {
         } = exchange(self.request(reqwest::Method::PATCH, &url)?.json(&body)).await?;
         let rate = RateInfo::github(&headers);
         if classify_status(status).is_none() {
+            // The answer is the issue as the write left it.
             return Ok(Delivered {
                 written: Written::Done,
                 rate,
+                object_updated_at: serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|v| time_at(&v, "/updated_at")),
             });
         }
         Err(classify(status, &headers, &bytes))
+    }
+
+    /// The login this token acts as (`GET /user`): statsync's identity on GitHub.
+    pub async fn whoami(&self) -> Result<String, OutboundError> {
+        let url = format!("{}/user", self.api_url);
+        self.budget.acquire().await?;
+        let Exchange {
+            status,
+            headers,
+            body,
+        } = exchange(self.request(reqwest::Method::GET, &url)?).await?;
+        if classify_status(status).is_some() {
+            return Err(classify(status, &headers, &body));
+        }
+        serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["login"].as_str().map(str::to_owned))
+            .ok_or_else(|| {
+                OutboundError::new(
+                    ErrorCode::ValidationFailed,
+                    format!("GET /user answered without a login: {}", excerpt(&body)),
+                )
+            })
     }
 
     async fn set_option(&self, w: &OutboundWrite, name: &str) -> Result<Delivered, OutboundError> {
@@ -227,10 +255,14 @@ impl GithubClient {
             "field": field.field_id,
             "option": option,
         });
-        let (_, rate) = self.graphql(SET_OPTION_MUTATION, variables).await?;
+        let (data, rate) = self.graphql(SET_OPTION_MUTATION, variables).await?;
         Ok(Delivered {
             written: Written::Done,
             rate,
+            object_updated_at: time_at(
+                &data,
+                "/updateProjectV2ItemFieldValue/projectV2Item/updatedAt",
+            ),
         })
     }
 

@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use crate::domain::OutboundNative;
 use crate::systems::limiter::Budget;
 use crate::systems::outbound::{
-    classify_status, excerpt, exchange, retry_after, until, Delivered, ErrorCode, OutboundError,
-    OutboundWrite, RateInfo, Written,
+    classify_status, excerpt, exchange, retry_after, time_at, until, Delivered, ErrorCode,
+    OutboundError, OutboundWrite, RateInfo, Written,
 };
 
 /// Every workflow state of one team (by team key). 250 is Linear's page maximum; a team
@@ -37,9 +37,11 @@ pub const ISSUE_TEAM_QUERY: &str = "query IssueTeam($id: String!) {
 pub const ISSUE_UPDATE_MUTATION: &str = "mutation SetState($id: String!, $stateId: String!) {
   issueUpdate(id: $id, input: {stateId: $stateId}) {
     success
-    issue { id state { id name type } }
+    issue { id updatedAt state { id name type } }
   }
 }";
+
+pub const VIEWER_QUERY: &str = "query Viewer { viewer { id } }";
 
 /// Without a reset time, wait this long after a rate-limit answer.
 const DEFAULT_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -145,6 +147,7 @@ impl LinearClient {
         Ok(Delivered {
             written: Written::Done,
             rate,
+            object_updated_at: time_at(&data, "/issueUpdate/issue/updatedAt"),
         })
     }
 
@@ -168,6 +171,20 @@ impl LinearClient {
         let mut cache = self.states.lock().unwrap_or_else(|p| p.into_inner());
         cache.insert(team.to_owned(), states.clone());
         Ok(states)
+    }
+
+    /// The user this API key acts as: statsync's identity in Linear.
+    pub async fn viewer_id(&self) -> Result<String, OutboundError> {
+        let (data, _) = self.graphql(VIEWER_QUERY, json!({})).await?;
+        data["viewer"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                OutboundError::new(
+                    ErrorCode::ValidationFailed,
+                    "query { viewer { id } } answered without an id",
+                )
+            })
     }
 
     async fn team_of(&self, issue: &str) -> Result<String, OutboundError> {

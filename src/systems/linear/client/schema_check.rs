@@ -349,6 +349,7 @@ fn every_document_the_linear_connector_sends_is_valid_against_linears_schema() {
         super::WORKFLOW_STATES_QUERY,
         super::ISSUE_TEAM_QUERY,
         super::ISSUE_UPDATE_MUTATION,
+        super::VIEWER_QUERY,
         crate::systems::linear::listing::ISSUES_PAGE_QUERY,
     ] {
         schema.check(doc);
