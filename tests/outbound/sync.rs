@@ -259,3 +259,59 @@ async fn settling_a_conflict_with_the_current_status_corrects_every_linked_syste
     let h = history(&app, &id).await;
     assert_eq!(h[0]["decision"], "noop", "{h:?}");
 }
+
+/// Found by the simulation (seed 1 after issue 15's fixes): a write still waiting for
+/// its system (retrying) when that very system's person changed the status again was
+/// sent anyway, overwriting the person's newer change with the older status; its echo
+/// was then rightly ignored, and the system disagreed with PostgreSQL for good. A row
+/// whose entity has changed since it was written is superseded: every other object has
+/// a newer row, and the one the change came from shows it already.
+#[actix_web::test]
+async fn a_write_the_entity_has_moved_past_is_never_sent() {
+    let (gh, lin) = (fakes::github().await, fakes::linear().await);
+    let app = spawn_outbound(&gh, &lin, &[]).await;
+    link_linear_and_github(&app).await;
+    let t0 = Utc::now() - TimeDelta::minutes(10);
+    let at = |minutes| t0 + TimeDelta::minutes(minutes);
+    let doing = linear_issue_update(LINEAR_ID, "ENG-123", "In Progress", "started", t0);
+    assert_eq!(app.linear("lin-doing", &doing).await.status, 200);
+    row_reaches(&app, GITHUB_ISSUE, "done").await;
+
+    // Linear is down while a person closes the issue on GitHub: the close waits.
+    let down = json!({"errors": [{"message": "Service unavailable",
+        "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]});
+    lin.always(LINEAR_ID, Some(Reply::status(503, down)));
+    let close = github_fixture_at("issues.reopened.json", at(1), |v| {
+        v["action"] = json!("closed");
+        v["issue"]["state"] = json!("closed");
+        v["issue"]["state_reason"] = json!("completed");
+    });
+    assert_eq!(app.github("issues", "gh-close", &close).await.status, 200);
+    wait_for(
+        "Linear refuses the close",
+        Duration::from_secs(20),
+        || async { (lin.requests_for("issueUpdate").len() >= 2).then_some(()) },
+    )
+    .await;
+
+    // A person moves the Linear issue on a minute later: the close is outdated there.
+    let todo = linear_issue_update(LINEAR_ID, "ENG-123", "Todo", "unstarted", at(2));
+    assert_eq!(app.linear("lin-todo", &todo).await.status, 200);
+    wait_for(
+        "the reopen reaches GitHub",
+        Duration::from_secs(20),
+        || async {
+            let rows = outbox_rows(&app, GITHUB_ISSUE).await;
+            (rows.len() == 3 && rows[2].0 == "done").then_some(())
+        },
+    )
+    .await;
+    row_reaches(&app, LINEAR_ID, "superseded").await;
+    lin.always(LINEAR_ID, None);
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        lin.object(LINEAR_ID),
+        None,
+        "the outdated close reached Linear"
+    );
+}
