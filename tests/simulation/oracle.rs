@@ -441,8 +441,11 @@ pub async fn check(world: &Shared, db: &tokio_postgres::Client) -> (Vec<String>,
         for d in history_of.iter().filter(|d| {
             d.decision == "conflict" && !d.reason.starts_with("the entity is escalated")
         }) {
+            // A conflict won moved the entity on: the status it met was the previous one.
+            let won = d.reason.contains("corrected") && !d.reason.contains("corrected back");
+            let met = d.version - i64::from(won);
             let rival = history_of.iter().any(|r| {
-                r.version == d.version
+                r.version == met
                     && r.system != d.system
                     && (r.decision == "applied"
                         || r.decision == "conflict"
