@@ -51,6 +51,11 @@ pub struct Settings {
     /// Read from the environment only; never deserialized from a file.
     #[serde(skip)]
     pub secrets: Secrets,
+    /// What the settings leave working but probably not as meant (an unknown
+    /// `STATSYNC_` variable, no webhook secret): logged at start, printed by
+    /// check-config.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -450,6 +455,44 @@ impl Secrets {
 /// override) the file's.
 pub const HOOK_IDS_VAR: &str = "STATSYNC_GITHUB_HOOK_IDS";
 
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// A level, or directives whose every part names a level (`target=level` or a bare
+/// level). A bare word like `loud` parses as a filter for a target named `loud` and
+/// silences everything else, so it is refused.
+fn valid_log_level(level: &str) -> bool {
+    let is_level = |s: &str| LOG_LEVELS.contains(&s.trim().to_ascii_lowercase().as_str());
+    !level.trim().is_empty()
+        && level.split(',').all(|part| match part.rsplit_once('=') {
+            Some((target, l)) => !target.trim().is_empty() && is_level(l),
+            None => is_level(part),
+        })
+}
+
+/// The config crate names an enum's type, not its values: say which values are valid.
+fn explain(message: String) -> String {
+    let parsed = message
+        .strip_prefix("enum ")
+        .and_then(|rest| rest.split_once(" does not have variant constructor "))
+        .and_then(|(name, rest)| {
+            let (value, key) = rest.split_once(" for key ")?;
+            Some((name, value, key))
+        });
+    let Some((name, value, key)) = parsed else {
+        return message;
+    };
+    let names = |all: Vec<&str>| all.join(", ");
+    let valid = match name {
+        "Strategy" => names(Strategy::ALL.iter().map(|s| s.as_str()).collect()),
+        "LogFormat" => names(vec!["pretty", "json"]),
+        "SystemId" => names(SystemId::ALL.iter().map(|s| s.as_str()).collect()),
+        "CanonicalStatus" => names(CanonicalStatus::ALL.iter().map(|s| s.as_str()).collect()),
+        "EntityKind" => names(vec!["issue", "pull_request", "task"]),
+        _ => return message,
+    };
+    format!("{key}: `{value}` is not one of: {valid}")
+}
+
 /// `owner/name=123,owner2/name2=456`; spaces around entries are ignored, an empty value
 /// names nothing.
 pub fn parse_hook_ids(value: &str) -> Result<BTreeMap<String, u64>, ConfigError> {
@@ -540,16 +583,59 @@ impl Settings {
         );
         let raw = builder
             .build()
-            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+            .map_err(|e| ConfigError::Parse(explain(e.to_string())))?;
         let mut settings: Settings = raw
             .try_deserialize()
-            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+            .map_err(|e| ConfigError::Parse(explain(e.to_string())))?;
         if let Some((_, value)) = vars.iter().find(|(k, _)| k == HOOK_IDS_VAR) {
             settings.github.hook_ids.extend(parse_hook_ids(value)?);
         }
         settings.secrets = Secrets::from_env(env)?;
         settings.validate()?;
+        settings.warnings = settings.warn(vars);
         Ok(settings)
+    }
+
+    /// Settings that are valid but likely not what was meant.
+    fn warn(&self, vars: &[(String, String)]) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let known = |name: &str| {
+            let base = name.strip_suffix("_FILE").unwrap_or(name);
+            name.starts_with("STATSYNC__") || name == HOOK_IDS_VAR || Secrets::NAMES.contains(&base)
+        };
+        let mut unknown: Vec<&str> = vars
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| k.starts_with("STATSYNC_") && !known(k))
+            .collect();
+        unknown.sort_unstable();
+        for name in unknown {
+            warnings.push(format!(
+                "{name} is not a statsync variable and is ignored: settings are \
+                 STATSYNC__SECTION__KEY with double underscores (e.g. STATSYNC__HTTP__PORT)"
+            ));
+        }
+        let s = &self.secrets;
+        if [
+            &s.github_webhook_secret,
+            &s.linear_webhook_secret,
+            &s.agentapi_webhook_secret,
+        ]
+        .iter()
+        .all(|secret| secret.is_none())
+        {
+            warnings.push(
+                "no webhook secret is set (GITHUB_WEBHOOK_SECRET, LINEAR_WEBHOOK_SECRET, \
+                 AGENTAPI_WEBHOOK_SECRET): every webhook endpoint answers 404"
+                    .to_owned(),
+            );
+        }
+        if s.api_tokens.is_empty() {
+            warnings.push(
+                "STATSYNC_API_TOKENS is not set: /api/* and /ws refuse every request".to_owned(),
+            );
+        }
+        warnings
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -559,6 +645,17 @@ impl Settings {
                 why: why.to_owned(),
             })
         };
+        if !valid_log_level(&self.log.level) {
+            return invalid(
+                "log.level",
+                &format!(
+                    "`{}` is not a level: one of {} (or filter directives such as \
+                     `info,statsync=debug`)",
+                    self.log.level,
+                    LOG_LEVELS.join(", ")
+                ),
+            );
+        }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes", "must be at least 1024 bytes");
         }
@@ -848,5 +945,75 @@ mod tests {
             assert!(err.contains(&format!("`{entry}`")), "{value}: {err}");
             assert!(err.contains(why), "{value}: {err}");
         }
+    }
+
+    #[test]
+    fn an_invalid_enum_value_is_refused_with_the_valid_ones_listed() {
+        let err = load(None, &[("STATSYNC__SYNC__CONFLICT_STRATEGY", "random")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sync.conflict_strategy"), "{err}");
+        assert!(err.contains("`random`"), "{err}");
+        assert!(
+            err.contains("priority_based, timestamp_based, manual, merge"),
+            "{err}"
+        );
+        let err = load(None, &[("STATSYNC__LOG__FORMAT", "xml")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("log.format") && err.contains("pretty, json"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_log_level_that_would_silence_everything_is_refused() {
+        let err = load(None, &[("STATSYNC__LOG__LEVEL", "loud")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.level") && err.contains("`loud`"), "{err}");
+        assert!(
+            err.contains("trace, debug, info, warn, error, off"),
+            "{err}"
+        );
+        for ok in [
+            "debug",
+            "WARN",
+            "info,statsync=debug",
+            "statsync::dispatch=trace",
+        ] {
+            let s = load(None, &[("STATSYNC__LOG__LEVEL", ok)]).unwrap();
+            assert_eq!(s.log.level, ok);
+        }
+    }
+
+    #[test]
+    fn an_unknown_statsync_variable_and_missing_secrets_are_warned_about() {
+        let s = load(None, &[("STATSYNC_HTTP_PORT", "9000")]).unwrap();
+        assert_eq!(s.http.port, 8080);
+        let warnings = s.warnings.join("\n");
+        assert!(
+            warnings.contains("STATSYNC_HTTP_PORT is not a statsync variable"),
+            "{warnings}"
+        );
+        assert!(warnings.contains("no webhook secret is set"), "{warnings}");
+        assert!(
+            warnings.contains("STATSYNC_API_TOKENS is not set"),
+            "{warnings}"
+        );
+
+        let s = load(
+            None,
+            &[
+                ("GITHUB_WEBHOOK_SECRET", "s"),
+                ("STATSYNC_API_TOKENS", "t"),
+                ("STATSYNC_API_TOKENS_FILE", "/dev/null"),
+                (HOOK_IDS_VAR, "a/b=1"),
+                ("STATSYNC__HTTP__PORT", "9000"),
+            ],
+        )
+        .unwrap();
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     }
 }

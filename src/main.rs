@@ -1,4 +1,4 @@
-//! The `statsync` command: serve | migrate | backfill | check-config.
+//! The `statsync` command: serve | migrate | backfill | check-config | mappings suggest.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +46,25 @@ enum Command {
     },
     /// Print the effective settings, secrets redacted; fail naming any bad key.
     CheckConfig,
+    /// Status vocabularies: `mappings suggest --team KEY | --project OWNER/NUMBER`.
+    Mappings {
+        #[command(subcommand)]
+        action: MappingsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MappingsCommand {
+    /// Prints a mappings.toml section for a Linear team's workflow states or a Projects
+    /// v2 board's Status options, read live, with a comment on each guess.
+    Suggest {
+        /// A Linear team key (ENG): needs LINEAR_API_KEY.
+        #[arg(long, conflicts_with = "project")]
+        team: Option<String>,
+        /// A board as OWNER/NUMBER (acme/7): needs GITHUB_TOKEN.
+        #[arg(long)]
+        project: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,10 +77,16 @@ fn main() -> ExitCode {
         }
     };
     if let Command::CheckConfig = cli.command {
+        for warning in &settings.warnings {
+            eprintln!("statsync: warning: {warning}");
+        }
         print!("{}", settings.redacted_toml());
         return ExitCode::SUCCESS;
     }
     statsync::telemetry::init(&settings.log);
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve => {
@@ -90,6 +115,9 @@ fn main() -> ExitCode {
                 incremental,
             } => backfill(settings, &system, repo, team, incremental).await,
             Command::CheckConfig => Ok(()),
+            Command::Mappings {
+                action: MappingsCommand::Suggest { team, project },
+            } => suggest(&settings, team, project).await,
         }
     });
     match result {
@@ -153,4 +181,42 @@ async fn backfill(
         Some(e) if s.state != "completed" => anyhow::bail!("backfill {}: {e}", s.state),
         _ => Ok(()),
     }
+}
+
+/// `mappings suggest`: reads the team's states or the board's options and prints the
+/// section.
+async fn suggest(
+    settings: &Settings,
+    team: Option<String>,
+    project: Option<String>,
+) -> anyhow::Result<()> {
+    use statsync::domain::mapping::suggest;
+    let connectors = statsync::dispatch::Connectors::from_settings(settings, &Default::default())?;
+    let section = match (team, project) {
+        (Some(team), None) => {
+            let states = connectors.linear.team_states(&team).await?;
+            if states.is_empty() {
+                anyhow::bail!("Linear team {team} has no workflow states (is the key right?)");
+            }
+            let states: Vec<(String, String)> =
+                states.into_iter().map(|s| (s.name, s.state_type)).collect();
+            suggest::render_linear(&team.to_uppercase(), &states)
+        }
+        (None, Some(project)) => {
+            let parsed = project
+                .rsplit_once('/')
+                .and_then(|(owner, n)| Some((owner, n.parse::<u64>().ok()?)));
+            let Some((owner, number)) = parsed.filter(|(o, _)| !o.is_empty()) else {
+                anyhow::bail!("--project takes OWNER/NUMBER (acme/7), not `{project}`");
+            };
+            let (title, options) = connectors
+                .github
+                .project_status_options(owner, number)
+                .await?;
+            suggest::render_project(&format!("{owner}/{number} \"{title}\""), &options)
+        }
+        _ => anyhow::bail!("give one of --team KEY or --project OWNER/NUMBER"),
+    };
+    print!("{section}");
+    Ok(())
 }

@@ -170,7 +170,7 @@ impl Application {
                     .linear_api_key
                     .is_some()
                     .then_some(connectors.linear),
-                metrics.clone(),
+                metrics.identity_discovery_failures.clone(),
             )
             .await;
         }

@@ -17,6 +17,8 @@ mod ordering;
 mod outage;
 #[path = "outbound/restart.rs"]
 mod restart;
+#[path = "outbound/suggest.rs"]
+mod suggest;
 mod support;
 #[path = "outbound/sync.rs"]
 mod sync;

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
@@ -24,22 +23,7 @@ use crate::store::{hints, Store};
 /// At most one NOTIFY per replica in this interval.
 const COALESCE: Duration = Duration::from_millis(20);
 
-/// What a replica committed since its last hint.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Hint {
-    /// The replica that sent it; a replica ignores its own hints.
-    pub from: Uuid,
-    pub last_seq: Option<i64>,
-    pub outbox: bool,
-    pub inbound: bool,
-}
-
-impl Hint {
-    fn is_empty(&self) -> bool {
-        self.last_seq.is_none() && !self.outbox && !self.inbound
-    }
-}
+pub use crate::store::hints::Hint;
 
 /// Who is woken by other replicas' hints.
 #[derive(Clone)]

@@ -8,9 +8,9 @@
 use super::deliver::{millis, observe_rate};
 use super::retry::Next;
 use super::DispatchContext;
-use crate::actors::hints::Hint;
 use crate::domain::SystemId;
 use crate::store::hints;
+use crate::store::hints::Hint;
 use crate::store::inbound::{self, NewDelivery, Stored};
 use crate::store::lookups::{self, LookupEnd, LookupRow};
 use crate::store::StoreError;

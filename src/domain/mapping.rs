@@ -19,6 +19,7 @@
 //!   as that status. The connector should skip states whose name is mapped.
 
 mod config;
+pub mod suggest;
 #[cfg(test)]
 mod tests;
 

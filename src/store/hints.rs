@@ -2,9 +2,27 @@
 //! `actors::hints`). Never the only way work is found.
 
 use deadpool_postgres::GenericClient;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::StoreError;
-use crate::actors::hints::Hint;
+
+/// What a replica committed since its last hint: the payload of one NOTIFY.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hint {
+    /// The replica that sent it; a replica ignores its own hints.
+    pub from: Uuid,
+    pub last_seq: Option<i64>,
+    pub outbox: bool,
+    pub inbound: bool,
+}
+
+impl Hint {
+    pub fn is_empty(&self) -> bool {
+        self.last_seq.is_none() && !self.outbox && !self.inbound
+    }
+}
 
 const NOTIFY: &str = "SELECT pg_notify('statsync_hints', $1)";
 

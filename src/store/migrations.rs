@@ -85,7 +85,12 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<String>, StoreError> {
 }
 
 async fn apply_missing(client: &mut Client) -> Result<Vec<String>, StoreError> {
-    client.batch_execute(CREATE_TABLE).await?;
+    // Looked up first: `IF NOT EXISTS` alone makes PostgreSQL send a NOTICE on every
+    // start, which the client logs. Under the lock, no other migrator can race.
+    let exists: bool = client.query_one(TABLE_EXISTS, &[]).await?.get(0);
+    if !exists {
+        client.batch_execute(CREATE_TABLE).await?;
+    }
     let rows = client.query(SELECT_APPLIED, &[]).await?;
     let done: std::collections::HashMap<String, String> = rows
         .iter()

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use crate::domain::echo::Actor;
 use crate::domain::{StatusUpdate, SystemId};
-use crate::metrics::Metrics;
 use crate::systems::github::client::GithubClient;
 use crate::systems::linear::client::LinearClient;
 use crate::systems::outbound::OutboundError;
@@ -97,7 +96,7 @@ pub async fn discover(
     identities: Arc<Identities>,
     github: Option<GithubClient>,
     linear: Option<LinearClient>,
-    metrics: Arc<Metrics>,
+    failures: prometheus::IntCounterVec,
 ) {
     let askers: Vec<Asker> = [github.map(Asker::Github), linear.map(Asker::Linear)]
         .into_iter()
@@ -106,14 +105,14 @@ pub async fn discover(
         .collect();
     let answers = futures_util::future::join_all(askers.iter().map(|a| bounded(a.ask()))).await;
     for (asker, answer) in askers.into_iter().zip(answers) {
-        if learn(asker.system(), &identities, &metrics, answer) {
+        if learn(asker.system(), &identities, &failures, answer) {
             continue;
         }
-        let (identities, metrics) = (identities.clone(), metrics.clone());
+        let (identities, failures) = (identities.clone(), failures.clone());
         actix_web::rt::spawn(async move {
             loop {
                 actix::clock::sleep(RETRY).await;
-                if learn(asker.system(), &identities, &metrics, asker.ask().await) {
+                if learn(asker.system(), &identities, &failures, asker.ask().await) {
                     return;
                 }
             }
@@ -139,7 +138,7 @@ async fn bounded(
 fn learn(
     system: SystemId,
     identities: &Identities,
-    metrics: &Metrics,
+    failures: &prometheus::IntCounterVec,
     answer: Result<String, OutboundError>,
 ) -> bool {
     match answer {
@@ -153,8 +152,7 @@ fn learn(
             true
         }
         Err(e) => {
-            metrics
-                .identity_discovery_failures
+            failures
                 .with_label_values(&[system.as_str(), e.code.as_str()])
                 .inc();
             tracing::warn!(

@@ -333,6 +333,18 @@ async fn github_graphql(
             .insert(item.clone(), (option, None));
         let at = stamp(&state, &item, true);
         json!({"updateProjectV2ItemFieldValue": {"projectV2Item": {"id": item, "updatedAt": at}}})
+    } else if query.contains("repositoryOwner") {
+        // Board `acme/7`: the shipped option names, and one no guess can place.
+        if vars["owner"] != "acme" || vars["number"] != 7 {
+            return HttpResponse::Ok().json(json!({"data": {"repositoryOwner": null}}));
+        }
+        let names: Vec<Value> = options
+            .iter()
+            .chain(&["Parking lot"])
+            .map(|n| json!({ "name": n }))
+            .collect();
+        json!({"repositoryOwner": {"projectV2": {"title": "Roadmap",
+            "field": {"options": names}}}})
     } else if query.contains("fieldValueByName") {
         // The item's Status as set (by statsync or a test), or none.
         let set = state.lock().unwrap().objects.get(&item).cloned();

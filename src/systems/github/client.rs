@@ -51,6 +51,20 @@ pub const SET_OPTION_MUTATION: &str = "mutation($project: ID!, $item: ID!, $fiel
   }
 }";
 
+/// A board's Status options, by its owner (user or organization) and number.
+pub const PROJECT_OPTIONS_QUERY: &str = "query($owner: String!, $number: Int!) {
+  repositoryOwner(login: $owner) {
+    ... on ProjectV2Owner {
+      projectV2(number: $number) {
+        title
+        field(name: \"Status\") {
+          ... on ProjectV2SingleSelectField { options { name } }
+        }
+      }
+    }
+  }
+}";
+
 /// A project item's Status field, as resolved through the API.
 #[derive(Debug, Clone)]
 struct StatusField {
@@ -200,6 +214,33 @@ impl GithubClient {
             });
         }
         Err(classify(status, &headers, &bytes))
+    }
+
+    /// The title and Status options of board `number` of `owner`.
+    pub async fn project_status_options(
+        &self,
+        owner: &str,
+        number: u64,
+    ) -> Result<(String, Vec<String>), OutboundError> {
+        let (data, _) = self
+            .graphql(
+                PROJECT_OPTIONS_QUERY,
+                json!({ "owner": owner, "number": number }),
+            )
+            .await?;
+        let project = &data["repositoryOwner"]["projectV2"];
+        let Some(options) = project["field"]["options"].as_array() else {
+            return Err(OutboundError::new(
+                ErrorCode::NotFound,
+                format!("{owner} has no project {number} with a single-select Status field"),
+            ));
+        };
+        let names = options
+            .iter()
+            .filter_map(|o| o["name"].as_str().map(str::to_owned))
+            .collect();
+        let title = project["title"].as_str().unwrap_or_default().to_owned();
+        Ok((title, names))
     }
 
     /// The login this token acts as (`GET /user`): statsync's identity on GitHub.

@@ -157,6 +157,13 @@ impl LinearClient {
         cache.get(team).cloned()
     }
 
+    /// Every workflow state of team `team` (its key), in position order.
+    pub async fn team_states(&self, team: &str) -> Result<Vec<WorkflowState>, OutboundError> {
+        let mut states = self.fetch_states(&team.to_uppercase()).await?;
+        states.sort_by(|a, b| a.position.total_cmp(&b.position));
+        Ok(states)
+    }
+
     async fn fetch_states(&self, team: &str) -> Result<Vec<WorkflowState>, OutboundError> {
         let (data, _) = self
             .graphql(WORKFLOW_STATES_QUERY, json!({ "team": team }))
