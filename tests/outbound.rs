@@ -156,6 +156,17 @@ async fn events(app: &TestApp, id: &str) -> Vec<Value> {
     r.body["events"].as_array().unwrap().clone()
 }
 
+/// A new entity linked to `LINEAR_ID` and `GITHUB_ISSUE`; answers its id.
+async fn link_linear_and_github(app: &TestApp) -> String {
+    let refs = json!({"refs": [
+        {"system": "linear", "externalId": LINEAR_ID},
+        {"system": "github", "externalId": GITHUB_ISSUE}
+    ]});
+    let r = app.api("POST", "/api/v1/links", Some(refs)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
 async fn history(app: &TestApp, id: &str) -> Vec<Value> {
     let r = app
         .api("GET", &format!("/api/v1/entities/{id}/history"), None)

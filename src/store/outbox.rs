@@ -109,16 +109,22 @@ impl TryFrom<&Row> for OutboxRow {
     }
 }
 
-/// Rows a newer row for the same entity and external object makes pointless: only the
-/// newest status is worth sending. Rows in flight under a live lease are left alone.
+/// Rows made pointless since they were written: a newer row for the same entity and
+/// external object (only the newest status is worth sending), or an entity that has
+/// moved on to another status. A change writes a row to every linked object but the one
+/// it came from, which shows it already: sending the older status there would overwrite
+/// that newer change. Rows in flight under a live lease are left alone.
 const SUPERSEDE: &str = "UPDATE sync_outbox o
     SET state = 'superseded', lease_expires_at = NULL, updated_at = now(), completed_at = now()
     WHERE o.system = $1
       AND (o.state = 'pending' OR (o.state = 'in_flight' AND o.lease_expires_at < now()))
-      AND EXISTS (SELECT 1 FROM sync_outbox n
-                  WHERE n.entity_id = o.entity_id AND n.system = o.system
-                    AND n.external_id = o.external_id AND n.id > o.id
-                    AND n.state IN ('pending', 'in_flight'))";
+      AND (EXISTS (SELECT 1 FROM sync_outbox n
+                   WHERE n.entity_id = o.entity_id AND n.system = o.system
+                     AND n.external_id = o.external_id AND n.id > o.id
+                     AND n.state IN ('pending', 'in_flight'))
+           OR EXISTS (SELECT 1 FROM entities e
+                      WHERE e.id = o.entity_id AND e.version > o.entity_version
+                        AND e.status <> o.status))";
 
 /// The oldest runnable rows of a system whose entity has no older unfinished row for
 /// that system (so one entity+system never has two in flight, and goes oldest first),

@@ -133,6 +133,47 @@ async fn pull_requests_naming_an_issue_drive_it_until_every_closing_one_is_merge
     app.stop().await;
 }
 
+/// Found by the simulation (seed 3): an issue linked through the API by its UUID never
+/// learnt its identifier from later deliveries, so a pull request naming `ENG-1` made an
+/// entity of its own, linked to `linear:ENG-1`, whose writes to Linear dead-lettered.
+#[actix_web::test]
+async fn an_issue_linked_by_its_id_through_the_api_learns_its_identifier_from_a_delivery() {
+    let app = spawn_app_with(&[("STATSYNC__SYNC__CONFLICT_WINDOW_MS", "0")]).await;
+    let refs = json!({"kind": "issue", "refs": [
+        {"system": "linear", "externalId": LINEAR_ID},
+        {"system": "github", "externalId": format!("{REPO}#3")},
+    ]});
+    let created = app.link_new(refs).await;
+    let t0 = Utc::now() - TimeDelta::hours(1);
+    let linear = linear_issue_update(LINEAR_ID, "ENG-1", "In Progress", "started", t0);
+    assert_eq!(app.linear("l-1", &linear).await.status, 200);
+    app.drained().await;
+
+    let by_identifier = entity(&app, "linear", "ENG-1").await;
+    assert_eq!(by_identifier["id"], created["id"]);
+    let pr = pull_request(
+        "opened",
+        10,
+        "Login",
+        "Fixes ENG-1",
+        "x",
+        false,
+        t0 + TimeDelta::minutes(1),
+    );
+    assert_eq!(app.github("pull_request", "g-10", &pr).await.status, 200);
+    app.drained().await;
+    let joined = entity(&app, "github", &format!("{REPO}#10")).await;
+    assert_eq!(joined["id"], created["id"], "{joined}");
+    assert_eq!(
+        linked_refs(&joined),
+        vec![
+            format!("github:{REPO}#10"),
+            format!("github:{REPO}#3"),
+            format!("linear:{LINEAR_ID}"),
+        ]
+    );
+}
+
 #[actix_web::test]
 async fn a_pull_request_naming_an_issue_not_seen_yet_is_linked_when_the_team_is_configured() {
     let app = spawn_app_with(&[

@@ -208,3 +208,110 @@ async fn a_project_board_item_gets_the_mapped_status_option_through_graphql() {
         json!({"project": "PVT_board", "item": item, "field": "PVTSSF_status", "option": "opt-done"})
     );
 }
+
+/// Found by the simulation (seed 64): a person settling an open conflict with the status
+/// the entity already had changed nothing and wrote nothing, so the system whose change
+/// had joined the conflict kept showing it forever. The settled status reaches every
+/// linked system, as it does when the resolution changes the status.
+#[actix_web::test]
+async fn settling_a_conflict_with_the_current_status_corrects_every_linked_system() {
+    let (gh, lin) = (fakes::github().await, fakes::linear().await);
+    let app = spawn_outbound(
+        &gh,
+        &lin,
+        &[("STATSYNC__SYNC__CONFLICT_STRATEGY", "manual".into())],
+    )
+    .await;
+    let id = link_linear_and_github(&app).await;
+    let t0 = Utc::now() - TimeDelta::minutes(10);
+    let doing = linear_issue_update(LINEAR_ID, "ENG-123", "In Progress", "started", t0);
+    assert_eq!(app.linear("lin-doing", &doing).await.status, 200);
+    row_reaches(&app, GITHUB_ISSUE, "done").await;
+    let patches = || gh.requests_for("/issues/1").len();
+    assert_eq!(patches(), 1);
+
+    // A person closes the issue on GitHub a second later: an open conflict.
+    let close = github_fixture_at("issues.reopened.json", t0 + TimeDelta::seconds(1), |v| {
+        v["action"] = json!("closed");
+        v["issue"]["state"] = json!("closed");
+        v["issue"]["state_reason"] = json!("completed");
+    });
+    assert_eq!(app.github("issues", "gh-close", &close).await.status, 200);
+    app.drained().await;
+    let open = app.api("GET", "/api/v1/conflicts?state=open", None).await;
+    let conflicts = open.body["conflicts"].as_array().unwrap().clone();
+    assert_eq!(conflicts.len(), 1, "{}", open.body);
+
+    // Settled as in progress, the status it kept: GitHub is reopened.
+    let conflict = conflicts[0]["id"].as_str().unwrap();
+    let settle = json!({"status": "in_progress", "resolvedBy": "ops"});
+    let path = format!("/api/v1/conflicts/{conflict}/resolve");
+    let r = app.api("POST", &path, Some(settle)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for(
+        "the settled status is written to GitHub",
+        Duration::from_secs(20),
+        || async { (patches() == 2).then_some(()) },
+    )
+    .await;
+    let last = gh.requests_for("/issues/1").pop().unwrap();
+    assert_eq!(last.body["state"], "open", "{}", last.body);
+    let h = history(&app, &id).await;
+    assert_eq!(h[0]["decision"], "noop", "{h:?}");
+}
+
+/// Found by the simulation (seed 1 after issue 15's fixes): a write still waiting for
+/// its system (retrying) when that very system's person changed the status again was
+/// sent anyway, overwriting the person's newer change with the older status; its echo
+/// was then rightly ignored, and the system disagreed with PostgreSQL for good. A row
+/// whose entity has changed since it was written is superseded: every other object has
+/// a newer row, and the one the change came from shows it already.
+#[actix_web::test]
+async fn a_write_the_entity_has_moved_past_is_never_sent() {
+    let (gh, lin) = (fakes::github().await, fakes::linear().await);
+    let app = spawn_outbound(&gh, &lin, &[]).await;
+    link_linear_and_github(&app).await;
+    let t0 = Utc::now() - TimeDelta::minutes(10);
+    let at = |minutes| t0 + TimeDelta::minutes(minutes);
+    let doing = linear_issue_update(LINEAR_ID, "ENG-123", "In Progress", "started", t0);
+    assert_eq!(app.linear("lin-doing", &doing).await.status, 200);
+    row_reaches(&app, GITHUB_ISSUE, "done").await;
+
+    // Linear is down while a person closes the issue on GitHub: the close waits.
+    let down = json!({"errors": [{"message": "Service unavailable",
+        "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]});
+    lin.always(LINEAR_ID, Some(Reply::status(503, down)));
+    let close = github_fixture_at("issues.reopened.json", at(1), |v| {
+        v["action"] = json!("closed");
+        v["issue"]["state"] = json!("closed");
+        v["issue"]["state_reason"] = json!("completed");
+    });
+    assert_eq!(app.github("issues", "gh-close", &close).await.status, 200);
+    wait_for(
+        "Linear refuses the close",
+        Duration::from_secs(20),
+        || async { (lin.requests_for("issueUpdate").len() >= 2).then_some(()) },
+    )
+    .await;
+
+    // A person moves the Linear issue on a minute later: the close is outdated there.
+    let todo = linear_issue_update(LINEAR_ID, "ENG-123", "Todo", "unstarted", at(2));
+    assert_eq!(app.linear("lin-todo", &todo).await.status, 200);
+    wait_for(
+        "the reopen reaches GitHub",
+        Duration::from_secs(20),
+        || async {
+            let rows = outbox_rows(&app, GITHUB_ISSUE).await;
+            (rows.len() == 3 && rows[2].0 == "done").then_some(())
+        },
+    )
+    .await;
+    row_reaches(&app, LINEAR_ID, "superseded").await;
+    lin.always(LINEAR_ID, None);
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        lin.object(LINEAR_ID),
+        None,
+        "the outdated close reached Linear"
+    );
+}

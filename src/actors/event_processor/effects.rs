@@ -483,6 +483,30 @@ impl Effects {
     ) {
         self.resolutions
             .push((state.id(), by.to_owned(), state.status()));
+        // While the conflict was open, systems kept whatever their people set. A settling
+        // that changed the status is already on its way to every link; one that kept it
+        // writes it out too, or those systems would disagree forever.
+        let written = self
+            .outbox
+            .iter()
+            .any(|r| r.entity_id == state.id() && r.entity_version == state.version());
+        if !written {
+            let operation = Uuid::new_v4();
+            for link in &state.links {
+                let target = link.external_ref();
+                if target.system == SystemId::Postgresql {
+                    continue;
+                }
+                self.outbox.push(NewOutboxRow {
+                    entity_id: state.id(),
+                    target,
+                    status: state.status(),
+                    previous_status: None,
+                    entity_version: state.version(),
+                    operation_id: operation,
+                });
+            }
+        }
         state.row.manual = false;
         state.dirty = true;
         self.event(

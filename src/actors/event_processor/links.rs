@@ -77,6 +77,19 @@ pub(super) async fn ensure_links(
         return Ok(());
     };
     let update = &item.update;
+    // An object linked before its alias was known (a Linear issue linked through the API
+    // by its UUID) learns it now, so that texts naming `ENG-123` find this entity.
+    if let (Some(alias), Some(&owner)) = (alias_for(update, target), found.get(target)) {
+        let unnamed = states.get_mut(&owner).and_then(|s| {
+            s.links
+                .iter_mut()
+                .find(|l| l.external_ref() == *target && l.alias.is_none())
+        });
+        if let (true, Some(link)) = (owner == id, unnamed) {
+            entities::link(tx, id, target, Some(&alias), role_of(target)).await?;
+            link.alias = Some(alias);
+        }
+    }
     let mut wanted: Vec<(ExternalRef, Option<String>)> = Vec::new();
     if found.get(target) != Some(&id) {
         wanted.push((target.clone(), alias_for(update, target)));
