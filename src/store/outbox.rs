@@ -236,3 +236,35 @@ pub async fn finish(
         .await?;
     Ok(n == 1)
 }
+
+const UNFINISHED: &str =
+    "SELECT DISTINCT ON (o.system, o.external_id) o.system, o.external_id, o.status
+    FROM unnest($1::text[], $2::text[]) AS q(system, external_id)
+    JOIN sync_outbox o ON o.system = q.system AND o.external_id = q.external_id
+    WHERE o.state IN ('pending', 'in_flight')
+    ORDER BY o.system, o.external_id, o.id DESC";
+
+/// The status of the newest write still waiting or in flight to each of `targets`:
+/// such a write may land after a change the batch applies from that same object.
+pub async fn unfinished(
+    client: &impl GenericClient,
+    targets: &[&ExternalRef],
+) -> Result<std::collections::HashMap<ExternalRef, CanonicalStatus>, StoreError> {
+    let mut out = std::collections::HashMap::new();
+    if targets.is_empty() {
+        return Ok(out);
+    }
+    let systems: Vec<&str> = targets.iter().map(|r| r.system.as_str()).collect();
+    let ids: Vec<&str> = targets.iter().map(|r| r.external_id.as_str()).collect();
+    let stmt = client.prepare_cached(UNFINISHED).await?;
+    for r in client.query(&stmt, &[&systems, &ids]).await? {
+        let corrupt = |e: crate::domain::ParseError| StoreError::Corrupt(e.to_string());
+        let system: String = r.get(0);
+        let status: String = r.get(2);
+        out.insert(
+            ExternalRef::new(system.parse().map_err(corrupt)?, r.get::<_, String>(1)),
+            status.parse().map_err(corrupt)?,
+        );
+    }
+    Ok(out)
+}

@@ -24,7 +24,7 @@ use crate::domain::{
     StatusUpdate, UpdateAction,
 };
 use crate::metrics::Metrics;
-use crate::store::{echoes, entities, Store, StoreError};
+use crate::store::{echoes, entities, outbox, Store, StoreError};
 use crate::systems::identity::Identities;
 
 /// What the engine's workers share.
@@ -154,9 +154,12 @@ pub async fn apply_items(
         }
     }
     // Independent reads: one round trip.
-    let (mut found, mut writes) =
-        futures_util::future::try_join(entities::find(tx, &refs), echoes::writes_to(tx, &targets))
-            .await?;
+    let (mut found, mut writes, unfinished) = futures_util::future::try_join3(
+        entities::find(tx, &refs),
+        echoes::writes_to(tx, &targets),
+        outbox::unfinished(tx, &targets),
+    )
+    .await?;
     // Objects no entity holds yet may be created by this batch and by another applier's
     // at the same time, each then waiting for the other's uncommitted link (a deadlock
     // that repeats on every retry of the same two batches). Creators of a ref take turns,
@@ -252,6 +255,7 @@ pub async fn apply_items(
             &mut states,
             &mut found,
             &mut writes,
+            &unfinished,
             &mut effects,
             now,
         )
@@ -313,6 +317,7 @@ async fn apply_one(
     states: &mut HashMap<Uuid, EntityState>,
     found: &mut HashMap<ExternalRef, Uuid>,
     writes: &mut HashMap<ExternalRef, Vec<PastWrite>>,
+    unfinished: &HashMap<ExternalRef, CanonicalStatus>,
     effects: &mut Effects,
     now: DateTime<Utc>,
 ) -> Result<ItemOutcome, ApplyError> {
@@ -456,7 +461,11 @@ async fn apply_one(
                 return Ok(ItemOutcome::of(item, "noop", state, reason));
             }
             Verdict::Change => {
-                overwritten = echo::overwritten_by(past, update.source_timestamp).cloned();
+                // A write that landed after this change, or one still under way that
+                // may land after it, leaves the object showing statsync's value.
+                overwritten = echo::overwritten_by(past, update.source_timestamp)
+                    .map(|w| w.status)
+                    .or_else(|| unfinished.get(r).copied());
             }
         }
     }
@@ -518,10 +527,13 @@ async fn apply_one(
             .inc();
     }
     effects.record_decision(state, item, &incoming, &decision, next, now);
-    if let (Some(write), Some(r), Some(_)) = (&overwritten, target_ref, decision.applied_status()) {
-        // The change was made before statsync's own write reached the same object, so
-        // the object now shows what statsync wrote: put the change back there too.
-        effects.write_back(state, r, write.status);
+    let landed_over = overwritten.filter(|written| *written != state.status());
+    if let (Some(written), Some(r), Some(_)) = (landed_over, target_ref, decision.applied_status())
+    {
+        // statsync's own write reaches the same object after the change was made there,
+        // so the object shows (or will show) what statsync wrote: put the change back
+        // there too.
+        effects.write_back(state, r, written);
     }
     if let Some((conflict, by)) = &item.resolves {
         effects.resolve_conflicts(state, *conflict, by, now);
