@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::retry::Next;
 use super::DispatchContext;
 use crate::actors::status_mapper::MapOutbound;
-use crate::domain::{ExternalRef, OutboundNative, SystemId};
+use crate::domain::{ExternalRef, SystemId};
 use crate::store::events::{self, NewEvent};
 use crate::store::outbox::{self, Finish, OutboxRow};
 use crate::store::{echoes, entities, StoreError};
@@ -191,10 +191,6 @@ async fn attempt(
         err.retry_after = Some(MAPPER_RETRY);
         err
     })?;
-    let before: Option<OutboundNative> = match row.previous_status {
-        Some(p) => ctx.mapper.send(map(p)).await.ok(),
-        None => None,
-    };
     let links = if row.system == SystemId::Agentapi {
         links_of(ctx, row).await?
     } else {
@@ -222,11 +218,11 @@ async fn attempt(
             object_updated_at: None,
         },
     };
-    // Writing the value the object already had sends no webhook: expect no echo then.
-    // The agent API sends none about statsync's calls at all: its reports are its own.
-    let echo = delivered.written == Written::Done
-        && before.as_ref() != Some(&native)
-        && row.system != SystemId::Agentapi;
+    // Every write is remembered, even one that sets the value statsync believes the
+    // object had: the object may have been changed meanwhile, and the write then
+    // overwrote that change (which is written back when its delivery is decided). The
+    // agent API sends no webhook about statsync's calls: its reports are its own.
+    let echo = delivered.written == Written::Done && row.system != SystemId::Agentapi;
     Ok((delivered, echo))
 }
 

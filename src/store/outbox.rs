@@ -244,8 +244,10 @@ const UNFINISHED: &str =
     WHERE o.state IN ('pending', 'in_flight')
     ORDER BY o.system, o.external_id, o.id DESC";
 
-/// The status of the newest write still waiting or in flight to each of `targets`:
-/// such a write may land after a change the batch applies from that same object.
+/// The status of the newest write waiting or in flight to each of `targets`: it may
+/// land after a change the batch applies from that same object. (A waiting row is
+/// usually superseded at its claim once the entity has moved past it, but it may be
+/// claimed between this read and the batch's commit.)
 pub async fn unfinished(
     client: &impl GenericClient,
     targets: &[&ExternalRef],

@@ -154,12 +154,9 @@ pub async fn apply_items(
         }
     }
     // Independent reads: one round trip.
-    let (mut found, mut writes, unfinished) = futures_util::future::try_join3(
-        entities::find(tx, &refs),
-        echoes::writes_to(tx, &targets),
-        outbox::unfinished(tx, &targets),
-    )
-    .await?;
+    let (mut found, mut writes) =
+        futures_util::future::try_join(entities::find(tx, &refs), echoes::writes_to(tx, &targets))
+            .await?;
     // Objects no entity holds yet may be created by this batch and by another applier's
     // at the same time, each then waiting for the other's uncommitted link (a deadlock
     // that repeats on every retry of the same two batches). Creators of a ref take turns,
@@ -239,6 +236,9 @@ pub async fn apply_items(
         }
     };
     set_context(&mut states, context);
+    // Read under the entities' locks: a write a previous batch queued for them is
+    // committed by now, whatever the dispatcher has done with it since.
+    let unfinished = outbox::unfinished(tx, &targets).await?;
 
     let mut outcomes = Vec::with_capacity(items.len());
     for (idx, item) in items.iter().enumerate() {
@@ -461,8 +461,8 @@ async fn apply_one(
                 return Ok(ItemOutcome::of(item, "noop", state, reason));
             }
             Verdict::Change => {
-                // A write that landed after this change, or one still under way that
-                // may land after it, leaves the object showing statsync's value.
+                // A write that landed after this change, or one waiting or in flight
+                // that may land after it, leaves the object showing statsync's value.
                 overwritten = echo::overwritten_by(past, update.source_timestamp)
                     .map(|w| w.status)
                     .or_else(|| unfinished.get(r).copied());
