@@ -110,11 +110,13 @@ pub fn judge(
 }
 
 /// A write made after the change stamped `source_ts` overwrote it in its own system:
-/// the newest such write, if any.
+/// the newest such write, if any. A write stamped the same instant counts too: GitHub
+/// stamps whole seconds, so the two cannot be ordered, and writing the change back costs
+/// at most a write of a value the object already shows.
 pub fn overwritten_by(writes: &[PastWrite], source_ts: DateTime<Utc>) -> Option<&PastWrite> {
     writes
         .iter()
-        .filter(|w| w.object_updated_at.is_some_and(|at| at > source_ts))
+        .filter(|w| w.object_updated_at.is_some_and(|at| at >= source_ts))
         .max_by_key(|w| w.object_updated_at)
 }
 
@@ -236,6 +238,7 @@ mod tests {
     fn a_change_older_than_a_write_was_overwritten_by_it() {
         let writes = [write(1, Done, Some(10)), write(2, Todo, Some(30))];
         assert_eq!(overwritten_by(&writes, at(20)).map(|w| w.id), Some(2));
-        assert_eq!(overwritten_by(&writes, at(30)), None);
+        assert_eq!(overwritten_by(&writes, at(30)).map(|w| w.id), Some(2));
+        assert_eq!(overwritten_by(&writes, at(31)), None);
     }
 }
