@@ -101,6 +101,26 @@ async fn bodies_of_applied_deliveries_past_retention_are_dropped_and_their_ids_s
         },
     )
     .await;
+    // The Projects item deliveries carry no value, so each asked for a lookup, which
+    // keeps its delivery's body until it ends; the restarted replica's one prune at
+    // start would otherwise race the lookups still waiting (pruned an hour later).
+    wait_for(
+        "every lookup the deliveries asked for has ended",
+        Duration::from_secs(20),
+        || async {
+            let n: i64 = db
+                .query_one(
+                    "SELECT count(*) FROM github_item_lookups
+                     WHERE state IN ('pending', 'in_flight')",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (n == 0).then_some(())
+        },
+    )
+    .await;
     db.execute(
         "UPDATE inbound_events SET received_at = now() - interval '8 days'
          WHERE delivery_id <> $1",

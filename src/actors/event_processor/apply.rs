@@ -153,10 +153,7 @@ pub async fn apply_items(
             refs.extend(item.update.links.iter().cloned());
         }
     }
-    // Independent reads: one round trip.
-    let (mut found, mut writes) =
-        futures_util::future::try_join(entities::find(tx, &refs), echoes::writes_to(tx, &targets))
-            .await?;
+    let mut found = entities::find(tx, &refs).await?;
     // Objects no entity holds yet may be created by this batch and by another applier's
     // at the same time, each then waiting for the other's uncommitted link (a deadlock
     // that repeats on every retry of the same two batches). Creators of a ref take turns,
@@ -237,8 +234,14 @@ pub async fn apply_items(
     };
     set_context(&mut states, context);
     // Read under the entities' locks: a write a previous batch queued for them is
-    // committed by now, whatever the dispatcher has done with it since.
+    // committed by now, whatever the dispatcher has done with it since. Unfinished
+    // writes first, finished ones second: the dispatcher finishes a row and records its
+    // write in one transaction, so a write that finishes between the two reads is seen
+    // by the second. (The other order, or the writes read before the lock, misses a
+    // write finished in between: the person's change it overwrote would stand in
+    // PostgreSQL while the object shows statsync's value.)
     let unfinished = outbox::unfinished(tx, &targets).await?;
+    let mut writes = echoes::writes_to(tx, &targets).await?;
 
     let mut outcomes = Vec::with_capacity(items.len());
     for (idx, item) in items.iter().enumerate() {
