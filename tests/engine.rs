@@ -661,3 +661,98 @@ async fn a_pipelined_transaction_keeps_its_statements_inside_and_rolls_back_what
         .await
         .expect("the rolled-back row is free");
 }
+
+/// The simulation's seeds 194 and 196: statsync's write landed on an object after its
+/// entity had moved on to another status (decided in the same pass as the write, so no
+/// applier saw it waiting). The write's own record then sends the entity's status after
+/// it, once, and never when something newer is already on its way there.
+#[actix_web::test]
+async fn a_write_that_lands_after_its_entity_moved_on_is_followed_by_the_current_status() {
+    use statsync::domain::{CanonicalStatus, EntityKind, SystemId};
+    use statsync::store::outbox::{self, OutboxRow};
+    use statsync::store::Store;
+
+    let app = spawn_app().await;
+    let id = linked_entity(&app, ("Todo", "unstarted"), "todo").await;
+    let entity: uuid::Uuid = id.parse().unwrap();
+    let db = app.db().await;
+    let all_landed = || async {
+        db.execute(
+            "UPDATE sync_outbox SET state = 'done' WHERE entity_id = $1",
+            &[&entity],
+        )
+        .await
+        .unwrap();
+    };
+    all_landed().await;
+    let body = app
+        .set_status(json!({"entityId": id, "status": "in_progress"}))
+        .await;
+    assert_eq!(body["version"], 2, "{body}");
+    let written: i64 = db
+        .query_one(
+            "SELECT id FROM sync_outbox
+             WHERE entity_id = $1 AND system = 'github' AND entity_version = 2",
+            &[&entity],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    all_landed().await;
+    let body = app
+        .set_status(json!({"entityId": id, "status": "blocked"}))
+        .await;
+    assert_eq!(body["version"], 3, "{body}");
+
+    let row = OutboxRow {
+        id: written,
+        entity_id: entity,
+        system: SystemId::Github,
+        external_id: GITHUB_ISSUE.to_owned(),
+        status: CanonicalStatus::InProgress,
+        previous_status: None,
+        entity_version: 2,
+        operation_id: uuid::Uuid::new_v4(),
+        attempt: 1,
+        kind: EntityKind::Issue,
+        project: None,
+        created_at: Utc::now(),
+    };
+    let store = Store::connect(&app.database_url, app.settings.database.pool()).unwrap();
+    let client = store.client().await.unwrap();
+    assert!(
+        !outbox::follow_up(&client, &row).await.unwrap(),
+        "the blocked write is already on its way"
+    );
+    all_landed().await;
+    assert!(outbox::follow_up(&client, &row).await.unwrap());
+    let follow: Vec<(String, Option<String>, i64)> = db
+        .query(
+            "SELECT status, previous_status, entity_version FROM sync_outbox
+             WHERE entity_id = $1 AND system = 'github' AND state <> 'done'",
+            &[&entity],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        follow,
+        [("blocked".to_owned(), Some("in_progress".to_owned()), 3)]
+    );
+    assert!(
+        !outbox::follow_up(&client, &row).await.unwrap(),
+        "followed once"
+    );
+    let current = OutboxRow {
+        status: CanonicalStatus::Blocked,
+        entity_version: 3,
+        ..row
+    };
+    all_landed().await;
+    assert!(
+        !outbox::follow_up(&client, &current).await.unwrap(),
+        "a write of the current status needs nothing after it"
+    );
+}

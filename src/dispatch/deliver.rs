@@ -284,6 +284,12 @@ async fn try_record(
                 let target = ExternalRef::new(row.system, row.external_id.clone());
                 echoes::record(&tx, &target, row.status, updated_at).await?;
             }
+            if *finish == Finish::Done && outbox::follow_up(&tx, row).await? {
+                tracing::debug!(
+                    outbox_id = row.id,
+                    "the entity moved on while this write was on its way: its status follows"
+                );
+            }
             let mut data = base_data(row);
             if let Finish::Noop(reason) = finish {
                 data["noop"] = json!(true);

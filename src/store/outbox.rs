@@ -173,6 +173,57 @@ pub async fn claim(
     Ok((superseded, claimed))
 }
 
+const ENTITY_NOW: &str = "SELECT status, version FROM entities WHERE id = $1 FOR SHARE";
+
+const FOLLOW_UP: &str = "INSERT INTO sync_outbox
+    (entity_id, system, external_id, status, previous_status, entity_version, operation_id)
+    SELECT $1, $2, $3, $4, $5, $6, $7
+    WHERE NOT EXISTS (SELECT 1 FROM sync_outbox n
+                      WHERE n.entity_id = $1 AND n.system = $2 AND n.external_id = $3
+                        AND n.id > $8 AND n.state IN ('pending', 'in_flight'))
+      AND NOT ($2 = 'github' AND EXISTS (
+          SELECT 1 FROM linked_pull_requests l WHERE l.pull_request = $3))";
+
+/// After `row`'s write landed: when its entity has meanwhile moved on to another status
+/// and nothing newer is on its way to that object, the object now shows a status the
+/// entity left, so the current one follows it (a new row; `true` when one was written).
+///
+/// The entity is read under a share lock, which waits for an applier holding it: either
+/// that applier committed first (its change is seen here), or it reads this write as
+/// finished once the lock is released and writes its change back itself. Without this,
+/// a change decided in the same pass as the write it races (or while the write was
+/// being claimed) would leave the object showing statsync's older value.
+pub async fn follow_up(client: &impl GenericClient, row: &OutboxRow) -> Result<bool, StoreError> {
+    let stmt = client.prepare_cached(ENTITY_NOW).await?;
+    let Some(now) = client.query_opt(&stmt, &[&row.entity_id]).await? else {
+        return Ok(false);
+    };
+    let status: String = now.get(0);
+    let version: i64 = now.get(1);
+    if version <= row.entity_version || status == row.status.as_str() {
+        return Ok(false);
+    }
+    // A separate statement: its snapshot is taken after the lock was granted, so it sees
+    // the write-back rows of the applier that held it.
+    let stmt = client.prepare_cached(FOLLOW_UP).await?;
+    let written = client
+        .execute(
+            &stmt,
+            &[
+                &row.entity_id,
+                &row.system.as_str(),
+                &row.external_id,
+                &status,
+                &row.status.as_str(),
+                &version,
+                &Uuid::new_v4(),
+                &row.id,
+            ],
+        )
+        .await?;
+    Ok(written > 0)
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finish {

@@ -72,8 +72,9 @@ fn lock(world: &Shared) -> std::sync::MutexGuard<'_, World> {
     world.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Why no one can know what a change meant, when that is so: two changes to one object
-/// in the same second of GitHub's clock (whole seconds; nothing orders them), or a board
+/// Why no one can know what a change meant, when that is so: two changes to one piece
+/// of work in the same second of GitHub's clock (whole seconds; nothing orders them,
+/// whether they were made to one object or to an issue and its board item), or a board
 /// edit whose delivery named no value and whose item statsync wrote before the value was
 /// read back (the read finds statsync's value, not the person's).
 fn unknowable(w: &World, change: &Change) -> Option<&'static str> {
@@ -82,14 +83,20 @@ fn unknowable(w: &World, change: &Change) -> Option<&'static str> {
         .iter()
         .skip_while(|c| !std::ptr::eq(*c, change))
         .skip(1);
+    let system = |object: &str| object.split(':').next().unwrap_or_default().to_owned();
+    let person = |c: &Change| matches!(c.actor, Actor::Person(_));
     let tie = w.changes.iter().any(|c| {
         !std::ptr::eq(c, change)
-            && c.object == change.object
             && c.source_ms == change.source_ms
             && c.native != change.native
+            && (c.object == change.object
+                || (c.unit == change.unit
+                    && person(c)
+                    && person(change)
+                    && system(&c.object) == system(&change.object)))
     });
     if tie {
-        return Some("a second change to the same object in the same second");
+        return Some("a second change to the same work in the same second of one system's clock");
     }
     let overwritten = change.what.contains("value omitted")
         && later
