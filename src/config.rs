@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::names::{RepoName, TeamKey};
 use crate::domain::{
     CanonicalStatus, EntityKind, MappingTable, Policy, Strategy, SystemId, TransitionTable,
 };
@@ -85,6 +86,17 @@ pub struct DatabaseSettings {
     pub pool_size: usize,
     pub connect_timeout_s: u64,
     pub acquire_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    /// What the store's pool needs of these settings.
+    pub fn pool(&self) -> crate::store::PoolSettings {
+        crate::store::PoolSettings {
+            size: self.pool_size,
+            connect_timeout: std::time::Duration::from_secs(self.connect_timeout_s),
+            acquire_timeout: std::time::Duration::from_millis(self.acquire_timeout_ms),
+        }
+    }
 }
 
 /// How urgent a kind of update is; lower sorts first.
@@ -574,7 +586,7 @@ pub fn parse_hook_ids(value: &str) -> Result<BTreeMap<String, u64>, ConfigError>
             return Err(bad(entry, "has no `=`"));
         };
         let repo = repo.trim();
-        if crate::systems::github::client::parse_issue_ref(&format!("{repo}#1")).is_none() {
+        if RepoName::parse(repo).is_err() {
             return Err(bad(
                 entry,
                 &format!("names `{repo}`, which is not owner/name"),
@@ -816,7 +828,7 @@ impl Settings {
         if self.ws.max_rooms_per_connection == 0 {
             return invalid("ws.max_rooms_per_connection", "must be at least 1");
         }
-        if self.ws.send_buffer < crate::actors::websocket_manager::PAGE as usize {
+        if self.ws.send_buffer < crate::store::events::PAGE as usize {
             return invalid(
                 "ws.send_buffer",
                 "must be at least 1000: events are fanned out a page of 1000 at a time",
@@ -832,13 +844,13 @@ impl Settings {
             return invalid("sync.page_size", "must be between 1 and 100");
         }
         for repo in self.github.repos.iter().chain(self.github.hook_ids.keys()) {
-            if crate::systems::github::client::parse_issue_ref(&format!("{repo}#1")).is_none() {
-                return invalid("github.repos", &format!("`{repo}` is not owner/name"));
+            if let Err(e) = RepoName::parse(repo) {
+                return invalid("github.repos", &e.to_string());
             }
         }
         for team in &self.linear.teams {
-            if team.is_empty() || !team.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return invalid("linear.teams", &format!("`{team}` is not a team key"));
+            if let Err(e) = TeamKey::parse(team) {
+                return invalid("linear.teams", &e.to_string());
             }
         }
         if self.events.retention_days == 0 {
