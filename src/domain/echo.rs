@@ -120,6 +120,18 @@ pub fn overwritten_by(writes: &[PastWrite], source_ts: DateTime<Utc>) -> Option<
         .max_by_key(|w| w.object_updated_at)
 }
 
+/// What statsync's writes leave an object showing after a change stamped `source_ts`
+/// was made there, if not the change: the newest write still waiting or in flight
+/// (`unfinished`) lands after every finished one, so it wins over a finished write that
+/// overwrote the change.
+pub fn shown_after(
+    writes: &[PastWrite],
+    unfinished: Option<CanonicalStatus>,
+    source_ts: DateTime<Utc>,
+) -> Option<CanonicalStatus> {
+    unfinished.or_else(|| overwritten_by(writes, source_ts).map(|w| w.status))
+}
+
 fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -240,5 +252,19 @@ mod tests {
         assert_eq!(overwritten_by(&writes, at(20)).map(|w| w.id), Some(2));
         assert_eq!(overwritten_by(&writes, at(30)).map(|w| w.id), Some(2));
         assert_eq!(overwritten_by(&writes, at(31)), None);
+    }
+
+    #[test]
+    fn a_write_still_to_land_decides_what_the_object_shows_over_one_that_landed() {
+        // The simulation's seed 40: a close written back the same second as a person's
+        // close, and a reopen still waiting; the reopen is what the issue will show.
+        let writes = [write(1, Done, Some(30))];
+        assert_eq!(
+            shown_after(&writes, Some(InProgress), at(30)),
+            Some(InProgress)
+        );
+        assert_eq!(shown_after(&writes, None, at(30)), Some(Done));
+        assert_eq!(shown_after(&writes, None, at(31)), None);
+        assert_eq!(shown_after(&[], Some(Todo), at(31)), Some(Todo));
     }
 }

@@ -357,9 +357,8 @@ async fn apply_one(
             Verdict::Change => {
                 // A write that landed after this change, or one waiting or in flight
                 // that may land after it, leaves the object showing statsync's value.
-                overwritten = echo::overwritten_by(past, update.source_timestamp)
-                    .map(|w| w.status)
-                    .or_else(|| unfinished.get(r).copied());
+                overwritten =
+                    echo::shown_after(past, unfinished.get(r).copied(), update.source_timestamp);
             }
         }
     }
