@@ -97,7 +97,7 @@ fn main() -> ExitCode {
             }
             Command::Migrate => {
                 let database = Database::open(&settings).await?;
-                let store = Store::connect(&database.url, &settings.database)?;
+                let store = Store::connect(&database.url, settings.database.pool())?;
                 let outcome = startup::migrate(&store).await;
                 store.close();
                 database.close().await;

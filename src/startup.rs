@@ -18,9 +18,10 @@ use crate::actors::conflict_resolver::ConflictResolver;
 use crate::actors::event_processor::{Engine, EventProcessor, Lifecycle};
 use crate::actors::hints::{Hints, Listen, Listeners, StopHints};
 use crate::actors::intake::IntakeWriter;
+use crate::actors::messages::Backlog;
 use crate::actors::status_mapper::StatusMapper;
 use crate::actors::sync_monitor::SyncMonitor;
-use crate::actors::synchronizer::{Backlog, Parts, StatusSynchronizer};
+use crate::actors::synchronizer::{Parts, StatusSynchronizer};
 use crate::actors::websocket_manager::{Shutdown, WebSocketManager};
 use crate::config::Settings;
 use crate::dispatch::{Connectors, DispatchContext, Dispatcher, StopDispatch};
@@ -109,7 +110,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
         let database = Database::open(&settings).await?;
-        let store = Store::connect(&database.url, &settings.database)?;
+        let store = Store::connect(&database.url, settings.database.pool())?;
         migrate(&store).await?;
 
         let metrics = Arc::new(Metrics::new());

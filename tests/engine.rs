@@ -588,7 +588,7 @@ async fn a_pipelined_transaction_keeps_its_statements_inside_and_rolls_back_what
     use statsync::store::Store;
 
     let app = spawn_app().await;
-    let store = Store::connect(&app.database_url, &app.settings.database).expect("store");
+    let store = Store::connect(&app.database_url, app.settings.database.pool()).expect("store");
     let db = app.db().await;
     db.batch_execute("CREATE TABLE tx_probe (n int PRIMARY KEY)")
         .await

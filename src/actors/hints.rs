@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
-use super::synchronizer::{EventsCommitted, Wake};
+use super::messages::{EventsCommitted, Wake};
 use crate::store::{hints, Store};
 
 /// At most one NOTIFY per replica in this interval.

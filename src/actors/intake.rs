@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix::Recipient;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::synchronizer::{Backlog, Wake};
+use super::messages::{Backlog, Wake};
 use crate::domain::SystemId;
 use crate::store::inbound::{self, NewDelivery, Stored};
 use crate::store::{Store, StoreError};

@@ -1,7 +1,6 @@
 //! StatusSynchronizer: the one entry point the HTTP layer calls. It owns the actors'
 //! addresses; it never acknowledges a delivery that is not committed.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -12,6 +11,7 @@ use uuid::Uuid;
 pub use super::event_processor::Target;
 use super::event_processor::{ApplyError, ApplyNow, EventProcessor, ItemOutcome, WorkItem};
 use super::intake::{GroupError, IntakeWriter};
+use super::messages::{Backlog, Wake};
 use super::sync_monitor::{ListAlerts, Scrape, StopMonitor, SyncMonitor};
 use crate::domain::{
     CanonicalStatus, EntityKind, ExternalRef, NativeStatus, StatusUpdate, SystemId, UpdateAction,
@@ -24,19 +24,6 @@ use crate::store::history::{self, Conflict, Transition};
 use crate::store::inbound::{NewDelivery, Stored};
 use crate::store::tx::Tx;
 use crate::store::{Store, StoreError};
-
-/// New work is stored: look for it now rather than at the next poll.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct Wake;
-
-/// A transaction committed: events up to `last_seq` are logged, outbox rows written.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct EventsCommitted {
-    pub last_seq: Option<i64>,
-    pub outbox_rows: usize,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -86,27 +73,6 @@ impl From<ApplyError> for SyncError {
 impl From<tokio_postgres::Error> for SyncError {
     fn from(e: tokio_postgres::Error) -> Self {
         StoreError::from(e).into()
-    }
-}
-
-/// Pending inbound work as this replica last saw it; webhooks refuse new deliveries
-/// (503) above the capacity instead of letting the backlog grow without bound.
-#[derive(Debug, Default)]
-pub struct Backlog(AtomicI64);
-
-impl Backlog {
-    pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
-    }
-    pub fn set(&self, n: i64) {
-        self.0.store(n.max(0), Ordering::Relaxed)
-    }
-    pub fn add(&self, n: i64) {
-        let _ = self
-            .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some((v + n).max(0))
-            });
     }
 }
 

@@ -11,15 +11,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-use super::synchronizer::EventsCommitted;
+use super::messages::EventsCommitted;
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::store::events::{self, Event};
+use crate::store::events::{self, Event, PAGE};
 use crate::store::{Store, StoreError};
 
-/// Events read from the log per query; a longer backlog is read in several. A page is
-/// offered to subscribers at once, so `ws.send_buffer` must hold one.
-pub const PAGE: i64 = 1000;
 /// A subscriber that cannot make room for a page within this time is too slow: it is
 /// dropped rather than holding back delivery to everyone else.
 const SLOW_AFTER: Duration = Duration::from_secs(2);

@@ -27,8 +27,8 @@ use secrecy::SecretString;
 
 pub use retry::{Next, RetryPolicy};
 
+use crate::actors::messages::EventsCommitted;
 use crate::actors::status_mapper::StatusMapper;
-use crate::actors::synchronizer::EventsCommitted;
 use crate::config::Settings;
 use crate::domain::SystemId;
 use crate::metrics::Metrics;

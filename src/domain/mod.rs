@@ -6,6 +6,7 @@ pub mod echo;
 pub mod ids;
 pub mod linking;
 pub mod mapping;
+pub mod names;
 pub mod policy;
 pub mod update;
 

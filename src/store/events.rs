@@ -9,6 +9,11 @@ use uuid::Uuid;
 use super::tx::{Pipelined, Tx};
 use super::StoreError;
 
+/// Events read from the log per query by those who stream it; a longer backlog is read
+/// in several. A page is offered to WebSocket subscribers at once, so `ws.send_buffer`
+/// must hold one.
+pub const PAGE: i64 = 1000;
+
 /// An event about to be logged.
 #[derive(Debug, Clone)]
 pub struct NewEvent {

@@ -7,6 +7,10 @@ use deadpool_postgres::GenericClient;
 use super::StoreError;
 use crate::domain::SystemId;
 
+/// The delivery ids of the rows a backfill or reconciliation stores start with this;
+/// the engine decides them as catch-up reports (`Incoming::catch_up`).
+pub const BACKFILL_DELIVERY_PREFIX: &str = "backfill:";
+
 /// A verified delivery about to be stored.
 pub struct NewDelivery<'a> {
     pub system: SystemId,

@@ -24,8 +24,6 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
-use crate::config::DatabaseSettings;
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no database connection available: {}", describe_pool(.0))]
@@ -118,6 +116,15 @@ pub fn is_transient_db(e: &tokio_postgres::Error) -> bool {
     }
 }
 
+/// How the pool connects and waits: plain values, read from `database.*` by the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub size: usize,
+    pub connect_timeout: Duration,
+    /// How long a caller waits for a connection (and a recycle check) before failing.
+    pub acquire_timeout: Duration,
+}
+
 /// The connection pool every part of statsync shares.
 #[derive(Clone)]
 pub struct Store {
@@ -127,11 +134,11 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn connect(url: &str, settings: &DatabaseSettings) -> Result<Store, StoreError> {
+    pub fn connect(url: &str, settings: PoolSettings) -> Result<Store, StoreError> {
         let mut pg: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
-        pg.connect_timeout(Duration::from_secs(settings.connect_timeout_s));
+        pg.connect_timeout(settings.connect_timeout);
         if pg.get_application_name().is_none() {
             pg.application_name("statsync");
         }
@@ -145,12 +152,12 @@ impl Store {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let timeout = Duration::from_millis(settings.acquire_timeout_ms);
+        let timeout = settings.acquire_timeout;
         let pool = Pool::builder(manager)
-            .max_size(settings.pool_size)
+            .max_size(settings.size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(timeout))
-            .create_timeout(Some(Duration::from_secs(settings.connect_timeout_s)))
+            .create_timeout(Some(settings.connect_timeout))
             .recycle_timeout(Some(timeout))
             .build()
             .map_err(|e| StoreError::Url(e.to_string()))?;

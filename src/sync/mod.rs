@@ -9,10 +9,6 @@ mod branches;
 mod reconcile;
 mod run;
 
-/// The delivery ids of the rows a backfill or reconciliation stores start with this;
-/// the engine decides them as catch-up reports (`Incoming::catch_up`).
-pub const BACKFILL_DELIVERY_PREFIX: &str = "backfill:";
-
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -24,8 +20,9 @@ use uuid::Uuid;
 pub use reconcile::{reconcile_all, start_reconciler};
 pub use run::Summary;
 
-use crate::actors::synchronizer::EventsCommitted;
+use crate::actors::messages::EventsCommitted;
 use crate::config::Settings;
+use crate::domain::names::{RepoName, TeamKey};
 use crate::domain::SystemId;
 use crate::store::{events, Store, StoreError};
 use crate::systems::outbound::OutboundError;
@@ -40,27 +37,18 @@ pub struct Scope {
 
 impl Scope {
     pub fn github(repo: &str) -> Result<Scope, SyncError> {
-        let valid = crate::systems::github::client::parse_issue_ref(&format!("{repo}#1")).is_some();
-        if !valid {
-            return Err(SyncError::BadScope(format!(
-                "repo `{repo}` is not of the form owner/name"
-            )));
-        }
+        let repo = RepoName::parse(repo).map_err(|e| SyncError::BadScope(e.to_string()))?;
         Ok(Scope {
             system: SystemId::Github,
-            key: repo.to_owned(),
+            key: repo.to_string(),
         })
     }
 
     pub fn linear(team: &str) -> Result<Scope, SyncError> {
-        if team.is_empty() || team.len() > 10 || !team.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(SyncError::BadScope(format!(
-                "team `{team}` is not a Linear team key"
-            )));
-        }
+        let team = TeamKey::parse(team).map_err(|e| SyncError::BadScope(e.to_string()))?;
         Ok(Scope {
             system: SystemId::Linear,
-            key: team.to_uppercase(),
+            key: team.to_string(),
         })
     }
 }

@@ -2,7 +2,7 @@
 //! delivery, move the scope's cursor after every page, announce throttled progress,
 //! and once the engine has applied what was stored, record the summary.
 
-use super::BACKFILL_DELIVERY_PREFIX;
+use crate::store::inbound::BACKFILL_DELIVERY_PREFIX;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 

@@ -19,7 +19,7 @@ use super::*;
 fn service(app: &TestApp, edit: impl FnOnce(&mut Settings)) -> Arc<SyncService> {
     let mut settings = app.settings.clone();
     edit(&mut settings);
-    let store = Store::connect(&app.database_url, &settings.database).unwrap();
+    let store = Store::connect(&app.database_url, settings.database.pool()).unwrap();
     Arc::new(SyncService::new(store, Arc::new(settings), Vec::new()).unwrap())
 }
 

@@ -3,134 +3,25 @@
 //! (entity, history, conflicts, outbox, events) in the caller's transaction.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
-use serde::Serialize;
 use uuid::Uuid;
 
 use super::effects::{Effects, EntityState};
+use super::item::{
+    describe_target, missing, ApplyError, Engine, ItemOutcome, Target, WorkItem, NOT_FOUND,
+};
 use super::links::{create_entity, ensure_links};
 use super::merges;
-use crate::actors::conflict_resolver::{ConflictResolver, Resolve};
-use crate::actors::status_mapper::{MapInbound, StatusMapper};
-use crate::actors::synchronizer::{Backlog, EventsCommitted};
-use crate::config::Settings;
+use crate::actors::conflict_resolver::Resolve;
+use crate::actors::status_mapper::MapInbound;
 use crate::domain::echo::{self, Actor, PastWrite, Verdict};
 use crate::domain::{
     CanonicalStatus, EntitySnapshot, ExternalRef, InboundMapping, Incoming, MappingError,
-    StatusUpdate, UpdateAction,
+    UpdateAction,
 };
-use crate::metrics::Metrics;
-use crate::store::{echoes, entities, outbox, Store, StoreError};
-use crate::systems::identity::Identities;
-
-/// What the engine's workers share.
-pub struct Engine {
-    pub store: Store,
-    pub mapper: Addr<StatusMapper>,
-    pub resolver: Addr<ConflictResolver>,
-    pub settings: Arc<Settings>,
-    /// statsync's own identity in each system, for recognising its echoes.
-    pub identities: Arc<Identities>,
-    pub metrics: Arc<Metrics>,
-    pub backlog: Arc<Backlog>,
-    /// Told after every commit that logged events (WebSocket fan-out, dispatcher).
-    pub committed: Vec<Recipient<EventsCommitted>>,
-    pub lifecycle: Lifecycle,
-    /// The last batch claimed was full: more is waiting than one applier takes at once.
-    pub saturated: std::sync::atomic::AtomicBool,
-}
-
-/// Shutdown coordination: no new work once `stopping`, and the application waits for
-/// `running` loops to commit what they hold before the database goes away.
-#[derive(Default)]
-pub struct Lifecycle {
-    pub stopping: std::sync::atomic::AtomicBool,
-    pub running: std::sync::atomic::AtomicUsize,
-}
-
-impl Lifecycle {
-    pub fn stopping(&self) -> bool {
-        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Stops new work and waits up to `grace` for loops in flight to finish.
-    pub async fn stop(&self, grace: std::time::Duration) {
-        use std::sync::atomic::Ordering;
-        self.stopping.store(true, Ordering::SeqCst);
-        let deadline = std::time::Instant::now() + grace;
-        while self.running.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
-            actix::clock::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("the engine is not running: {0}")]
-    Mailbox(#[from] MailboxError),
-}
-
-impl ApplyError {
-    pub fn is_transient(&self) -> bool {
-        match self {
-            ApplyError::Store(e) => e.is_transient(),
-            ApplyError::NotFound(_) => false,
-            ApplyError::Mailbox(_) => true,
-        }
-    }
-}
-
-/// Which entity an update is about.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Target {
-    /// An external object, linked (or created and linked) on sight.
-    Ref(ExternalRef),
-    /// A known entity (the API by id, PostgreSQL as a source, rollbacks).
-    Entity(Uuid),
-}
-
-/// One update to apply.
-#[derive(Debug, Clone)]
-pub struct WorkItem {
-    pub inbound_id: Option<i64>,
-    /// When the delivery was committed, for the webhook → canonical latency metric.
-    pub received_at: Option<DateTime<Utc>>,
-    pub target: Target,
-    pub update: StatusUpdate,
-    /// A manual resolution or rollback: applied past conflicts and guards.
-    pub forced: bool,
-    /// A conflict this update settles (closed in the same transaction).
-    pub resolves: Option<(Uuid, String)>,
-    /// Another application already wrote this status into the row directly; the
-    /// decision is taken against the status it replaced.
-    pub direct_write_from: Option<CanonicalStatus>,
-    /// Read back by a backfill or reconciliation (see `Incoming::catch_up`).
-    pub catch_up: bool,
-}
-
-/// The outcome of an item whose entity does not exist (the API answers 404).
-pub const NOT_FOUND: &str = "not_found";
-
-/// What became of one item: the API's answer.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ItemOutcome {
-    pub decision: String,
-    pub entity_id: Option<Uuid>,
-    pub status: Option<CanonicalStatus>,
-    pub version: Option<i64>,
-    pub reason: String,
-    #[serde(skip)]
-    pub inbound_id: Option<i64>,
-}
+use crate::store::{echoes, entities, outbox};
 
 /// Applies `items` in order inside `tx`; the caller commits.
 pub async fn apply_items(
@@ -574,17 +465,6 @@ fn source_time(
         received.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     );
     (received, Some(note))
-}
-
-pub(super) fn missing(id: Uuid) -> ApplyError {
-    ApplyError::NotFound(format!("entity {id} vanished during the transaction"))
-}
-
-pub(super) fn describe_target(item: &WorkItem) -> String {
-    match &item.target {
-        Target::Ref(r) => r.to_string(),
-        Target::Entity(id) => format!("entity {id}"),
-    }
 }
 
 impl ItemOutcome {

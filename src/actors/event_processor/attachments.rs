@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
 
-use super::apply::{ApplyError, Target, WorkItem};
+use super::item::{ApplyError, Target, WorkItem};
 use crate::domain::linking::{self, LinkedPullRequest};
 use crate::domain::{
     EntityKind, ExternalRef, GithubPullRequestState, StatusUpdate, SystemId, UpdateAction,

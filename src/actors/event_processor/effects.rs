@@ -10,7 +10,7 @@ use deadpool_postgres::Client;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::apply::{Target, WorkItem};
+use super::item::{Target, WorkItem};
 use crate::domain::{
     CanonicalStatus, ConflictOutcome, Decision, EntityKind, EntitySnapshot, ExternalRef, Incoming,
     MappingError, StatusUpdate, SystemId,

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::apply::{apply_items, ApplyError, Engine, ItemOutcome, Target, WorkItem, NOT_FOUND};
+use super::apply::apply_items;
 use super::effects::Effects;
-use crate::actors::synchronizer::EventsCommitted;
+use super::item::{ApplyError, Engine, ItemOutcome, Target, WorkItem, NOT_FOUND};
+use crate::actors::messages::EventsCommitted;
 use crate::domain::{EntityKind, ExternalRef, NativeStatus, StatusUpdate, SystemId, UpdateAction};
 use crate::store::inbound::{self, Claimed, Outcome};
 use crate::store::tx::Tx;
@@ -113,7 +114,7 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
                     direct_write_from: None,
                     catch_up: c
                         .delivery_id
-                        .starts_with(crate::sync::BACKFILL_DELIVERY_PREFIX),
+                        .starts_with(crate::store::inbound::BACKFILL_DELIVERY_PREFIX),
                 }
             })),
             Ok(Parsed::Ignored { reason }) => marks.push(Outcome {

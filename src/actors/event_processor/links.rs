@@ -7,8 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use deadpool_postgres::Client;
 use uuid::Uuid;
 
-use super::apply::{describe_target, missing, ApplyError, Target, WorkItem};
 use super::effects::EntityState;
+use super::item::{describe_target, missing, ApplyError, Target, WorkItem};
 use crate::domain::{CanonicalStatus, ExternalRef, StatusUpdate};
 use crate::store::entities;
 

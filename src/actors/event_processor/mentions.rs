@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
 use uuid::Uuid;
 
-use super::apply::{ApplyError, Engine, Target, WorkItem};
 use super::attachments;
+use super::item::{ApplyError, Engine, Target, WorkItem};
 use crate::domain::linking::{self, LinkedPullRequest, Recorded, Reference, Texts};
 use crate::domain::{
     EntityKind, ExternalRef, GithubPullRequestState, NativeStatus, StatusUpdate, SystemId,

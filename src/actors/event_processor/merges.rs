@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
 use uuid::Uuid;
 
-use super::apply::{ApplyError, Target, WorkItem};
 use super::effects::{Effects, EntityState};
+use super::item::{ApplyError, Target, WorkItem};
 use crate::domain::{ExternalRef, SystemId};
 use crate::store::entities;
 
@@ -108,10 +108,10 @@ pub(super) async fn execute(
         }
         let absorbed = states
             .remove(&m.absorbed)
-            .ok_or_else(|| super::apply::missing(m.absorbed))?;
+            .ok_or_else(|| super::item::missing(m.absorbed))?;
         let survivor = states
             .get(&m.survivor)
-            .ok_or_else(|| super::apply::missing(m.survivor))?;
+            .ok_or_else(|| super::item::missing(m.survivor))?;
         effects.record_merge(survivor, &absorbed, &moved, &items[m.item], now);
         done.insert(m.absorbed, m.survivor);
     }

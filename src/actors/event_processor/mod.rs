@@ -7,6 +7,7 @@ mod apply;
 mod attachments;
 mod effects;
 mod intake;
+mod item;
 mod links;
 mod mentions;
 mod merges;
@@ -17,13 +18,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::Utc;
 
-pub use apply::{ApplyError, Engine, ItemOutcome, Lifecycle, Target, WorkItem};
+pub use item::{ApplyError, Engine, ItemOutcome, Lifecycle, Target, WorkItem};
 
-use super::synchronizer::Wake;
+use super::messages::Wake;
 
 /// Apply one update now, in its own transaction (API calls, rollbacks, resolutions).
 #[derive(Message)]
-#[rtype(result = "Result<ItemOutcome, apply::ApplyError>")]
+#[rtype(result = "Result<ItemOutcome, ApplyError>")]
 pub struct ApplyNow(pub WorkItem);
 
 pub struct EventProcessor {
@@ -137,7 +138,7 @@ impl Handler<Wake> for EventProcessor {
 }
 
 impl Handler<ApplyNow> for EventProcessor {
-    type Result = ResponseFuture<Result<ItemOutcome, apply::ApplyError>>;
+    type Result = ResponseFuture<Result<ItemOutcome, ApplyError>>;
 
     fn handle(&mut self, msg: ApplyNow, _: &mut Context<Self>) -> Self::Result {
         let engine = self.engine.clone();

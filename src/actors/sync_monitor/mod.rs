@@ -13,7 +13,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::synchronizer::EventsCommitted;
+use crate::actors::messages::EventsCommitted;
 use crate::config::AlertSettings;
 use crate::metrics::Metrics;
 use crate::store::alerts::{self, ActiveAlert, Figures};

@@ -4,10 +4,10 @@
 
 use serde_json::Value;
 
+use crate::domain::names;
 use crate::domain::{
     AgentState, EntityKind, ExternalRef, NativeStatus, StatusUpdate, SystemId, UpdateAction,
 };
-use crate::systems::github;
 use crate::systems::linear::webhook::team_key_of;
 use crate::systems::{metadata, optional, parse_object, required, timestamp, Parsed, PayloadError};
 
@@ -95,7 +95,7 @@ fn issue_ref(text: &str) -> Result<ExternalRef, PayloadError> {
     }
     let github = text.rsplit_once('#').and_then(|(repo, number)| {
         let (owner, name) = repo.split_once('/')?;
-        let well_formed = github::refs::valid_owner(owner) && github::refs::valid_repo(name);
+        let well_formed = names::valid_owner(owner) && names::valid_repo(name);
         // Through u64 so that `#012` and `#12` name the same issue.
         let number: u64 = number
             .parse()

@@ -16,8 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::client::{as_github, classify};
 use super::refs::segment;
+use super::rest::{as_github, classify};
 use crate::systems::outbound::{
     classify_status, excerpt, exchange, time_at, ErrorCode, Exchange, OutboundError,
 };

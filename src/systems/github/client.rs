@@ -11,26 +11,21 @@ pub use item_status::{ItemRead, ItemStatus, ITEM_STATUS_QUERY};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use chrono::Utc;
-use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::app::Scope;
 use super::refs::segment;
+use super::rest::SECONDARY_LIMIT_DEFAULT;
+pub use super::rest::{as_github, classify, API_VERSION};
 use crate::domain::{CanonicalStatus, EntityKind, GithubState, GithubStateReason, OutboundNative};
 use crate::systems::limiter::Budget;
 use crate::systems::outbound::{
-    classify_status, excerpt, exchange, retry_after, time_at, until, Delivered, ErrorCode,
-    Exchange, OutboundError, OutboundWrite, RateInfo, Written,
+    classify_status, excerpt, exchange, time_at, until, Delivered, ErrorCode, Exchange,
+    OutboundError, OutboundWrite, RateInfo, Written,
 };
-
-/// The REST API version statsync is written against.
-pub const API_VERSION: &str = "2022-11-28";
-/// GitHub's advice when a secondary limit names no wait: at least a minute.
-const SECONDARY_LIMIT_DEFAULT: Duration = Duration::from_secs(60);
 
 /// Reads a Projects v2 item's project and its single-select "Status" field.
 pub const ITEM_FIELDS_QUERY: &str = "query($item: ID!) {
@@ -94,19 +89,6 @@ pub enum Auth {
     Token(SecretString),
     /// The team's GitHub App: installation tokens, obtained and renewed as needed.
     App(super::app::AppAuth),
-}
-
-/// A call to GitHub's API as every one is made: the bearer credential, the media type,
-/// the API version statsync is written against, and who is calling.
-pub fn as_github(request: reqwest::RequestBuilder, bearer: &str) -> reqwest::RequestBuilder {
-    request
-        .bearer_auth(bearer)
-        .header("Accept", "application/vnd.github+json")
-        .header("X-GitHub-Api-Version", API_VERSION)
-        .header(
-            "User-Agent",
-            concat!("statsync/", env!("CARGO_PKG_VERSION")),
-        )
 }
 
 pub use super::refs::{parse_issue_ref, IssueRef};
@@ -468,43 +450,9 @@ pub fn patch_body(
     Some(body)
 }
 
-/// A non-2xx REST answer as a stable code. GitHub answers both 403 and 429 for rate
-/// limits (primary: `x-ratelimit-remaining: 0`; secondary: `retry-after`, or a message
-/// saying so), and 403 for writes to archived repositories.
-pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> OutboundError {
-    let now = Utc::now();
-    let rate = RateInfo::github(headers);
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| excerpt(body));
-    let lower = message.to_lowercase();
-    let told = retry_after(headers, now);
-    let limited = told.is_some() || rate.remaining == Some(0) || lower.contains("rate limit");
-    let code = match status {
-        403 | 429 if limited => ErrorCode::RateLimit,
-        403 if lower.contains("archived") => ErrorCode::RepoArchived,
-        s => classify_status(s).unwrap_or(ErrorCode::Upstream5xx),
-    };
-    let retry_after = match code {
-        ErrorCode::RateLimit => Some(
-            told.or_else(|| rate.exhausted_until().map(|at| until(at, now)))
-                .unwrap_or(SECONDARY_LIMIT_DEFAULT),
-        ),
-        _ => told,
-    };
-    OutboundError {
-        code,
-        message: format!("GitHub answered {status}: {message}"),
-        retry_after,
-        rate,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
 
     #[test]
     fn reopening_a_closed_issue_says_reopened_and_pull_requests_are_never_merged() {
@@ -538,36 +486,5 @@ mod tests {
             Some(GithubStateReason::Completed),
         );
         assert_eq!(merged, None);
-    }
-
-    #[test]
-    fn secondary_limits_archived_repos_and_permissions_are_told_apart() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("3"));
-        let e = classify(
-            403,
-            &h,
-            br#"{"message":"You have exceeded a secondary rate limit."}"#,
-        );
-        assert_eq!(e.code, ErrorCode::RateLimit);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
-
-        let e = classify(
-            403,
-            &HeaderMap::new(),
-            br#"{"message":"Repository was archived so is read-only."}"#,
-        );
-        assert_eq!(e.code, ErrorCode::RepoArchived);
-        let e = classify(
-            403,
-            &HeaderMap::new(),
-            br#"{"message":"Resource not accessible by integration"}"#,
-        );
-        assert_eq!(e.code, ErrorCode::InsufficientPermissions);
-        let e = classify(401, &HeaderMap::new(), br#"{"message":"Bad credentials"}"#);
-        assert_eq!(e.code, ErrorCode::Unauthorized);
-        assert!(e.message.contains("Bad credentials"));
-        let e = classify(502, &HeaderMap::new(), b"<html>bad gateway</html>");
-        assert_eq!(e.code, ErrorCode::Upstream5xx);
     }
 }

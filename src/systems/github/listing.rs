@@ -14,7 +14,7 @@ use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::client::classify;
+use super::rest::classify;
 use crate::systems::outbound::{exchange, ErrorCode, Exchange, OutboundError, RateInfo};
 
 /// One page of a listing.
@@ -66,7 +66,7 @@ impl Lister<'_> {
         let token = self.token.ok_or_else(|| {
             OutboundError::new(ErrorCode::Unauthorized, "GITHUB_TOKEN is not set")
         })?;
-        Ok(super::client::as_github(
+        Ok(super::rest::as_github(
             self.http.request(method, url),
             token.expose_secret(),
         ))

@@ -4,8 +4,10 @@
 pub mod app;
 pub mod client;
 pub mod listing;
+pub mod project_item;
 pub mod read_back;
 pub mod refs;
+pub mod rest;
 pub mod webhook;
 
 pub use webhook::parse as parse_webhook;

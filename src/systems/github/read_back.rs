@@ -52,7 +52,7 @@ pub fn parse(root: &Value) -> Result<Parsed, PayloadError> {
     let delivery: String = required(root, &format!("{MARK}.delivery"))?;
     // A read-back always carries the value; without it the lookup would be asked again.
     let _: String = required(root, "changes.field_value.to.name")?;
-    let mut parsed = super::webhook::projects_v2_item(root)?;
+    let mut parsed = super::project_item::parse(root)?;
     if let Parsed::Updates(updates) = &mut parsed {
         let how = format!("read back from GitHub by lookup {lookup_id} after delivery {delivery}");
         for update in updates {

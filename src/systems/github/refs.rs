@@ -13,27 +13,7 @@ pub struct IssueRef<'a> {
     pub number: u64,
 }
 
-/// A user or organization login: 1 to 39 alphanumerics or single hyphens, neither
-/// first nor last.
-pub fn valid_owner(owner: &str) -> bool {
-    (1..=39).contains(&owner.len())
-        && owner
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !owner.starts_with('-')
-        && !owner.ends_with('-')
-        && !owner.contains("--")
-}
-
-/// A repository name: 1 to 100 of `A-Z a-z 0-9 . _ -`, and not `.` or `..`.
-pub fn valid_repo(repo: &str) -> bool {
-    (1..=100).contains(&repo.len())
-        && repo
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && repo != "."
-        && repo != ".."
-}
+pub use crate::domain::names::{valid_owner, valid_repo};
 
 pub fn parse_issue_ref(external_id: &str) -> Option<IssueRef<'_>> {
     let (repo_path, number) = external_id.rsplit_once('#')?;

@@ -1,0 +1,198 @@
+use super::*;
+use std::collections::BTreeMap;
+
+use crate::domain::SystemId;
+use std::collections::HashMap;
+
+struct MapEnv(HashMap<String, String>);
+impl Env for MapEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+fn load(file: Option<&str>, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let dir = std::env::temp_dir().join(format!("statsync-config-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = file.map(|text| {
+        let p = dir.join("extra.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    });
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let env = MapEnv(vars.iter().cloned().collect());
+    let result = Settings::load_from(path.as_deref(), &vars, &env);
+    let _ = std::fs::remove_dir_all(dir);
+    result
+}
+
+#[test]
+fn defaults_load_and_validate() {
+    let s = load(None, &[]).unwrap();
+    assert_eq!(s.http.port, 8080);
+    assert_eq!(s.http.max_body_bytes, 1024 * 1024);
+    assert_eq!(s.sync.conflict_window_ms, 5000);
+    assert_eq!(s.sync.max_future_skew_ms, 60000);
+    assert_eq!(s.sync.priorities[&SystemId::Linear], 1);
+    assert!(s.secrets.database_url.is_none());
+}
+
+#[test]
+fn file_then_environment_override_in_that_order() {
+    let s = load(
+        Some("[http]\nport = 9000\nhost = \"0.0.0.0\"\n"),
+        &[
+            ("STATSYNC__HTTP__PORT", "9100"),
+            (
+                "STATSYNC__WS__ALLOWED_ORIGINS",
+                "https://a.example,https://b.example",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.http.port, 9100);
+    assert_eq!(s.http.host, "0.0.0.0");
+    assert_eq!(
+        s.ws.allowed_origins,
+        vec!["https://a.example", "https://b.example"]
+    );
+}
+
+#[test]
+fn a_bad_value_names_its_key() {
+    let err = load(None, &[("STATSYNC__HTTP__PORT", "eighty")]).unwrap_err();
+    assert!(err.to_string().contains("http.port"), "{err}");
+    let err = load(Some("[sync]\nconflict_strategy = \"coin_flip\"\n"), &[]).unwrap_err();
+    assert!(err.to_string().contains("coin_flip"), "{err}");
+    let err = load(Some("[http]\nprot = 1\n"), &[]).unwrap_err();
+    assert!(err.to_string().contains("prot"), "{err}");
+    let err = load(Some("[linear]\napi_url = \"not a url\"\n"), &[]).unwrap_err();
+    assert!(err.to_string().contains("linear.api_url"), "{err}");
+}
+
+#[test]
+fn secrets_come_from_the_environment_and_are_never_printed() {
+    let s = load(
+        None,
+        &[
+            ("GITHUB_WEBHOOK_SECRET", "hunter2"),
+            ("STATSYNC_API_TOKENS", "t1, t2"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.secrets.api_tokens.len(), 2);
+    let printed = s.redacted_toml();
+    assert!(!printed.contains("hunter2"));
+    assert!(printed.contains("GITHUB_WEBHOOK_SECRET = \"[redacted]\""));
+    assert!(!format!("{s:?}").contains("hunter2"));
+}
+
+#[test]
+fn hook_ids_come_from_their_own_environment_variable_over_the_file() {
+    let s = load(
+        Some("[github.hook_ids]\n\"a/one\" = 1\n\"b/two\" = 2\n"),
+        &[(HOOK_IDS_VAR, " b/two=22, octo-org/hello.world=456 ,")],
+    )
+    .unwrap();
+    let want: BTreeMap<String, u64> = [("a/one", 1), ("b/two", 22), ("octo-org/hello.world", 456)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    assert_eq!(s.github.hook_ids, want);
+    assert!(load(None, &[(HOOK_IDS_VAR, "")])
+        .unwrap()
+        .github
+        .hook_ids
+        .is_empty());
+}
+
+#[test]
+fn a_bad_hook_ids_entry_is_named() {
+    for (value, entry, why) in [
+        ("a/b=1,c/d", "c/d", "has no `=`"),
+        ("a/b=1,nope=2", "nope=2", "not owner/name"),
+        ("a/b=x", "a/b=x", "not a positive integer"),
+        ("a/b=-3", "a/b=-3", "not a positive integer"),
+        ("a/b=1,a/b=2", "a/b=2", "repeats `a/b`"),
+    ] {
+        let err = load(None, &[(HOOK_IDS_VAR, value)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(HOOK_IDS_VAR), "{value}: {err}");
+        assert!(err.contains(&format!("`{entry}`")), "{value}: {err}");
+        assert!(err.contains(why), "{value}: {err}");
+    }
+}
+
+#[test]
+fn an_invalid_enum_value_is_refused_with_the_valid_ones_listed() {
+    let err = load(None, &[("STATSYNC__SYNC__CONFLICT_STRATEGY", "random")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sync.conflict_strategy"), "{err}");
+    assert!(err.contains("`random`"), "{err}");
+    assert!(
+        err.contains("priority_based, timestamp_based, manual, merge"),
+        "{err}"
+    );
+    let err = load(None, &[("STATSYNC__LOG__FORMAT", "xml")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("log.format") && err.contains("pretty, json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_log_level_that_would_silence_everything_is_refused() {
+    let err = load(None, &[("STATSYNC__LOG__LEVEL", "loud")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("log.level") && err.contains("`loud`"), "{err}");
+    assert!(
+        err.contains("trace, debug, info, warn, error, off"),
+        "{err}"
+    );
+    for ok in [
+        "debug",
+        "WARN",
+        "info,statsync=debug",
+        "statsync::dispatch=trace",
+    ] {
+        let s = load(None, &[("STATSYNC__LOG__LEVEL", ok)]).unwrap();
+        assert_eq!(s.log.level, ok);
+    }
+}
+
+#[test]
+fn an_unknown_statsync_variable_and_missing_secrets_are_warned_about() {
+    let s = load(None, &[("STATSYNC_HTTP_PORT", "9000")]).unwrap();
+    assert_eq!(s.http.port, 8080);
+    let warnings = s.warnings.join("\n");
+    assert!(
+        warnings.contains("STATSYNC_HTTP_PORT is not a statsync variable"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("no webhook secret is set"), "{warnings}");
+    assert!(
+        warnings.contains("STATSYNC_API_TOKENS is not set"),
+        "{warnings}"
+    );
+
+    let s = load(
+        None,
+        &[
+            ("GITHUB_WEBHOOK_SECRET", "s"),
+            ("STATSYNC_API_TOKENS", "t"),
+            ("STATSYNC_API_TOKENS_FILE", "/dev/null"),
+            (HOOK_IDS_VAR, "a/b=1"),
+            ("STATSYNC__HTTP__PORT", "9000"),
+        ],
+    )
+    .unwrap();
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+}
