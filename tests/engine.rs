@@ -718,6 +718,15 @@ async fn a_write_that_lands_after_its_entity_moved_on_is_followed_by_the_current
         project: None,
         created_at: Utc::now(),
     };
+    // The blocked write waits behind the one in flight (the test's dispatcher, with no
+    // GitHub to call, would otherwise end it at once).
+    db.execute(
+        "UPDATE sync_outbox SET state = 'pending', run_at = now() + interval '1 hour'
+         WHERE entity_id = $1 AND entity_version = 3",
+        &[&entity],
+    )
+    .await
+    .unwrap();
     let store = Store::connect(&app.database_url, app.settings.database.pool()).unwrap();
     let client = store.client().await.unwrap();
     assert!(

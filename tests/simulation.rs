@@ -33,11 +33,7 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
-// Out of the default run while it still finds an open race (issue 15: a write of
-// statsync's landing in the same second as a person's change to the same object, seeds
-// 4, 31 and 39 depending on timing): `cargo test --test simulation -- --ignored`.
 #[actix_web::test]
-#[ignore = "finds an open race (issue 15); run with -- --ignored"]
 async fn seeded_runs_of_the_whole_loop_keep_one_truth() {
     let first = env_u64("SIM_FIRST").unwrap_or(1);
     let replay = env_u64("SIM_SEED");

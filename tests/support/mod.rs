@@ -347,18 +347,29 @@ where
     }
 }
 
+/// Waits until `count` (a `SELECT count(*) …`) answers `want` on `db`.
+pub async fn wait_count(
+    db: &tokio_postgres::Client,
+    what: &str,
+    timeout: Duration,
+    count: &str,
+    want: i64,
+) {
+    wait_for(what, timeout, || async {
+        let n: i64 = db.query_one(count, &[]).await.expect(count).get(0);
+        (n == want).then_some(())
+    })
+    .await;
+}
+
 /// Waits until no stored delivery is pending on `db`.
 pub async fn wait_drained(db: &tokio_postgres::Client, timeout: Duration) {
-    wait_for("every stored delivery is processed", timeout, || async {
-        let n: i64 = db
-            .query_one(
-                "SELECT count(*) FROM inbound_events WHERE state = 'pending'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        (n == 0).then_some(())
-    })
+    wait_count(
+        db,
+        "every stored delivery is processed",
+        timeout,
+        "SELECT count(*) FROM inbound_events WHERE state = 'pending'",
+        0,
+    )
     .await;
 }

@@ -85,40 +85,23 @@ async fn bodies_of_applied_deliveries_past_retention_are_dropped_and_their_ids_s
     )
     .await
     .unwrap();
-    wait_for(
+    wait_count(
+        &db,
         "the unreadable delivery failed",
         Duration::from_secs(20),
-        || async {
-            let n: i64 = db
-                .query_one(
-                    "SELECT count(*) FROM inbound_events WHERE state = 'failed'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            (n == 1).then_some(())
-        },
+        "SELECT count(*) FROM inbound_events WHERE state = 'failed'",
+        1,
     )
     .await;
     // The Projects item deliveries carry no value, so each asked for a lookup, which
     // keeps its delivery's body until it ends; the restarted replica's one prune at
     // start would otherwise race the lookups still waiting (pruned an hour later).
-    wait_for(
+    wait_count(
+        &db,
         "every lookup the deliveries asked for has ended",
         Duration::from_secs(20),
-        || async {
-            let n: i64 = db
-                .query_one(
-                    "SELECT count(*) FROM github_item_lookups
-                     WHERE state IN ('pending', 'in_flight')",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            (n == 0).then_some(())
-        },
+        "SELECT count(*) FROM github_item_lookups WHERE state IN ('pending', 'in_flight')",
+        0,
     )
     .await;
     db.execute(
@@ -132,20 +115,12 @@ async fn bodies_of_applied_deliveries_past_retention_are_dropped_and_their_ids_s
     // A (re)started replica prunes at once, then hourly.
     app.stop().await;
     let app = spawn_app_on(&app.database_url, &[]).await;
-    wait_for(
+    wait_count(
+        &db,
         "old bodies are dropped",
         Duration::from_secs(20),
-        || async {
-            let n: i64 = db
-                .query_one(
-                    "SELECT count(*) FROM inbound_events WHERE body IS NULL",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            (n == DELIVERIES as i64 - 1).then_some(())
-        },
+        "SELECT count(*) FROM inbound_events WHERE body IS NULL",
+        DELIVERIES as i64 - 1,
     )
     .await;
     let kept: Vec<String> = db
