@@ -404,6 +404,22 @@ impl Effects {
         }
     }
 
+    /// The writes staged since the batch had staged `since` of them: each is now the
+    /// newest write on its way to its object.
+    pub fn staged_writes(
+        &self,
+        since: usize,
+    ) -> impl Iterator<Item = (&ExternalRef, CanonicalStatus)> {
+        self.outbox[since.min(self.outbox.len())..]
+            .iter()
+            .map(|r| (&r.target, r.status))
+    }
+
+    /// How many writes the batch has staged so far.
+    pub fn staged(&self) -> usize {
+        self.outbox.len()
+    }
+
     /// statsync's own write to `target` landed after the change just applied from it,
     /// so the object shows that write's status, not the change: write the change back.
     pub fn write_back(

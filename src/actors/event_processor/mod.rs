@@ -5,6 +5,7 @@
 
 mod apply;
 mod attachments;
+mod batch;
 mod effects;
 mod intake;
 mod item;
