@@ -50,11 +50,13 @@ impl Listeners {
         }
     }
 
-    /// After a gap in listening: anything may have been missed.
-    fn wake_all(&self) {
+    /// After a gap in listening (or before the first LISTEN): anything may have been
+    /// missed, up to the log's `last_seq` as it stood once listening. A real seq, never a
+    /// stand-in: a WebSocket manager with no subscribers takes it as delivered.
+    fn wake_all(&self, last_seq: i64) {
         self.tell(&Hint {
             from: Uuid::nil(),
-            last_seq: Some(i64::MAX),
+            last_seq: Some(last_seq),
             outbox: true,
             inbound: true,
         });
@@ -175,10 +177,8 @@ impl Handler<Listen> for Hints {
 /// Listens until the actor stops, reconnecting with backoff.
 async fn listen(url: String, own: Uuid, listeners: Listeners) {
     let mut attempt: u32 = 0;
-    let mut first = true;
     loop {
-        let listened = listen_once(&url, own, &listeners, !first).await;
-        first = false;
+        let listened = listen_once(&url, own, &listeners).await;
         match listened {
             Ok(()) => attempt = 0,
             Err(e) => {
@@ -195,7 +195,6 @@ async fn listen_once(
     url: &str,
     own: Uuid,
     listeners: &Listeners,
-    after_gap: bool,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -213,8 +212,16 @@ async fn listen_once(
         pump.abort();
         return Err(e);
     }
-    if after_gap {
-        listeners.wake_all();
+    // A hint sent before LISTEN took effect (at start, as after a gap) never comes:
+    // whatever was committed meanwhile is read by one poll now. (At start, a replica
+    // whose polls are slow would otherwise miss the first change another replica makes
+    // until its next poll.)
+    match crate::store::events::last_seq_on(&client).await {
+        Ok(last_seq) => listeners.wake_all(last_seq),
+        Err(e) => {
+            pump.abort();
+            return Err(e);
+        }
     }
     while let Some(message) = rx.recv().await {
         match message {

@@ -147,6 +147,11 @@ pub async fn last_seq(client: &impl GenericClient) -> Result<i64, StoreError> {
     Ok(client.query_one(&stmt, &[]).await?.get(0))
 }
 
+/// `last_seq` on a plain connection outside the pool (the hints listener's own).
+pub async fn last_seq_on(client: &tokio_postgres::Client) -> Result<i64, tokio_postgres::Error> {
+    Ok(client.query_one(LAST_SEQ, &[]).await?.get(0))
+}
+
 const BETWEEN: &str = "SELECT seq, id, type, entity_id, rooms, created_at, data FROM events
     WHERE seq > $1 AND seq <= $2 AND rooms && $3::text[]
     ORDER BY seq LIMIT $4";
