@@ -402,12 +402,17 @@ pub async fn check(world: &Shared, db: &tokio_postgres::Client) -> (Vec<String>,
                         ..
                     },
                 ) => {
-                    let ds = c
+                    // A board edit without its value is first recorded as waiting for
+                    // its lookup; the read-back's decision is the one on the value.
+                    let ds: Vec<&Decision> = c
                         .delivery
                         .as_deref()
                         .and_then(|d| by_delivery.get(d))
                         .cloned()
-                        .unwrap_or_default();
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|d| !d.reason.contains("needs a lookup first"))
+                        .collect();
                     (!ds.is_empty() && ds.iter().all(|d| explained_divergence(d)))
                         || unknowable(&w, c).is_some()
                 }
@@ -478,7 +483,10 @@ pub async fn check(world: &Shared, db: &tokio_postgres::Client) -> (Vec<String>,
         }
 
         // Conflict windows are measured in source time: a conflict needs another
-        // system's assertion of the current status within the window of its own time.
+        // system's assertion of the current status within the window of its own time
+        // (a change applied, or a noop that confirms it: compatible, or a second
+        // delivery of that system's last source time, as GitHub's whole seconds make of
+        // two quick edits).
         for d in history_of.iter().filter(|d| {
             d.decision == "conflict" && !d.reason.starts_with("the entity is escalated")
         }) {
@@ -490,7 +498,9 @@ pub async fn check(world: &Shared, db: &tokio_postgres::Client) -> (Vec<String>,
                     && r.system != d.system
                     && (r.decision == "applied"
                         || r.decision == "conflict"
-                        || (r.decision == "noop" && r.reason.contains("compatible with")))
+                        || (r.decision == "noop"
+                            && (r.reason.contains("compatible with")
+                                || r.reason.starts_with("duplicate:"))))
                     && (r.source_ms - d.source_ms).abs() <= WINDOW_MS
             });
             if !rival {
