@@ -35,6 +35,7 @@ pub const DB_POOL_IDLE: &str = "statsync_db_pool_idle_connections";
 pub const DB_POOL_WAITERS: &str = "statsync_db_pool_waiters";
 pub const ALERTS_FIRING: &str = "statsync_alerts_firing";
 pub const IDENTITY_DISCOVERY_FAILURES: &str = "statsync_identity_discovery_failures_total";
+pub const HINTS: &str = "statsync_hints_total";
 
 /// Seconds, from a millisecond to a minute: the latencies statsync cares about.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -70,6 +71,7 @@ pub struct Metrics {
     pub db_pool_waiters: IntGauge,
     pub alerts_firing: IntGaugeVec,
     pub identity_discovery_failures: IntCounterVec,
+    pub hints: IntCounterVec,
 }
 
 /// Registers `c` and hands it back.
@@ -234,6 +236,12 @@ impl Metrics {
                 "Failed attempts to learn statsync's own identity in a system (retried every \
                  minute), by system and error code",
                 &["system", "code"],
+            ),
+            hints: counter(
+                HINTS,
+                "Cross-replica wake-ups (NOTIFY hints): sent, failed to send (kept and \
+                 retried), and received from other replicas",
+                &["outcome"],
             ),
             registry: r.clone(),
         };

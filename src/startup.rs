@@ -124,7 +124,7 @@ impl Application {
         let ws = WebSocketManager::new(store.clone(), settings.clone(), delivered, metrics.clone())
             .start();
         // Other replicas hear of this one's commits through coalesced NOTIFY hints.
-        let hints = Hints::new(store.clone(), database.url.clone()).start();
+        let hints = Hints::new(store.clone(), database.url.clone(), metrics.clone()).start();
         let monitor = SyncMonitor::new(
             store.clone(),
             settings.alerts.clone(),

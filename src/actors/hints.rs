@@ -10,18 +10,23 @@
 //! seq or row it saw, and polls as the backstop. A listener that lost its connection
 //! wakes everyone once it is back, since hints sent meanwhile were lost.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::StreamExt;
+use prometheus::IntCounter;
 use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
 use super::messages::{EventsCommitted, Wake};
+use crate::metrics::Metrics;
 use crate::store::{hints, Store};
 
 /// At most one NOTIFY per replica in this interval.
 const COALESCE: Duration = Duration::from_millis(20);
+/// After a NOTIFY failed (no pooled connection, PostgreSQL away), the next try.
+const RETRY: Duration = Duration::from_millis(500);
 
 pub use crate::store::hints::Hint;
 
@@ -67,6 +72,7 @@ pub struct Hints {
     store: Store,
     database_url: String,
     replica: Uuid,
+    metrics: Arc<Metrics>,
     pending: Hint,
     flush_scheduled: bool,
 }
@@ -77,12 +83,13 @@ pub struct Hints {
 pub struct Listen(pub Listeners);
 
 impl Hints {
-    pub fn new(store: Store, database_url: String) -> Self {
+    pub fn new(store: Store, database_url: String, metrics: Arc<Metrics>) -> Self {
         let replica = Uuid::new_v4();
         Hints {
             store,
             database_url,
             replica,
+            metrics,
             pending: Hint {
                 from: replica,
                 ..Hint::default()
@@ -92,11 +99,15 @@ impl Hints {
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
+        self.schedule_in(COALESCE, ctx);
+    }
+
+    fn schedule_in(&mut self, delay: Duration, ctx: &mut Context<Self>) {
         if self.flush_scheduled || self.pending.is_empty() {
             return;
         }
         self.flush_scheduled = true;
-        ctx.run_later(COALESCE, |act, ctx| {
+        ctx.run_later(delay, |act, ctx| {
             let hint = std::mem::replace(
                 &mut act.pending,
                 Hint {
@@ -111,15 +122,25 @@ impl Hints {
                         Ok(client) => hints::notify(&client, &hint).await,
                         Err(e) => Err(e),
                     };
-                    if let Err(e) = sent {
-                        // Others find the work at their next poll.
-                        tracing::debug!(error = %e, "hint not sent");
-                    }
+                    sent.map_err(|e| (e, hint))
                 }
                 .into_actor(act)
-                .map(|_, act, ctx| {
+                .map(|sent, act, ctx| {
                     act.flush_scheduled = false;
-                    act.schedule(ctx);
+                    match sent {
+                        Ok(()) => {
+                            act.metrics.hints.with_label_values(&["sent"]).inc();
+                            act.schedule(ctx);
+                        }
+                        Err((e, hint)) => {
+                            // Kept, not dropped: a replica that polls slowly (or not at
+                            // all while idle) would wait its whole interval for the work.
+                            act.metrics.hints.with_label_values(&["failed"]).inc();
+                            tracing::warn!(error = %e, "hint not sent; retrying");
+                            act.pending.merge(&hint);
+                            act.schedule_in(RETRY, ctx);
+                        }
+                    }
                 }),
             );
         });
@@ -170,15 +191,16 @@ impl Handler<Listen> for Hints {
     fn handle(&mut self, msg: Listen, ctx: &mut Context<Self>) {
         let url = self.database_url.clone();
         let own = self.replica;
-        ctx.spawn(listen(url, own, msg.0).into_actor(self));
+        let received = self.metrics.hints.with_label_values(&["received"]);
+        ctx.spawn(listen(url, own, msg.0, received).into_actor(self));
     }
 }
 
 /// Listens until the actor stops, reconnecting with backoff.
-async fn listen(url: String, own: Uuid, listeners: Listeners) {
+async fn listen(url: String, own: Uuid, listeners: Listeners, received: IntCounter) {
     let mut attempt: u32 = 0;
     loop {
-        let listened = listen_once(&url, own, &listeners).await;
+        let listened = listen_once(&url, own, &listeners, &received).await;
         match listened {
             Ok(()) => attempt = 0,
             Err(e) => {
@@ -195,6 +217,7 @@ async fn listen_once(
     url: &str,
     own: Uuid,
     listeners: &Listeners,
+    received: &IntCounter,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -226,7 +249,10 @@ async fn listen_once(
     while let Some(message) = rx.recv().await {
         match message {
             Ok(AsyncMessage::Notification(n)) => match serde_json::from_str::<Hint>(n.payload()) {
-                Ok(hint) if hint.from != own => listeners.tell(&hint),
+                Ok(hint) if hint.from != own => {
+                    received.inc();
+                    listeners.tell(&hint);
+                }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, payload = n.payload(), "unreadable hint"),
             },

@@ -22,6 +22,13 @@ impl Hint {
     pub fn is_empty(&self) -> bool {
         self.last_seq.is_none() && !self.outbox && !self.inbound
     }
+
+    /// Folds `other` in: one hint that says everything both said.
+    pub fn merge(&mut self, other: &Hint) {
+        self.last_seq = self.last_seq.max(other.last_seq);
+        self.outbox |= other.outbox;
+        self.inbound |= other.inbound;
+    }
 }
 
 const NOTIFY: &str = "SELECT pg_notify('statsync_hints', $1)";
@@ -37,4 +44,35 @@ pub async fn notify(client: &impl GenericClient, hint: &Hint) -> Result<(), Stor
 
 pub async fn listen(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
     client.batch_execute("LISTEN statsync_hints").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_merged_hint_says_everything_both_said() {
+        let mut kept = Hint {
+            last_seq: Some(7),
+            inbound: true,
+            ..Hint::default()
+        };
+        kept.merge(&Hint {
+            last_seq: Some(5),
+            outbox: true,
+            ..Hint::default()
+        });
+        assert_eq!(
+            (kept.last_seq, kept.outbox, kept.inbound),
+            (Some(7), true, true)
+        );
+        kept.merge(&Hint {
+            last_seq: Some(9),
+            ..Hint::default()
+        });
+        assert_eq!(kept.last_seq, Some(9));
+        let mut empty = Hint::default();
+        empty.merge(&Hint::default());
+        assert!(empty.is_empty());
+    }
 }
