@@ -2,6 +2,7 @@
 //! and PostgreSQL, which holds the canonical state.
 
 pub mod actors;
+pub mod backfill;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
@@ -9,6 +10,5 @@ pub mod http;
 pub mod metrics;
 pub mod startup;
 pub mod store;
-pub mod sync;
 pub mod systems;
 pub mod telemetry;

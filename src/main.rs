@@ -139,7 +139,7 @@ async fn backfill(
     team: Option<String>,
     incremental: bool,
 ) -> anyhow::Result<()> {
-    use statsync::sync::{Mode, Scope, Trigger};
+    use statsync::backfill::{Mode, Scope, Trigger};
     let scope = match (system, repo, team) {
         ("github", Some(repo), None) => Scope::github(&repo)?,
         ("linear", None, Some(team)) => Scope::linear(&team)?,
@@ -165,7 +165,7 @@ async fn backfill(
     let handle = app.handle();
     let serving = actix_web::rt::spawn(app.run_until_stopped());
     println!("backfill {scope} ({})", mode.as_str());
-    let printer = |p: statsync::sync::Progress| {
+    let printer = |p: statsync::backfill::Progress| {
         println!("  {:>3}%  page {}  {} items", p.percent, p.pages, p.seen);
     };
     let id = uuid::Uuid::new_v4();

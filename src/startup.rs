@@ -17,7 +17,7 @@ use actix::{Actor, Addr};
 use crate::actors::conflict_resolver::ConflictResolver;
 use crate::actors::event_processor::{Engine, EventProcessor, Lifecycle};
 use crate::actors::hints::{Hints, Listen, Listeners, StopHints};
-use crate::actors::intake::IntakeWriter;
+use crate::actors::intake_writer::IntakeWriter;
 use crate::actors::messages::Backlog;
 use crate::actors::status_mapper::StatusMapper;
 use crate::actors::sync_monitor::SyncMonitor;
@@ -147,12 +147,12 @@ impl Application {
             listening.push(addr.clone().recipient());
             dispatcher = Some(addr);
         }
-        let backfill = Arc::new(crate::sync::SyncService::new(
+        let backfill = Arc::new(crate::backfill::Backfill::new(
             store.clone(),
             settings.clone(),
             vec![ws.clone().recipient()],
         )?);
-        crate::sync::start_reconciler(backfill.clone());
+        crate::backfill::start_reconciler(backfill.clone());
         let identities = Arc::new(Identities::new(
             settings.github.actor_login.clone(),
             settings.linear.actor_id.clone(),
@@ -227,6 +227,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
         let limit = settings.http.max_body_bytes;
+        let api_enabled = settings.server.api_enabled;
         let mut server =
             HttpServer::new(move || {
                 App::new()
@@ -242,7 +243,7 @@ impl Application {
                         http::body_deadline::body_deadline,
                     ))
                     .wrap(actix_web::middleware::from_fn(http::request_id::request_id))
-                    .configure(http::routes)
+                    .configure(|cfg| http::routes(cfg, api_enabled))
             })
             .shutdown_timeout(settings.server.shutdown_grace_s)
             // Ours (see `run_until_stopped`): WebSockets are told before the server stops.

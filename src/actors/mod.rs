@@ -3,7 +3,7 @@
 pub mod conflict_resolver;
 pub mod event_processor;
 pub mod hints;
-pub mod intake;
+pub mod intake_writer;
 pub mod messages;
 pub mod status_mapper;
 pub mod sync_monitor;

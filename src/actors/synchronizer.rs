@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 pub use super::event_processor::Target;
 use super::event_processor::{ApplyError, ApplyNow, EventProcessor, ItemOutcome, WorkItem};
-use super::intake::{GroupError, IntakeWriter};
+use super::intake_writer::{GroupError, IntakeWriter};
 use super::messages::{Backlog, Wake};
 use super::sync_monitor::{ListAlerts, Scrape, StopMonitor, SyncMonitor};
 use crate::domain::{
@@ -35,7 +35,7 @@ pub enum IntakeError {
 
 /// Why an API call did not go through.
 #[derive(Debug, thiserror::Error)]
-pub enum SyncError {
+pub enum BackfillError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -48,29 +48,29 @@ pub enum SyncError {
     Unexpected(anyhow::Error),
 }
 
-impl From<StoreError> for SyncError {
+impl From<StoreError> for BackfillError {
     fn from(e: StoreError) -> Self {
         if e.is_transient() {
-            SyncError::Unavailable(e.to_string())
+            BackfillError::Unavailable(e.to_string())
         } else {
-            SyncError::Unexpected(e.into())
+            BackfillError::Unexpected(e.into())
         }
     }
 }
 
-impl From<ApplyError> for SyncError {
+impl From<ApplyError> for BackfillError {
     fn from(e: ApplyError) -> Self {
         match e {
-            ApplyError::NotFound(m) => SyncError::NotFound(m),
+            ApplyError::NotFound(m) => BackfillError::NotFound(m),
             ApplyError::Store(s) => s.into(),
             ApplyError::Mailbox(m) => {
-                SyncError::Unavailable(format!("the engine is not running: {m}"))
+                BackfillError::Unavailable(format!("the engine is not running: {m}"))
             }
         }
     }
 }
 
-impl From<tokio_postgres::Error> for SyncError {
+impl From<tokio_postgres::Error> for BackfillError {
     fn from(e: tokio_postgres::Error) -> Self {
         StoreError::from(e).into()
     }
@@ -159,7 +159,7 @@ pub struct Parts {
     pub capacity: i64,
     pub processor: Addr<EventProcessor>,
     pub monitor: Addr<SyncMonitor>,
-    /// Webhook deliveries are committed through it (see `actors::intake`).
+    /// Webhook deliveries are committed through it (see `actors::intake_writer`).
     pub writer: IntakeWriter,
 }
 
@@ -187,11 +187,11 @@ impl StatusSynchronizer {
     }
 
     /// `GET /metrics`: every metric, rendered by the SyncMonitor.
-    pub async fn scrape(&self) -> Result<String, SyncError> {
+    pub async fn scrape(&self) -> Result<String, BackfillError> {
         self.monitor
             .send(Scrape)
             .await
-            .map_err(|e| SyncError::Unavailable(format!("the monitor is not running: {e}")))
+            .map_err(|e| BackfillError::Unavailable(format!("the monitor is not running: {e}")))
     }
 
     /// Shutdown: the monitor stops reading before the database goes away.
@@ -200,12 +200,10 @@ impl StatusSynchronizer {
     }
 
     /// `GET /alerts`: what fires now, across replicas.
-    pub async fn alerts(&self) -> Result<Vec<ActiveAlert>, SyncError> {
-        Ok(self
-            .monitor
-            .send(ListAlerts)
-            .await
-            .map_err(|e| SyncError::Unavailable(format!("the monitor is not running: {e}")))??)
+    pub async fn alerts(&self) -> Result<Vec<ActiveAlert>, BackfillError> {
+        Ok(self.monitor.send(ListAlerts).await.map_err(|e| {
+            BackfillError::Unavailable(format!("the monitor is not running: {e}"))
+        })??)
     }
 
     /// Commits a verified delivery; `Ok` means it is durably stored.
@@ -226,16 +224,16 @@ impl StatusSynchronizer {
             .inc();
     }
 
-    async fn apply(&self, item: WorkItem) -> Result<ItemOutcome, SyncError> {
+    async fn apply(&self, item: WorkItem) -> Result<ItemOutcome, BackfillError> {
         Ok(self
             .processor
             .send(ApplyNow(item))
             .await
-            .map_err(|e| SyncError::Unavailable(format!("the engine is not running: {e}")))??)
+            .map_err(|e| BackfillError::Unavailable(format!("the engine is not running: {e}")))??)
     }
 
     /// Synchronizes one status from any source and answers the decision.
-    pub async fn submit(&self, req: SubmitStatus) -> Result<ItemOutcome, SyncError> {
+    pub async fn submit(&self, req: SubmitStatus) -> Result<ItemOutcome, BackfillError> {
         let item = api_item(
             req.target,
             req.status,
@@ -247,7 +245,7 @@ impl StatusSynchronizer {
         self.apply(item).await
     }
 
-    pub async fn entity(&self, id: Uuid) -> Result<Option<EntityView>, SyncError> {
+    pub async fn entity(&self, id: Uuid) -> Result<Option<EntityView>, BackfillError> {
         let client = self.store.client().await?;
         let Some(row) = entities::get(&client, id).await? else {
             return Ok(None);
@@ -261,7 +259,7 @@ impl StatusSynchronizer {
         Ok(Some(view))
     }
 
-    pub async fn lookup(&self, r: &ExternalRef) -> Result<Option<EntityView>, SyncError> {
+    pub async fn lookup(&self, r: &ExternalRef) -> Result<Option<EntityView>, BackfillError> {
         let client = self.store.client().await?;
         let found = entities::find(&client, std::slice::from_ref(r)).await?;
         drop(client);
@@ -271,24 +269,24 @@ impl StatusSynchronizer {
         }
     }
 
-    pub async fn history(&self, id: Uuid, limit: i64) -> Result<Vec<Transition>, SyncError> {
+    pub async fn history(&self, id: Uuid, limit: i64) -> Result<Vec<Transition>, BackfillError> {
         let client = self.store.client().await?;
         if entities::get(&client, id).await?.is_none() {
-            return Err(SyncError::NotFound(format!("no entity {id}")));
+            return Err(BackfillError::NotFound(format!("no entity {id}")));
         }
         Ok(history::history(&client, id, limit).await?)
     }
 
     /// Restores the status the entity had at `version`, as a new change.
-    pub async fn rollback(&self, id: Uuid, version: i64) -> Result<ItemOutcome, SyncError> {
+    pub async fn rollback(&self, id: Uuid, version: i64) -> Result<ItemOutcome, BackfillError> {
         let client = self.store.client().await?;
         let entity = entities::get(&client, id)
             .await?
-            .ok_or_else(|| SyncError::NotFound(format!("no entity {id}")))?;
+            .ok_or_else(|| BackfillError::NotFound(format!("no entity {id}")))?;
         let status = history::status_at_version(&client, id, version)
             .await?
             .ok_or_else(|| {
-                SyncError::Conflict(format!(
+                BackfillError::Conflict(format!(
                     "entity {id} never had version {version} (it is at version {})",
                     entity.version
                 ))
@@ -296,7 +294,7 @@ impl StatusSynchronizer {
         drop(client);
         let status: CanonicalStatus = status
             .parse()
-            .map_err(|e: crate::domain::ParseError| SyncError::Unexpected(e.into()))?;
+            .map_err(|e: crate::domain::ParseError| BackfillError::Unexpected(e.into()))?;
         let mut item = api_item(
             Target::Entity(id),
             status,
@@ -310,7 +308,7 @@ impl StatusSynchronizer {
     }
 
     /// Links external refs to an entity, creating it when none is named or linked.
-    pub async fn link(&self, req: LinkRequest) -> Result<(EntityView, bool), SyncError> {
+    pub async fn link(&self, req: LinkRequest) -> Result<(EntityView, bool), BackfillError> {
         let tx = Tx::begin(self.store.client().await?).await?;
         let found = entities::find(&*tx, &req.refs).await?;
         let mut owners: Vec<Uuid> = found.values().copied().collect();
@@ -319,10 +317,10 @@ impl StatusSynchronizer {
         let (id, created) = match (req.entity_id, owners.as_slice()) {
             (Some(id), _) => {
                 let Some(row) = entities::lock(&*tx, &[id]).await?.remove(&id) else {
-                    return Err(SyncError::NotFound(format!("no entity {id}")));
+                    return Err(BackfillError::NotFound(format!("no entity {id}")));
                 };
                 if let Some(survivor) = row.merged_into {
-                    return Err(SyncError::Conflict(format!(
+                    return Err(BackfillError::Conflict(format!(
                         "entity {id} was merged into entity {survivor}; link to that one"
                     )));
                 }
@@ -350,7 +348,7 @@ impl StatusSynchronizer {
                 (id, true)
             }
             (None, many) => {
-                return Err(SyncError::Conflict(format!(
+                return Err(BackfillError::Conflict(format!(
                     "these refs are linked to different entities: {}",
                     many.iter()
                         .map(Uuid::to_string)
@@ -363,7 +361,7 @@ impl StatusSynchronizer {
             match found.get(r) {
                 Some(owner) if *owner == id => continue,
                 Some(owner) => {
-                    return Err(SyncError::Conflict(format!(
+                    return Err(BackfillError::Conflict(format!(
                         "{r} is already linked to entity {owner}"
                     )))
                 }
@@ -376,7 +374,7 @@ impl StatusSynchronizer {
             };
             let owner = entities::link(&*tx, id, r, None, role).await?;
             if owner != id {
-                return Err(SyncError::Conflict(format!(
+                return Err(BackfillError::Conflict(format!(
                     "{r} is already linked to entity {owner}"
                 )));
             }
@@ -399,7 +397,7 @@ impl StatusSynchronizer {
         let view = self
             .entity(id)
             .await?
-            .ok_or_else(|| SyncError::NotFound(format!("no entity {id}")))?;
+            .ok_or_else(|| BackfillError::NotFound(format!("no entity {id}")))?;
         Ok((view, created))
     }
 
@@ -407,7 +405,7 @@ impl StatusSynchronizer {
         &self,
         state: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<Conflict>, SyncError> {
+    ) -> Result<Vec<Conflict>, BackfillError> {
         let client = self.store.client().await?;
         Ok(history::list_conflicts(&client, state, limit).await?)
     }
@@ -418,14 +416,14 @@ impl StatusSynchronizer {
         id: Uuid,
         status: CanonicalStatus,
         by: &str,
-    ) -> Result<ItemOutcome, SyncError> {
+    ) -> Result<ItemOutcome, BackfillError> {
         let client = self.store.client().await?;
         let conflict = history::get_conflict(&client, id)
             .await?
-            .ok_or_else(|| SyncError::NotFound(format!("no conflict {id}")))?;
+            .ok_or_else(|| BackfillError::NotFound(format!("no conflict {id}")))?;
         drop(client);
         if conflict.state != "open" {
-            return Err(SyncError::Conflict(format!(
+            return Err(BackfillError::Conflict(format!(
                 "conflict {id} is already {}",
                 conflict.state
             )));
@@ -448,7 +446,7 @@ impl StatusSynchronizer {
         after: i64,
         rooms: Option<&[String]>,
         limit: i64,
-    ) -> Result<Vec<Event>, SyncError> {
+    ) -> Result<Vec<Event>, BackfillError> {
         let client = self.store.client().await?;
         Ok(events::after(&client, after, rooms, limit).await?)
     }

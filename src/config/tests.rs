@@ -169,6 +169,26 @@ fn a_log_level_that_would_silence_everything_is_refused() {
 }
 
 #[test]
+fn a_replica_with_neither_role_is_refused() {
+    let off = |k| (k, "false");
+    let err = load(
+        None,
+        &[
+            off("STATSYNC__SERVER__API_ENABLED"),
+            off("STATSYNC__SERVER__WORKER_ENABLED"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("server.api_enabled") && err.contains("server.worker_enabled"),
+        "{err}"
+    );
+    let worker_only = load(None, &[off("STATSYNC__SERVER__API_ENABLED")]).unwrap();
+    assert!(!worker_only.server.api_enabled && worker_only.server.worker_enabled);
+}
+
+#[test]
 fn an_unknown_statsync_variable_and_missing_secrets_are_warned_about() {
     let s = load(None, &[("STATSYNC_HTTP_PORT", "9000")]).unwrap();
     assert_eq!(s.http.port, 8080);

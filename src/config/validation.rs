@@ -163,6 +163,13 @@ impl Settings {
         if self.database.pool_size == 0 {
             return invalid("database.pool_size", "must be at least 1");
         }
+        if !self.server.api_enabled && !self.server.worker_enabled {
+            return invalid(
+                "server.api_enabled",
+                "and server.worker_enabled are both false: the replica would take no \
+                 deliveries and apply none; set at least one",
+            );
+        }
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use super::auth::Authenticated;
 use super::errors::ApiError;
 use super::query::Query;
 use super::AppState;
-use crate::actors::synchronizer::{LinkRequest, SubmitStatus, SyncError};
+use crate::actors::synchronizer::{BackfillError, LinkRequest, SubmitStatus};
 use crate::domain::{CanonicalStatus, EntityKind, ExternalRef, SystemId};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -31,17 +31,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-impl From<SyncError> for ApiError {
-    fn from(e: SyncError) -> Self {
+impl From<BackfillError> for ApiError {
+    fn from(e: BackfillError) -> Self {
         match e {
-            SyncError::NotFound(m) => ApiError::NotFound(m),
-            SyncError::Conflict(m) => ApiError::Conflict(m),
-            SyncError::Invalid(m) => ApiError::Malformed(m),
-            SyncError::Unavailable(m) => ApiError::Unavailable {
+            BackfillError::NotFound(m) => ApiError::NotFound(m),
+            BackfillError::Conflict(m) => ApiError::Conflict(m),
+            BackfillError::Invalid(m) => ApiError::Malformed(m),
+            BackfillError::Unavailable(m) => ApiError::Unavailable {
                 message: m,
                 retry_after_s: 1,
             },
-            SyncError::Unexpected(e) => ApiError::Unexpected(e),
+            BackfillError::Unexpected(e) => ApiError::Unexpected(e),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backfill;
 pub mod body_deadline;
 pub mod connections;
 pub mod deliveries;
@@ -15,7 +16,6 @@ pub mod page;
 pub mod query;
 pub mod request_id;
 pub mod sse;
-pub mod sync;
 pub mod text;
 pub mod webhooks;
 pub mod ws;
@@ -38,12 +38,17 @@ pub struct AppState {
     /// Slots of WebSockets and SSE streams.
     pub ws_connections: Arc<connections::Connections>,
     /// Backfills and reconciliation.
-    pub backfill: Arc<crate::sync::SyncService>,
+    pub backfill: Arc<crate::backfill::Backfill>,
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// Health and metrics always; the rest only where `server.api_enabled` (a worker-only
+/// replica takes no webhooks, API calls or streams, and its Service sends it none).
+pub fn routes(cfg: &mut web::ServiceConfig, api_enabled: bool) {
     health::routes(cfg);
     metrics::routes(cfg);
+    if !api_enabled {
+        return;
+    }
     webhooks::routes(cfg);
     page::routes(cfg);
     ws::routes(cfg);
@@ -52,6 +57,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // Before `api`: its `/api/v1` scope would answer 404 for these paths.
     deliveries::routes(cfg);
     outbox::routes(cfg);
-    sync::routes(cfg);
+    backfill::routes(cfg);
     api::routes(cfg);
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
 use serde_json::{json, Value};
+use statsync::backfill::{reconcile_all, Backfill};
 use statsync::config::Settings;
 use statsync::store::Store;
-use statsync::sync::{reconcile_all, SyncService};
 
 use super::fakes::Fake;
 use super::runs::{assert_synced, backfill, fake_with_items, spawn, REPO};
@@ -16,11 +16,11 @@ use super::*;
 
 /// A second sync service on the application's database (whose engine applies what it
 /// stores), with `edit` applied to the application's settings.
-fn service(app: &TestApp, edit: impl FnOnce(&mut Settings)) -> Arc<SyncService> {
+fn service(app: &TestApp, edit: impl FnOnce(&mut Settings)) -> Arc<Backfill> {
     let mut settings = app.settings.clone();
     edit(&mut settings);
     let store = Store::connect(&app.database_url, settings.database.pool()).unwrap();
-    Arc::new(SyncService::new(store, Arc::new(settings), Vec::new()).unwrap())
+    Arc::new(Backfill::new(store, Arc::new(settings), Vec::new()).unwrap())
 }
 
 /// Delivery `id` of the hook, `minutes` ago, answered `status_code`.

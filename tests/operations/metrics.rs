@@ -245,6 +245,24 @@ fn promtool_accepts(text: &str) {
 }
 
 #[actix_web::test]
+async fn a_worker_only_replica_serves_health_and_metrics_and_nothing_public() {
+    let app = spawn_app_with(&[("STATSYNC__SERVER__API_ENABLED", "false")]).await;
+    for path in ["/health", "/ready", "/metrics"] {
+        assert_eq!(app.get(path).await.status, 200, "{path}");
+    }
+    let body = linear_issue_update(LINEAR_ID, "ENG-7", "Done", "completed", Utc::now());
+    assert_eq!(app.linear("worker-only-1", &body).await.status, 404);
+    let r = app.api("GET", "/api/v1/entities", None).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(app.get("/").await.status, 404);
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbound_events").await,
+        0,
+        "nothing was stored"
+    );
+}
+
+#[actix_web::test]
 async fn event_labels_come_from_a_closed_set_whatever_the_headers_say() {
     let app = spawn_app_with(&[("STATSYNC__SERVER__WORKER_ENABLED", "false")]).await;
     let (before, _) = scrape(&app).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{Mode, Scope, Summary, SyncService, Trigger};
+use super::{Backfill, Mode, Scope, Summary, Trigger};
 use crate::store::sync_runs;
 use crate::systems::github::listing::{failed_deliveries, Lister};
 
@@ -17,7 +17,7 @@ const LEASE: &str = "reconcile";
 
 /// One reconciliation pass, if this replica gets the lease: the runs it made and the
 /// deliveries it asked GitHub to send again.
-pub async fn reconcile_all(service: &Arc<SyncService>) -> anyhow::Result<(Vec<Summary>, usize)> {
+pub async fn reconcile_all(service: &Arc<Backfill>) -> anyhow::Result<(Vec<Summary>, usize)> {
     let holder = Uuid::new_v4();
     let settings = &service.settings;
     // Long enough for a pass; renewed before every scope.
@@ -59,7 +59,7 @@ pub async fn reconcile_all(service: &Arc<SyncService>) -> anyhow::Result<(Vec<Su
 
 /// Asks GitHub to redeliver every failed delivery of the configured hooks; a delivery
 /// that arrives twice is deduplicated by its id.
-async fn redeliver_missed(service: &SyncService) -> usize {
+async fn redeliver_missed(service: &Backfill) -> usize {
     let settings = &service.settings;
     if service
         .check_not_paused(crate::domain::SystemId::Github)
@@ -103,7 +103,7 @@ async fn redeliver_missed(service: &SyncService) -> usize {
 }
 
 /// Runs reconciliation every `sync.reconcile_interval_s` (0 = never).
-pub fn start_reconciler(service: Arc<SyncService>) {
+pub fn start_reconciler(service: Arc<Backfill>) {
     let every = service.settings.sync.reconcile_interval_s;
     if every == 0 || !service.settings.server.worker_enabled {
         return;

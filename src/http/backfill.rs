@@ -12,9 +12,9 @@ use super::errors::ApiError;
 use super::outbox::store_error;
 use super::query::Query;
 use super::AppState;
+use crate::backfill::{BackfillError, Mode, Scope, Trigger};
 use crate::domain::SystemId;
 use crate::store::sync_runs;
-use crate::sync::{Mode, Scope, SyncError, Trigger};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/sync/backfill", web::post().to(backfill))
@@ -24,12 +24,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/sync/resume", web::post().to(resume));
 }
 
-fn sync_error(e: SyncError) -> ApiError {
+fn sync_error(e: BackfillError) -> ApiError {
     match e {
-        SyncError::BadScope(m) => ApiError::Malformed(m),
-        e @ SyncError::Paused(_) => ApiError::Conflict(e.to_string()),
-        SyncError::Store(e) => store_error(e),
-        e @ SyncError::Upstream(_) => ApiError::Unexpected(e.into()),
+        BackfillError::BadScope(m) => ApiError::Malformed(m),
+        e @ BackfillError::Paused(_) => ApiError::Conflict(e.to_string()),
+        BackfillError::Store(e) => store_error(e),
+        e @ BackfillError::Upstream(_) => ApiError::Unexpected(e.into()),
     }
 }
 

@@ -36,16 +36,16 @@ pub struct Scope {
 }
 
 impl Scope {
-    pub fn github(repo: &str) -> Result<Scope, SyncError> {
-        let repo = RepoName::parse(repo).map_err(|e| SyncError::BadScope(e.to_string()))?;
+    pub fn github(repo: &str) -> Result<Scope, BackfillError> {
+        let repo = RepoName::parse(repo).map_err(|e| BackfillError::BadScope(e.to_string()))?;
         Ok(Scope {
             system: SystemId::Github,
             key: repo.to_string(),
         })
     }
 
-    pub fn linear(team: &str) -> Result<Scope, SyncError> {
-        let team = TeamKey::parse(team).map_err(|e| SyncError::BadScope(e.to_string()))?;
+    pub fn linear(team: &str) -> Result<Scope, BackfillError> {
+        let team = TeamKey::parse(team).map_err(|e| BackfillError::BadScope(e.to_string()))?;
         Ok(Scope {
             system: SystemId::Linear,
             key: team.to_string(),
@@ -77,12 +77,12 @@ impl Mode {
 }
 
 impl FromStr for Mode {
-    type Err = SyncError;
-    fn from_str(s: &str) -> Result<Mode, SyncError> {
+    type Err = BackfillError;
+    fn from_str(s: &str) -> Result<Mode, BackfillError> {
         match s {
             "full" => Ok(Mode::Full),
             "incremental" => Ok(Mode::Incremental),
-            other => Err(SyncError::BadScope(format!(
+            other => Err(BackfillError::BadScope(format!(
                 "mode `{other}` is neither full nor incremental"
             ))),
         }
@@ -108,7 +108,7 @@ impl Trigger {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SyncError {
+pub enum BackfillError {
     #[error("{0}")]
     BadScope(String),
     #[error("{0} sync is paused; POST /api/v1/sync/resume to resume it")]
@@ -128,7 +128,7 @@ pub struct Progress {
 }
 
 /// What backfills and reconciliations share.
-pub struct SyncService {
+pub struct Backfill {
     pub store: Store,
     pub settings: Arc<Settings>,
     pub http: reqwest::Client,
@@ -141,18 +141,18 @@ pub struct SyncService {
     low_budget: std::sync::Mutex<std::collections::HashMap<SystemId, DateTime<Utc>>>,
 }
 
-impl SyncService {
+impl Backfill {
     pub fn new(
         store: Store,
         settings: Arc<Settings>,
         committed: Vec<Recipient<EventsCommitted>>,
-    ) -> anyhow::Result<SyncService> {
+    ) -> anyhow::Result<Backfill> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_millis(
                 settings.dispatch.request_timeout_ms,
             ))
             .build()?;
-        Ok(SyncService {
+        Ok(Backfill {
             store,
             settings,
             http,
@@ -168,7 +168,7 @@ impl SyncService {
         scope: Scope,
         mode: Mode,
         trigger: Trigger,
-    ) -> Result<Uuid, SyncError> {
+    ) -> Result<Uuid, BackfillError> {
         self.check_not_paused(scope.system).await?;
         let id = Uuid::new_v4();
         let service = self.clone();
@@ -180,11 +180,11 @@ impl SyncService {
         Ok(id)
     }
 
-    pub async fn check_not_paused(&self, system: SystemId) -> Result<(), SyncError> {
+    pub async fn check_not_paused(&self, system: SystemId) -> Result<(), BackfillError> {
         let client = self.store.client().await?;
         let paused = crate::store::sync_runs::paused(&client).await?;
         if paused.iter().any(|s| s == system.as_str()) {
-            return Err(SyncError::Paused(system));
+            return Err(BackfillError::Paused(system));
         }
         Ok(())
     }

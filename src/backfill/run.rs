@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::branches::Branches;
-use super::{Mode, Progress, Scope, SyncError, SyncService, Trigger};
+use super::{Backfill, BackfillError, Mode, Progress, Scope, Trigger};
 use crate::domain::{ExternalRef, SystemId};
 use crate::store::sync_runs::{self, Counts, Cursor, ListedItem};
 use crate::store::{entities, StoreError};
@@ -55,7 +55,7 @@ struct Tracker {
     at: Instant,
 }
 
-impl SyncService {
+impl Backfill {
     /// Runs `scope` to its end (or an early stop) and answers the summary; `progress`
     /// hears of every page.
     pub async fn run(
@@ -65,7 +65,7 @@ impl SyncService {
         mode: Mode,
         trigger: Trigger,
         progress: &(dyn Fn(Progress) + Sync),
-    ) -> Result<Summary, SyncError> {
+    ) -> Result<Summary, BackfillError> {
         {
             let client = self.store.client().await?;
             sync_runs::start(
@@ -122,7 +122,7 @@ impl SyncService {
         };
         let mut data = serde_json::to_value(&summary).unwrap_or_else(|_| json!({}));
         match &listed {
-            Err(SyncError::Upstream(e)) => {
+            Err(BackfillError::Upstream(e)) => {
                 data["error_code"] = json!(e.code.to_string());
                 data["retryable"] = json!(e.code.retryable());
                 data["retryAfter"] = json!(e.retry_after.map(|d| d.as_secs()));
@@ -152,7 +152,7 @@ impl SyncService {
         created: &mut HashSet<String>,
         tracker: &mut Tracker,
         progress: &(dyn Fn(Progress) + Sync),
-    ) -> Result<Ended, SyncError> {
+    ) -> Result<Ended, BackfillError> {
         let settings = &self.settings;
         let mut cursor: Cursor = {
             let client = self.store.client().await?;
