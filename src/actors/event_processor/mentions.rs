@@ -39,102 +39,17 @@ pub(super) async fn resolve<'a>(
     if !engine.settings.linking.enabled {
         return Ok(Cow::Borrowed(items));
     }
-
-    // What each GitHub item names, before the team check.
-    let rules = engine.settings.linking.rules();
-    let named: Vec<Vec<Reference>> = items
-        .iter()
-        .map(|i| match github_object(i) {
-            Some(update) => linking::find_references(&rules, texts(update), |_| true),
-            None => Vec::new(),
-        })
-        .collect();
-    let candidates: Vec<String> = named
-        .iter()
-        .flatten()
-        .filter_map(|r| r.identifier.split_once('-').map(|(t, _)| t.to_owned()))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut known = store::known_teams(tx, &candidates).await?;
-    known.extend(
-        engine
-            .settings
-            .linear
-            .teams
-            .iter()
-            .map(|t| t.to_uppercase()),
-    );
-
-    // Every issue each object is linked to: named in its texts (known teams only) or
-    // recorded before (an earlier text, a Linear attachment).
-    let known_named: Vec<Vec<Reference>> = named
-        .into_iter()
-        .map(|refs| {
-            refs.into_iter()
-                .filter(|r| {
-                    r.identifier
-                        .split_once('-')
-                        .is_some_and(|(team, _)| known.contains(team))
-                })
-                .collect()
-        })
-        .collect();
+    let named = named_issues(tx, engine, items).await?;
     let attached = attachments::wanted(tx, items).await?;
-    let mut pull_requests: Vec<String> = items
-        .iter()
-        .filter(|i| github_object(i).is_some())
-        .filter_map(|i| target_of(i).map(|r| r.external_id.clone()))
-        .collect();
-    pull_requests.extend(attached.iter().flat_map(|a| a.pull_requests.clone()));
-    let recorded = store::of_pull_requests(tx, &pull_requests).await?;
-    let recorded_of = |item: &WorkItem| -> Vec<Recorded> {
-        let rows = target_of(item).and_then(|t| recorded.get(&t.external_id));
-        rows.into_iter()
-            .flatten()
-            .map(|l| Recorded {
-                identifier: l.issue.clone(),
-                closing: l.closing,
-                attached: l.attached,
-            })
-            .collect()
-    };
+    let recorded = RecordedLinks::read(tx, items, &attached).await?;
     let linked_somehow = items
         .iter()
-        .zip(&known_named)
-        .any(|(i, n)| github_object(i).is_some() && (!n.is_empty() || !recorded_of(i).is_empty()));
+        .zip(&named)
+        .any(|(i, n)| github_object(i).is_some() && (!n.is_empty() || !recorded.of(i).is_empty()));
     if !linked_somehow && attached.is_empty() {
         return Ok(Cow::Borrowed(items));
     }
-
-    // Which entities hold the objects and their issues: an object stays on the issue
-    // whose entity holds it, and the others are reached through their own entities.
-    let mut refs: Vec<ExternalRef> = Vec::new();
-    for (item, names) in items.iter().zip(&known_named) {
-        if let (Some(_), Some(t)) = (github_object(item), target_of(item)) {
-            refs.push(t.clone());
-            refs.extend(names.iter().map(|n| linear(&n.identifier)));
-            refs.extend(recorded_of(item).iter().map(|r| linear(&r.identifier)));
-        }
-    }
-    let found = entities::find(tx, &refs).await?;
-    let chosen: Vec<Vec<Reference>> = items
-        .iter()
-        .zip(&known_named)
-        .map(|(item, names)| {
-            let Some(target) = github_object(item).and(target_of(item)) else {
-                return Vec::new();
-            };
-            let recorded = recorded_of(item);
-            let holder = found.get(target);
-            let holding = names
-                .iter()
-                .map(|n| &n.identifier)
-                .chain(recorded.iter().map(|r| &r.identifier))
-                .find(|i| holder.is_some() && found.get(&linear(i)) == holder);
-            linking::issues_of(names, &recorded, holding.map(String::as_str))
-        })
-        .collect();
+    let (found, chosen) = choose_issues(tx, items, &named, &recorded).await?;
 
     let mut issues: Vec<String> = chosen
         .iter()
@@ -150,58 +65,186 @@ pub(super) async fn resolve<'a>(
 
     let mut out = Vec::with_capacity(items.len());
     for (idx, (original, issues)) in items.iter().zip(&chosen).enumerate() {
-        let mut item = original.clone();
         let mut related = Vec::new();
         if let Some(a) = attached.iter().find(|a| a.item == idx) {
             related.extend(attachments::record(tx, original, a, &mut by_issue).await?);
         }
-        let Some(primary) = issues.first() else {
-            out.push(item);
-            out.extend(related);
-            continue;
-        };
-        let issue_ref = linear(&primary.identifier);
-        if !item.update.links.contains(&issue_ref) {
-            item.update.links.push(issue_ref.clone());
-        }
-        let (Some(pr), Some(target)) = (
-            pull_request_state(&original.update),
-            target_of(original).cloned(),
-        ) else {
-            out.push(item);
-            out.extend(related);
-            continue;
-        };
-        // Entities the pull request's own update reaches already.
-        let mut reached: BTreeSet<Uuid> = [found.get(&target), found.get(&issue_ref)]
-            .into_iter()
-            .flatten()
-            .copied()
-            .collect();
-        let ts = original.update.source_timestamp;
-        for (n, issue) in issues.iter().enumerate() {
-            let siblings = by_issue.entry(issue.identifier.clone()).or_default();
-            let native = decide(tx, siblings, &target.external_id, issue, pr, ts).await?;
-            if n == 0 {
-                item.update.action = UpdateAction::Status { native };
-                if !issue.closing {
-                    // Merely mentioning an issue never reopens it.
-                    item.update.explicit = false;
-                }
-                continue;
-            }
-            // An issue never seen is recorded only; its own delivery tells its status.
-            let Some(entity) = found.get(&linear(&issue.identifier)) else {
-                continue;
-            };
-            if reached.insert(*entity) {
-                related.push(related_update(original, *entity, native, issue.closing));
-            }
-        }
+        let item = rewrite(tx, original, issues, &found, &mut by_issue, &mut related).await?;
         out.push(item);
         out.extend(related);
     }
     Ok(Cow::Owned(out))
+}
+
+/// The issues each GitHub item's texts name, of known teams only (seen in a delivery,
+/// or configured in `linear.teams`).
+async fn named_issues(
+    tx: &Client,
+    engine: &Engine,
+    items: &[WorkItem],
+) -> Result<Vec<Vec<Reference>>, ApplyError> {
+    let rules = engine.settings.linking.rules();
+    let named: Vec<Vec<Reference>> = items
+        .iter()
+        .map(|i| match github_object(i) {
+            Some(update) => linking::find_references(&rules, texts(update), |_| true),
+            None => Vec::new(),
+        })
+        .collect();
+    let candidates: Vec<String> = named
+        .iter()
+        .flatten()
+        .filter_map(|r| team_of(r).map(str::to_owned))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut known = store::known_teams(tx, &candidates).await?;
+    known.extend(
+        engine
+            .settings
+            .linear
+            .teams
+            .iter()
+            .map(|t| t.to_uppercase()),
+    );
+    Ok(named
+        .into_iter()
+        .map(|refs| {
+            refs.into_iter()
+                .filter(|r| team_of(r).is_some_and(|team| known.contains(team)))
+                .collect()
+        })
+        .collect())
+}
+
+fn team_of(r: &Reference) -> Option<&str> {
+    r.identifier.split_once('-').map(|(team, _)| team)
+}
+
+/// The issues each pull request was linked to before (an earlier text, a Linear
+/// attachment).
+struct RecordedLinks(HashMap<String, Vec<store::LinkedPullRequest>>);
+
+impl RecordedLinks {
+    async fn read(
+        tx: &Client,
+        items: &[WorkItem],
+        attached: &[attachments::Attached],
+    ) -> Result<Self, ApplyError> {
+        let mut pull_requests: Vec<String> = items
+            .iter()
+            .filter(|i| github_object(i).is_some())
+            .filter_map(|i| target_of(i).map(|r| r.external_id.clone()))
+            .collect();
+        pull_requests.extend(attached.iter().flat_map(|a| a.pull_requests.clone()));
+        Ok(RecordedLinks(
+            store::of_pull_requests(tx, &pull_requests).await?,
+        ))
+    }
+
+    fn of(&self, item: &WorkItem) -> Vec<Recorded> {
+        let rows = target_of(item).and_then(|t| self.0.get(&t.external_id));
+        rows.into_iter()
+            .flatten()
+            .map(|l| Recorded {
+                identifier: l.issue.clone(),
+                closing: l.closing,
+                attached: l.attached,
+            })
+            .collect()
+    }
+}
+
+/// Which entities hold the objects and their issues, and the issues each object is
+/// linked to, the one it joins first: an object stays on the issue whose entity holds
+/// it, and the others are reached through their own entities.
+async fn choose_issues(
+    tx: &Client,
+    items: &[WorkItem],
+    named: &[Vec<Reference>],
+    recorded: &RecordedLinks,
+) -> Result<(HashMap<ExternalRef, Uuid>, Vec<Vec<Reference>>), ApplyError> {
+    let mut refs: Vec<ExternalRef> = Vec::new();
+    for (item, names) in items.iter().zip(named) {
+        if let (Some(_), Some(t)) = (github_object(item), target_of(item)) {
+            refs.push(t.clone());
+            refs.extend(names.iter().map(|n| linear(&n.identifier)));
+            refs.extend(recorded.of(item).iter().map(|r| linear(&r.identifier)));
+        }
+    }
+    let found = entities::find(tx, &refs).await?;
+    let chosen = items
+        .iter()
+        .zip(named)
+        .map(|(item, names)| {
+            let Some(target) = github_object(item).and(target_of(item)) else {
+                return Vec::new();
+            };
+            let recorded = recorded.of(item);
+            let holder = found.get(target);
+            let holding = names
+                .iter()
+                .map(|n| &n.identifier)
+                .chain(recorded.iter().map(|r| &r.identifier))
+                .find(|i| holder.is_some() && found.get(&linear(i)) == holder);
+            linking::issues_of(names, &recorded, holding.map(String::as_str))
+        })
+        .collect();
+    Ok((found, chosen))
+}
+
+/// `original` linked to its first issue, with its pull request's state turned into what
+/// it means there; the state reaches each further issue's entity as an update pushed
+/// onto `related`.
+async fn rewrite(
+    tx: &Client,
+    original: &WorkItem,
+    issues: &[Reference],
+    found: &HashMap<ExternalRef, Uuid>,
+    by_issue: &mut HashMap<String, Vec<store::LinkedPullRequest>>,
+    related: &mut Vec<WorkItem>,
+) -> Result<WorkItem, ApplyError> {
+    let mut item = original.clone();
+    let Some(primary) = issues.first() else {
+        return Ok(item);
+    };
+    let issue_ref = linear(&primary.identifier);
+    if !item.update.links.contains(&issue_ref) {
+        item.update.links.push(issue_ref.clone());
+    }
+    let (Some(pr), Some(target)) = (
+        pull_request_state(&original.update),
+        target_of(original).cloned(),
+    ) else {
+        return Ok(item);
+    };
+    // Entities the pull request's own update reaches already.
+    let mut reached: BTreeSet<Uuid> = [found.get(&target), found.get(&issue_ref)]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    let ts = original.update.source_timestamp;
+    for (n, issue) in issues.iter().enumerate() {
+        let siblings = by_issue.entry(issue.identifier.clone()).or_default();
+        let native = decide(tx, siblings, &target.external_id, issue, pr, ts).await?;
+        if n == 0 {
+            item.update.action = UpdateAction::Status { native };
+            if !issue.closing {
+                // Merely mentioning an issue never reopens it.
+                item.update.explicit = false;
+            }
+            continue;
+        }
+        // An issue never seen is recorded only; its own delivery tells its status.
+        let Some(entity) = found.get(&linear(&issue.identifier)) else {
+            continue;
+        };
+        if reached.insert(*entity) {
+            related.push(related_update(original, *entity, native, issue.closing));
+        }
+    }
+    Ok(item)
 }
 
 /// Records the pull request's state for `issue` (unless an older report) and answers
