@@ -10,7 +10,8 @@ use deadpool_postgres::Client;
 use uuid::Uuid;
 
 use super::batch::Batch;
-use super::effects::{Effects, EntityState};
+use super::effects::Effects;
+use super::entity_state::EntityState;
 use super::item::{ApplyError, Engine, ItemOutcome, Target, WorkItem};
 use super::merges;
 use crate::actors::status_mapper::MapInbound;

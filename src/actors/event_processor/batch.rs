@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
 use uuid::Uuid;
 
-use super::effects::{Effects, EntityState};
+use super::effects::Effects;
+use super::entity_state::EntityState;
 use super::item::{
     describe_target, missing, ApplyError, Engine, ItemOutcome, Target, WorkItem, NOT_FOUND,
 };

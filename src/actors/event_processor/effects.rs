@@ -3,19 +3,20 @@
 //! rows, the deliveries' outcomes, and last the events (whose seq lock is held until
 //! commit).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::entity_state::EntityState;
 use super::item::{Target, WorkItem};
 use crate::domain::{
-    CanonicalStatus, ConflictOutcome, Decision, EntityKind, EntitySnapshot, ExternalRef, Incoming,
-    MappingError, StatusUpdate, SystemId,
+    CanonicalStatus, ConflictOutcome, Decision, EntitySnapshot, ExternalRef, Incoming,
+    MappingError, SystemId,
 };
-use crate::store::entities::{self, EntityRow, Link, StatusWrite};
+use crate::store::entities::{self, StatusWrite};
 use crate::store::events::{self, NewEvent};
 use crate::store::history::{self, Conflict, Transition};
 use crate::store::inbound::{self, Outcome};
@@ -23,158 +24,6 @@ use crate::store::lookups::{self, NewLookup};
 use crate::store::outbox::{self, NewOutboxRow};
 use crate::store::tx::{Pipelined, Tx};
 use crate::store::{pg_source, StoreError};
-
-/// An entity as the transaction sees it, evolving with each decision.
-pub struct EntityState {
-    row: EntityRow,
-    per_system: BTreeMap<SystemId, DateTime<Utc>>,
-    confirmed_by: BTreeSet<SystemId>,
-    recent_conflicts: u32,
-    /// Source times of this entity's conflicts near the batch's (for escalation).
-    conflict_times: Vec<DateTime<Utc>>,
-    pub links: Vec<Link>,
-    pub dirty: bool,
-    touched_sources: BTreeSet<SystemId>,
-}
-
-impl EntityState {
-    pub fn loaded(row: EntityRow) -> Self {
-        let confirmed_by = row.confirmed_by.iter().copied().collect();
-        EntityState {
-            row,
-            per_system: BTreeMap::new(),
-            confirmed_by,
-            recent_conflicts: 0,
-            conflict_times: Vec::new(),
-            links: Vec::new(),
-            dirty: false,
-            touched_sources: BTreeSet::new(),
-        }
-    }
-
-    /// A row inserted by this transaction at version 0: no status applied yet.
-    pub fn created(id: Uuid, update: &StatusUpdate, initial: CanonicalStatus) -> Self {
-        let now = Utc::now();
-        Self::loaded(EntityRow {
-            id,
-            kind: update.kind,
-            status: initial,
-            version: 0,
-            last_system: None,
-            last_source_ts: None,
-            last_applied_at: None,
-            project: update.project.clone(),
-            title: update.title.clone(),
-            manual: false,
-            confirmed_by: Vec::new(),
-            metadata: update.metadata.clone(),
-            updated_at: now,
-            merged_into: None,
-            merged_at: None,
-        })
-    }
-
-    pub fn set_context(
-        &mut self,
-        sources: Vec<(SystemId, DateTime<Utc>)>,
-        links: Vec<Link>,
-        conflict_times: Vec<DateTime<Utc>>,
-    ) {
-        self.per_system = sources.into_iter().collect();
-        self.links = links;
-        self.conflict_times = conflict_times;
-    }
-
-    /// Counts the conflicts whose source times are within `window` of `source_ts`: the
-    /// ones an update at that time is escalated by.
-    pub fn focus_conflicts(&mut self, source_ts: DateTime<Utc>, window: chrono::TimeDelta) {
-        let near = self
-            .conflict_times
-            .iter()
-            .filter(|at| (**at - source_ts).abs() <= window)
-            .count();
-        self.recent_conflicts = u32::try_from(near).unwrap_or(u32::MAX);
-    }
-
-    pub fn id(&self) -> Uuid {
-        self.row.id
-    }
-    pub fn status(&self) -> CanonicalStatus {
-        self.row.status
-    }
-    pub fn version(&self) -> i64 {
-        self.row.version
-    }
-    pub fn kind(&self) -> EntityKind {
-        self.row.kind
-    }
-    pub fn merged_into(&self) -> Option<Uuid> {
-        self.row.merged_into
-    }
-
-    /// Fills in the room key an update tells and the entity lacks, and takes the title
-    /// of an object of the entity's own kind: a pull request driving an issue names
-    /// the change, not the issue.
-    pub fn adopt_details(&mut self, update: &StatusUpdate) {
-        if self.row.project.is_none() && update.project.is_some() {
-            self.row.project = update.project.clone();
-            self.dirty = true;
-        }
-        if update.kind == self.row.kind && update.title.is_some() && self.row.title != update.title
-        {
-            self.row.title = update.title.clone();
-            self.dirty = true;
-        }
-    }
-
-    /// Decide against the status another application's direct write replaced.
-    pub fn revert_direct_write(&mut self, previous: CanonicalStatus) {
-        self.row.status = previous;
-    }
-
-    /// `None` until a first status is applied.
-    pub fn snapshot(&self) -> Option<EntitySnapshot> {
-        (self.row.version > 0).then(|| EntitySnapshot {
-            status: self.row.status,
-            version: self.row.version,
-            kind: self.row.kind,
-            last_system: self.row.last_system,
-            last_source_ts: self.row.last_source_ts,
-            last_applied_at: self.row.last_applied_at,
-            per_system_last_ts: self.per_system.clone(),
-            confirmed_by: self.confirmed_by.clone(),
-            recent_conflicts: self.recent_conflicts,
-            manual: self.row.manual,
-        })
-    }
-
-    fn take(&mut self, next: EntitySnapshot) {
-        for (system, ts) in &next.per_system_last_ts {
-            if self.per_system.get(system) != Some(ts) {
-                self.touched_sources.insert(*system);
-            }
-        }
-        self.row.status = next.status;
-        self.row.version = next.version;
-        self.row.last_system = next.last_system;
-        self.row.last_source_ts = next.last_source_ts;
-        self.row.last_applied_at = next.last_applied_at;
-        self.row.manual = next.manual;
-        self.per_system = next.per_system_last_ts;
-        self.confirmed_by = next.confirmed_by;
-        self.recent_conflicts = next.recent_conflicts;
-        self.dirty = true;
-    }
-
-    fn rooms(&self, source: SystemId) -> Vec<String> {
-        let mut rooms = vec!["all".to_owned(), format!("entity:{}", self.row.id)];
-        if let Some(p) = &self.row.project {
-            rooms.push(format!("project:{p}"));
-        }
-        rooms.push(format!("system:{source}"));
-        rooms
-    }
-}
 
 /// Everything the batch's decisions will write.
 #[derive(Default)]
@@ -253,9 +102,14 @@ impl Effects {
         now: DateTime<Utc>,
     ) {
         let current = state.snapshot();
-        let before = current.as_ref().map(|s| s.status);
-        let proposed = incoming.mapping.default_status();
-        let current_system = state.row.last_system;
+        let seen = Seen {
+            status: current.as_ref().map(|s| s.status),
+            system: state.row.last_system,
+            proposed: incoming.mapping.default_status(),
+            source: incoming.source,
+            source_ts: incoming.source_ts,
+            now,
+        };
         if let Some(next) = next {
             if Some(&next) != current.as_ref() {
                 state.take(next);
@@ -268,46 +122,17 @@ impl Effects {
         {
             state.conflict_times.push(incoming.source_ts);
         }
-        let to = decision.applied_status().unwrap_or(proposed);
-        self.transition(state, before, item, to, decision.kind(), decision.reason());
-        let source = incoming.source;
+        let to = decision.applied_status().unwrap_or(seen.proposed);
+        self.transition(
+            state,
+            seen.status,
+            item,
+            to,
+            decision.kind(),
+            decision.reason(),
+        );
         if let Some(status) = decision.applied_status() {
-            let operation = Uuid::new_v4();
-            let exclude = match &item.target {
-                Target::Ref(r) => Some(r.clone()),
-                Target::Entity(_) => None,
-            };
-            for link in &state.links {
-                let r = link.external_ref();
-                if r.system == SystemId::Postgresql || link.drives || Some(&r) == exclude.as_ref() {
-                    continue;
-                }
-                self.outbox.push(NewOutboxRow {
-                    entity_id: state.id(),
-                    target: r,
-                    status,
-                    previous_status: before,
-                    entity_version: state.version(),
-                    operation_id: operation,
-                });
-            }
-            self.event(
-                "status_changed",
-                Some(state.id()),
-                state.rooms(source),
-                json!({
-                    "from": before,
-                    "to": status,
-                    "version": state.version(),
-                    "source": source,
-                    "sourceTimestamp": incoming.source_ts,
-                    "decision": decision.kind(),
-                    "reason": decision.reason(),
-                    "operationId": operation,
-                    "projectId": state.row.project,
-                    "timestamp": now,
-                }),
-            );
+            self.record_applied(state, item, decision, status, &seen);
         }
         if let Decision::Conflict {
             outcome,
@@ -316,92 +141,122 @@ impl Effects {
             reason,
         } = decision
         {
-            let current = before.unwrap_or(proposed);
-            let (state_name, winner) = match outcome {
-                ConflictOutcome::Won { to } => ("resolved", Some((source, *to))),
-                ConflictOutcome::Lost { keep } => ("resolved", current_system.map(|s| (s, *keep))),
-                ConflictOutcome::Manual { .. } | ConflictOutcome::Escalated { .. } => {
-                    ("open", None)
-                }
-            };
-            let escalated = matches!(outcome, ConflictOutcome::Escalated { .. });
-            let conflict = Conflict {
-                id: Uuid::new_v4(),
-                entity_id: state.id(),
-                state: state_name.to_owned(),
-                strategy: strategy.as_str().to_owned(),
-                escalated,
-                current_status: current.as_str().to_owned(),
-                current_system: current_system.map(|s| s.as_str().to_owned()),
-                incoming_status: proposed.as_str().to_owned(),
-                incoming_system: source.as_str().to_owned(),
-                incoming_timestamp: incoming.source_ts,
-                winner_system: winner.map(|(s, _)| s.as_str().to_owned()),
-                winner_status: winner.map(|(_, st)| st.as_str().to_owned()),
-                reason: reason.clone(),
-                created_at: None,
-                resolved_at: None,
-                resolved_by: None,
-                resolution_status: None,
-            };
+            let conflict = conflict_row(state, &seen, outcome, strategy.as_str(), reason);
             let data = json!({
                 "conflictId": conflict.id,
                 "strategy": strategy.as_str(),
-                "current": {"status": current, "system": current_system},
-                "incoming": {"status": proposed, "system": source, "sourceTimestamp": incoming.source_ts},
+                "current": {"status": seen.status.unwrap_or(seen.proposed), "system": seen.system},
+                "incoming": {"status": seen.proposed, "system": seen.source, "sourceTimestamp": seen.source_ts},
                 "rivals": rivals,
                 "outcome": outcome,
                 "reason": reason,
                 "projectId": state.row.project,
                 "timestamp": now,
             });
-            self.event(
-                "conflict_detected",
-                Some(state.id()),
-                state.rooms(source),
-                data.clone(),
-            );
-            if state_name == "resolved" {
-                self.event(
-                    "conflict_resolved",
-                    Some(state.id()),
-                    state.rooms(source),
-                    data.clone(),
-                );
-            }
-            if escalated {
-                let mut rooms = state.rooms(source);
-                rooms.push("alerts".to_owned());
-                self.event(
-                    "alert_fired",
-                    Some(state.id()),
-                    rooms,
-                    json!({
-                        "alert": "conflict_escalated",
-                        "severity": "warning",
-                        "message": format!(
-                            "entity {} escalated to manual resolution after repeated conflicts",
-                            state.id()
-                        ),
-                        "conflictId": conflict.id,
-                        "projectId": state.row.project,
-                        "timestamp": now,
-                    }),
-                );
-            }
-            if let (ConflictOutcome::Lost { keep }, Target::Ref(r)) = (outcome, &item.target) {
-                // The losing system still shows its own value: correct it outward.
-                self.outbox.push(NewOutboxRow {
-                    entity_id: state.id(),
-                    target: r.clone(),
-                    status: *keep,
-                    previous_status: Some(proposed),
-                    entity_version: state.version(),
-                    operation_id: Uuid::new_v4(),
-                });
-            }
-            self.conflicts.push(conflict);
+            self.record_conflict(state, item, &seen, outcome, conflict, data);
         }
+    }
+
+    /// A status applied: a write to every linked object but the one it came from (and
+    /// those that drive the entity), and the `status_changed` event.
+    fn record_applied(
+        &mut self,
+        state: &EntityState,
+        item: &WorkItem,
+        decision: &Decision,
+        status: CanonicalStatus,
+        seen: &Seen,
+    ) {
+        let operation = Uuid::new_v4();
+        let exclude = match &item.target {
+            Target::Ref(r) => Some(r.clone()),
+            Target::Entity(_) => None,
+        };
+        for link in &state.links {
+            let r = link.external_ref();
+            if r.system == SystemId::Postgresql || link.drives || Some(&r) == exclude.as_ref() {
+                continue;
+            }
+            self.outbox.push(NewOutboxRow {
+                entity_id: state.id(),
+                target: r,
+                status,
+                previous_status: seen.status,
+                entity_version: state.version(),
+                operation_id: operation,
+            });
+        }
+        self.event(
+            "status_changed",
+            Some(state.id()),
+            state.rooms(seen.source),
+            json!({
+                "from": seen.status,
+                "to": status,
+                "version": state.version(),
+                "source": seen.source,
+                "sourceTimestamp": seen.source_ts,
+                "decision": decision.kind(),
+                "reason": decision.reason(),
+                "operationId": operation,
+                "projectId": state.row.project,
+                "timestamp": seen.now,
+            }),
+        );
+    }
+
+    /// A conflict: its row, its events (an escalation is an alert too), and for a
+    /// losing system a write that corrects it outward, since it still shows its value.
+    fn record_conflict(
+        &mut self,
+        state: &EntityState,
+        item: &WorkItem,
+        seen: &Seen,
+        outcome: &ConflictOutcome,
+        conflict: Conflict,
+        data: serde_json::Value,
+    ) {
+        let rooms = state.rooms(seen.source);
+        self.event(
+            "conflict_detected",
+            Some(state.id()),
+            rooms.clone(),
+            data.clone(),
+        );
+        if conflict.state == "resolved" {
+            self.event("conflict_resolved", Some(state.id()), rooms.clone(), data);
+        }
+        if conflict.escalated {
+            let mut rooms = rooms;
+            rooms.push("alerts".to_owned());
+            self.event(
+                "alert_fired",
+                Some(state.id()),
+                rooms,
+                json!({
+                    "alert": "conflict_escalated",
+                    "severity": "warning",
+                    "message": format!(
+                        "entity {} escalated to manual resolution after repeated conflicts",
+                        state.id()
+                    ),
+                    "conflictId": conflict.id,
+                    "projectId": state.row.project,
+                    "timestamp": seen.now,
+                }),
+            );
+        }
+        if let (ConflictOutcome::Lost { keep }, Target::Ref(r)) = (outcome, &item.target) {
+            self.outbox.push(NewOutboxRow {
+                entity_id: state.id(),
+                target: r.clone(),
+                status: *keep,
+                previous_status: Some(seen.proposed),
+                entity_version: state.version(),
+                operation_id: Uuid::new_v4(),
+            });
+        }
+        self.conflicts.push(conflict);
     }
 
     /// The writes staged since the batch had staged `since` of them: each is now the
@@ -657,6 +512,52 @@ impl Effects {
     /// Outbound work written (outbox rows and lookups): the dispatcher is woken for it.
     pub fn outbox_rows(&self) -> usize {
         self.outbox.len() + self.lookups.len()
+    }
+}
+
+/// The entity as a decision found it, and the update that met it.
+struct Seen {
+    status: Option<CanonicalStatus>,
+    system: Option<SystemId>,
+    /// What the update proposed (its mapping's default status).
+    proposed: CanonicalStatus,
+    source: SystemId,
+    source_ts: DateTime<Utc>,
+    now: DateTime<Utc>,
+}
+
+/// The `conflicts` row of a conflict: resolved with its winner, or open (manual,
+/// escalated).
+fn conflict_row(
+    state: &EntityState,
+    seen: &Seen,
+    outcome: &ConflictOutcome,
+    strategy: &str,
+    reason: &str,
+) -> Conflict {
+    let (state_name, winner) = match outcome {
+        ConflictOutcome::Won { to } => ("resolved", Some((seen.source, *to))),
+        ConflictOutcome::Lost { keep } => ("resolved", seen.system.map(|s| (s, *keep))),
+        ConflictOutcome::Manual { .. } | ConflictOutcome::Escalated { .. } => ("open", None),
+    };
+    Conflict {
+        id: Uuid::new_v4(),
+        entity_id: state.id(),
+        state: state_name.to_owned(),
+        strategy: strategy.to_owned(),
+        escalated: matches!(outcome, ConflictOutcome::Escalated { .. }),
+        current_status: seen.status.unwrap_or(seen.proposed).as_str().to_owned(),
+        current_system: seen.system.map(|s| s.as_str().to_owned()),
+        incoming_status: seen.proposed.as_str().to_owned(),
+        incoming_system: seen.source.as_str().to_owned(),
+        incoming_timestamp: seen.source_ts,
+        winner_system: winner.map(|(s, _)| s.as_str().to_owned()),
+        winner_status: winner.map(|(_, st)| st.as_str().to_owned()),
+        reason: reason.to_owned(),
+        created_at: None,
+        resolved_at: None,
+        resolved_by: None,
+        resolution_status: None,
     }
 }
 

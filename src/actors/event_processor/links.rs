@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use deadpool_postgres::Client;
 use uuid::Uuid;
 
-use super::effects::EntityState;
+use super::entity_state::EntityState;
 use super::item::{describe_target, missing, ApplyError, Target, WorkItem};
 use crate::domain::{CanonicalStatus, ExternalRef, StatusUpdate};
 use crate::store::entities;

@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
 use uuid::Uuid;
 
-use super::effects::{Effects, EntityState};
+use super::effects::Effects;
+use super::entity_state::EntityState;
 use super::item::{ApplyError, Target, WorkItem};
 use crate::domain::{ExternalRef, SystemId};
 use crate::store::entities;

@@ -7,6 +7,7 @@ mod apply;
 mod attachments;
 mod batch;
 mod effects;
+mod entity_state;
 mod intake;
 mod item;
 mod links;
