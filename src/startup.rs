@@ -118,34 +118,16 @@ impl Application {
         backlog.set(inbound::count_pending(&store.client().await?).await?);
         let mapper = StatusMapper::new(Arc::new(settings.mappings.load()?)).start();
         let resolver = ConflictResolver::new(settings.sync.policy()).start();
-        // The outbox dispatcher runs on worker replicas only; it hears of every commit
-        // that wrote outbox rows.
-        let delivered = store::events::last_seq(&store.client().await?).await?;
-        let ws = WebSocketManager::new(store.clone(), settings.clone(), delivered, metrics.clone())
-            .start();
-        // Other replicas hear of this one's commits through coalesced NOTIFY hints.
-        let hints = Hints::new(store.clone(), database.url.clone(), metrics.clone()).start();
-        let monitor = SyncMonitor::new(
-            store.clone(),
-            settings.alerts.clone(),
-            metrics.clone(),
-            vec![ws.clone().recipient(), hints.clone().recipient()],
-        )
-        .start();
+        let streams = Streams::start(&store, &settings, &metrics, &database.url).await?;
+        let (ws, hints) = (streams.ws.clone(), streams.hints.clone());
         let mut committed = vec![ws.clone().recipient(), hints.clone().recipient()];
         let mut listening = vec![ws.clone().recipient()];
-        let mut dispatcher = None;
-        if settings.server.worker_enabled {
-            let dispatch = DispatchContext::new(
-                store.clone(),
-                mapper.clone(),
-                settings.clone(),
-                metrics.clone(),
-            )?;
-            let addr = Dispatcher::new(dispatch).start();
-            committed.push(addr.clone().recipient());
-            listening.push(addr.clone().recipient());
-            dispatcher = Some(addr);
+        // The outbox dispatcher (worker replicas only) hears of every commit that wrote
+        // outbox rows.
+        let dispatcher = start_dispatcher(&store, &mapper, &settings, &metrics)?;
+        if let Some(d) = &dispatcher {
+            committed.push(d.clone().recipient());
+            listening.push(d.clone().recipient());
         }
         let backfill = Arc::new(crate::backfill::Backfill::new(
             store.clone(),
@@ -153,26 +135,7 @@ impl Application {
             vec![ws.clone().recipient()],
         )?);
         crate::backfill::start_reconciler(backfill.clone());
-        let identities = Arc::new(Identities::new(
-            settings.github.actor_login.clone(),
-            settings.linear.actor_id.clone(),
-        ));
-        if settings.server.worker_enabled {
-            let connectors = Connectors::from_settings(&settings, &Default::default())?;
-            identity::discover(
-                identities.clone(),
-                (settings.secrets.github_token.is_some()
-                    || settings.secrets.github_app_id.is_some())
-                .then_some(connectors.github),
-                settings
-                    .secrets
-                    .linear_api_key
-                    .is_some()
-                    .then_some(connectors.linear),
-                metrics.identity_discovery_failures.clone(),
-            )
-            .await;
-        }
+        let identities = identities(&settings, &metrics).await?;
         let engine = Arc::new(Engine {
             store: store.clone(),
             mapper,
@@ -188,28 +151,12 @@ impl Application {
         let processor = EventProcessor::new(engine.clone()).start();
         hints.do_send(Listen(Listeners {
             events: listening,
-            inbound: if settings.server.worker_enabled {
-                vec![processor.clone().recipient()]
-            } else {
-                Vec::new()
-            },
+            inbound: (settings.server.worker_enabled)
+                .then(|| processor.clone().recipient())
+                .into_iter()
+                .collect(),
         }));
-        let writer = IntakeWriter::start(
-            store.clone(),
-            settings.engine.intake_writers,
-            settings.engine.intake_group_max,
-            backlog.clone(),
-            vec![processor.clone().recipient(), hints.clone().recipient()],
-        );
-        let sync = StatusSynchronizer::new(Parts {
-            store: store.clone(),
-            metrics: metrics.clone(),
-            backlog,
-            capacity: settings.engine.queue_capacity,
-            processor,
-            monitor,
-            writer,
-        });
+        let sync = synchronizer(&store, &settings, &metrics, backlog, processor, &streams);
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             store,
@@ -222,37 +169,7 @@ impl Application {
             backfill,
         });
 
-        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
-            .with_context(|| format!("binding {}:{}", settings.http.host, settings.http.port))?;
-        let port = listener.local_addr()?.port();
-        let app_state = state.clone();
-        let limit = settings.http.max_body_bytes;
-        let api_enabled = settings.server.api_enabled;
-        let mut server =
-            HttpServer::new(move || {
-                App::new()
-                    .app_data(app_state.clone())
-                    .app_data(web::PayloadConfig::new(limit))
-                    .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                        ApiError::Malformed(format!("invalid query: {e}")).into()
-                    }))
-                    .app_data(web::PathConfig::default().error_handler(|e, _| {
-                        ApiError::Malformed(format!("invalid path: {e}")).into()
-                    }))
-                    .wrap(actix_web::middleware::from_fn(
-                        http::body_deadline::body_deadline,
-                    ))
-                    .wrap(actix_web::middleware::from_fn(http::request_id::request_id))
-                    .configure(|cfg| http::routes(cfg, api_enabled))
-            })
-            .shutdown_timeout(settings.server.shutdown_grace_s)
-            // Ours (see `run_until_stopped`): WebSockets are told before the server stops.
-            .disable_signals()
-            .listen(listener)?;
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
-        let server = server.run();
+        let (port, server) = serve(&settings, state.clone())?;
         tracing::info!(port, "statsync listening");
         Ok(Application {
             port,
@@ -333,4 +250,149 @@ async fn stop_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Binds `http.host:http.port` and starts the HTTP server over `state`.
+fn serve(
+    settings: &Settings,
+    state: web::Data<AppState>,
+) -> anyhow::Result<(u16, actix_web::dev::Server)> {
+    let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
+        .with_context(|| format!("binding {}:{}", settings.http.host, settings.http.port))?;
+    let port = listener.local_addr()?.port();
+    let app_state = state;
+    let limit = settings.http.max_body_bytes;
+    let api_enabled = settings.server.api_enabled;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .app_data(web::PayloadConfig::new(limit))
+            .app_data(
+                web::QueryConfig::default().error_handler(|e, _| {
+                    ApiError::Malformed(format!("invalid query: {e}")).into()
+                }),
+            )
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e, _| ApiError::Malformed(format!("invalid path: {e}")).into()),
+            )
+            .wrap(actix_web::middleware::from_fn(
+                http::body_deadline::body_deadline,
+            ))
+            .wrap(actix_web::middleware::from_fn(http::request_id::request_id))
+            .configure(|cfg| http::routes(cfg, api_enabled))
+    })
+    .shutdown_timeout(settings.server.shutdown_grace_s)
+    // Ours (see `run_until_stopped`): WebSockets are told before the server stops.
+    .disable_signals()
+    .listen(listener)?;
+    if settings.http.workers > 0 {
+        server = server.workers(settings.http.workers);
+    }
+    Ok((port, server.run()))
+}
+
+/// Who statsync's own credentials act as. Configured, or asked of each API on worker
+/// replicas (an API that does not answer is asked again every minute).
+async fn identities(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Arc<Identities>> {
+    let identities = Arc::new(Identities::new(
+        settings.github.actor_login.clone(),
+        settings.linear.actor_id.clone(),
+    ));
+    if settings.server.worker_enabled {
+        let connectors = Connectors::from_settings(settings, &Default::default())?;
+        let secrets = &settings.secrets;
+        identity::discover(
+            identities.clone(),
+            (secrets.github_token.is_some() || secrets.github_app_id.is_some())
+                .then_some(connectors.github),
+            secrets
+                .linear_api_key
+                .is_some()
+                .then_some(connectors.linear),
+            metrics.identity_discovery_failures.clone(),
+        )
+        .await;
+    }
+    Ok(identities)
+}
+
+/// The actors that carry commits outward on every replica, whatever its roles.
+struct Streams {
+    ws: Addr<WebSocketManager>,
+    hints: Addr<Hints>,
+    monitor: Addr<SyncMonitor>,
+}
+
+impl Streams {
+    async fn start(
+        store: &Store,
+        settings: &Arc<Settings>,
+        metrics: &Arc<Metrics>,
+        database_url: &str,
+    ) -> anyhow::Result<Streams> {
+        // New subscribers start at the log's end.
+        let delivered = store::events::last_seq(&store.client().await?).await?;
+        let ws = WebSocketManager::new(store.clone(), settings.clone(), delivered, metrics.clone())
+            .start();
+        // Other replicas hear of this one's commits through coalesced NOTIFY hints.
+        let hints = Hints::new(store.clone(), database_url.to_owned(), metrics.clone()).start();
+        let monitor = SyncMonitor::new(
+            store.clone(),
+            settings.alerts.clone(),
+            metrics.clone(),
+            vec![ws.clone().recipient(), hints.clone().recipient()],
+        )
+        .start();
+        Ok(Streams { ws, hints, monitor })
+    }
+}
+
+/// The StatusSynchronizer over the engine's processor and the intake writers that
+/// commit deliveries (waking the processor here and, through hints, elsewhere).
+fn synchronizer(
+    store: &Store,
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    backlog: Arc<Backlog>,
+    processor: Addr<EventProcessor>,
+    streams: &Streams,
+) -> StatusSynchronizer {
+    let writer = IntakeWriter::start(
+        store.clone(),
+        settings.engine.intake_writers,
+        settings.engine.intake_group_max,
+        backlog.clone(),
+        vec![
+            processor.clone().recipient(),
+            streams.hints.clone().recipient(),
+        ],
+    );
+    StatusSynchronizer::new(Parts {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        backlog,
+        capacity: settings.engine.queue_capacity,
+        processor,
+        monitor: streams.monitor.clone(),
+        writer,
+    })
+}
+
+fn start_dispatcher(
+    store: &Store,
+    mapper: &Addr<StatusMapper>,
+    settings: &Arc<Settings>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Option<Addr<Dispatcher>>> {
+    if !settings.server.worker_enabled {
+        return Ok(None);
+    }
+    let dispatch = DispatchContext::new(
+        store.clone(),
+        mapper.clone(),
+        settings.clone(),
+        metrics.clone(),
+    )?;
+    Ok(Some(Dispatcher::new(dispatch).start()))
 }

@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
+mod protocol;
+
+pub use protocol::{
+    Connect, Disconnect, Outgoing, SharedEvent, Shutdown, Subscribe, SubscriberId, Unsubscribe,
+};
+
 use super::messages::EventsCommitted;
 use crate::config::Settings;
 use crate::metrics::Metrics;
@@ -24,90 +30,6 @@ const SLOW_AFTER: Duration = Duration::from_secs(2);
 const ROOM_CHECK: Duration = Duration::from_millis(10);
 /// Retention runs this often (and once at start).
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
-
-pub type SubscriberId = u64;
-
-/// What a subscriber is sent. Events are shared: one copy serves every subscriber.
-#[derive(Debug, Clone)]
-/// One logged event on its way to subscribers: serialized once, however many
-/// subscribers (WebSocket or SSE) receive it.
-pub struct SharedEvent {
-    pub event: Event,
-    json: std::sync::OnceLock<String>,
-    ws_frame: std::sync::OnceLock<String>,
-}
-
-impl SharedEvent {
-    pub fn new(event: Event) -> Arc<Self> {
-        Arc::new(SharedEvent {
-            event,
-            json: Default::default(),
-            ws_frame: Default::default(),
-        })
-    }
-
-    /// The event's JSON (DESIGN.md, Events).
-    pub fn json(&self) -> &str {
-        self.json
-            .get_or_init(|| serde_json::to_string(&self.event).unwrap_or_default())
-    }
-
-    /// The WebSocket protocol's `{"type":"event","event":…}` message.
-    pub fn ws_frame(&self) -> &str {
-        self.ws_frame
-            .get_or_init(|| format!("{{\"type\":\"event\",\"event\":{}}}", self.json()))
-    }
-}
-
-pub enum Outgoing {
-    Subscribed {
-        rooms: Vec<String>,
-        seq: i64,
-    },
-    Event(Arc<SharedEvent>),
-    Error {
-        code: &'static str,
-        message: String,
-    },
-    /// The replica is stopping: close (WebSocket 1001), the client resumes elsewhere.
-    Shutdown,
-}
-
-/// Register a subscriber; its buffer is `sink`'s capacity.
-#[derive(Message)]
-#[rtype(result = "SubscriberId")]
-pub struct Connect {
-    pub sink: mpsc::Sender<Outgoing>,
-}
-
-/// The subscriber is gone.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Disconnect {
-    pub id: SubscriberId,
-}
-
-/// Join rooms; with `resume_from`, first every logged event after it in those rooms.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Subscribe {
-    pub id: SubscriberId,
-    pub rooms: Vec<String>,
-    pub resume_from: Option<i64>,
-}
-
-/// The replica is stopping: tell every subscriber and let them go.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
-
-/// Leave rooms.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Unsubscribe {
-    pub id: SubscriberId,
-    pub rooms: Vec<String>,
-}
 
 struct Subscriber {
     sink: mpsc::Sender<Outgoing>,
@@ -589,31 +511,5 @@ impl Handler<EventsCommitted> for WebSocketManager {
         }
         // Hints arrive once per commit; one read covers every hint up to its end.
         self.tail(ctx);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_shared_event_renders_the_protocol_message_once_for_everyone() {
-        let event = Event {
-            seq: 7,
-            id: uuid::Uuid::new_v4(),
-            event_type: "status_changed".into(),
-            entity_id: None,
-            rooms: vec!["all".into()],
-            timestamp: chrono::Utc::now(),
-            data: serde_json::json!({"to": "done", "quote": "a \"b\""}),
-        };
-        let shared = SharedEvent::new(event.clone());
-        let frame: serde_json::Value = serde_json::from_str(shared.ws_frame()).unwrap();
-        assert_eq!(
-            frame,
-            serde_json::json!({"type": "event", "event": serde_json::to_value(&event).unwrap()})
-        );
-        // the same bytes for every subscriber
-        assert!(std::ptr::eq(shared.ws_frame(), shared.ws_frame()));
     }
 }
