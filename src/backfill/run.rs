@@ -19,6 +19,7 @@ use crate::store::{entities, StoreError};
 use crate::systems::github::listing::{first_page_url, Lister};
 use crate::systems::github::webhook::LISTED_EVENT;
 use crate::systems::linear::listing as linear_listing;
+use crate::systems::outbound::RateInfo;
 
 /// How long a run waits for the engine to apply what it stored before it counts.
 const APPLY_DEADLINE: Duration = Duration::from_secs(300);
@@ -46,6 +47,38 @@ struct Listed {
     item: ListedItem,
     target: ExternalRef,
     updated_at: Option<DateTime<Utc>>,
+}
+
+/// One run over one scope: what it has counted and stored so far.
+struct Run<'a> {
+    id: Uuid,
+    scope: &'a Scope,
+    mode: Mode,
+    counts: Counts,
+    /// Objects a stored item linked for the first time.
+    created: HashSet<String>,
+    tracker: Tracker,
+    /// The newest change listed: what the scope is synced up to once the last page is in.
+    high_water: Option<DateTime<Utc>>,
+}
+
+/// What fetching carries from page to page.
+struct Fetcher {
+    first: bool,
+    /// An incremental run from the start may ask GitHub for its first page with the
+    /// ETag it saw last time (a 304 costs no rate budget).
+    conditional: bool,
+    since: Option<DateTime<Utc>>,
+    branches: Branches,
+}
+
+/// One page of a listing, whichever system answered it.
+struct Page {
+    items: Vec<Listed>,
+    next: Option<String>,
+    rate: RateInfo,
+    /// Known from GitHub's last-page link.
+    percent: Option<u8>,
 }
 
 /// Progress events: monotonic, at most one per +5 % or per second.
@@ -85,24 +118,25 @@ impl Backfill {
             json!({ "mode": mode.as_str(), "trigger": trigger.as_str() }),
         )
         .await?;
-        let mut counts = Counts::default();
-        let mut created = HashSet::new();
-        let mut tracker = Tracker {
-            percent: 0,
-            announced: 0,
-            at: Instant::now(),
+        let mut run = Run {
+            id,
+            scope,
+            mode,
+            counts: Counts::default(),
+            created: HashSet::new(),
+            tracker: Tracker {
+                percent: 0,
+                announced: 0,
+                at: Instant::now(),
+            },
+            high_water: None,
         };
-        let listed = self
-            .list(
-                id,
-                scope,
-                mode,
-                &mut counts,
-                &mut created,
-                &mut tracker,
-                progress,
-            )
-            .await;
+        let listed = self.list(&mut run, progress).await;
+        let Run {
+            mut counts,
+            created,
+            ..
+        } = run;
         let tally = self.tally(id, &created, &mut counts).await;
         let (state, error) = match (&listed, &tally) {
             (Ok(Ended::Completed), Ok(())) => ("completed", None),
@@ -120,8 +154,21 @@ impl Backfill {
             counts,
             error,
         };
-        let mut data = serde_json::to_value(&summary).unwrap_or_else(|_| json!({}));
-        match &listed {
+        self.announce_end(scope, id, &listed, &summary).await?;
+        Ok(summary)
+    }
+
+    /// The run's last event: `completed` with its counts, or `failed` with what failed
+    /// and whether retrying may help.
+    async fn announce_end(
+        &self,
+        scope: &Scope,
+        id: Uuid,
+        listed: &Result<Ended, BackfillError>,
+        summary: &Summary,
+    ) -> Result<(), BackfillError> {
+        let mut data = serde_json::to_value(summary).unwrap_or_else(|_| json!({}));
+        match listed {
             Err(BackfillError::Upstream(e)) => {
                 data["error_code"] = json!(e.code.to_string());
                 data["retryable"] = json!(e.code.retryable());
@@ -139,158 +186,220 @@ impl Backfill {
                 self.announce(scope, id, "completed", data).await?;
             }
         }
-        Ok(summary)
+        Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Lists the scope from its cursor, a page at a time, until the end or an early stop.
     async fn list(
         &self,
-        id: Uuid,
-        scope: &Scope,
-        mode: Mode,
-        counts: &mut Counts,
-        created: &mut HashSet<String>,
-        tracker: &mut Tracker,
+        run: &mut Run<'_>,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<Ended, BackfillError> {
-        let settings = &self.settings;
+        let (system, key) = (run.scope.system, run.scope.key.as_str());
         let mut cursor: Cursor = {
             let client = self.store.client().await?;
-            sync_runs::cursor(&client, scope.system, &scope.key).await?
+            sync_runs::cursor(&client, system, key).await?
         };
         let resuming = cursor.resume_page.is_some();
-        let since = match (resuming, mode) {
+        let since = match (resuming, run.mode) {
             (true, _) => cursor.resume_since,
             (false, Mode::Incremental) => cursor.synced_until,
             (false, Mode::Full) => None,
         };
         let mut position = cursor.resume_page.clone();
-        let mut high_water = cursor.synced_until;
-        let page_size = settings.sync.page_size;
-        let first_url = first_page_url(&settings.github.api_url, &scope.key, page_size, since);
-        let filter = linear_listing::filter(&scope.key, since);
-        let mut first = true;
-        let mut branches = Branches::default();
+        run.high_water = cursor.synced_until;
+        let mut fetcher = Fetcher {
+            first: true,
+            conditional: !resuming && run.mode == Mode::Incremental,
+            since,
+            branches: Branches::default(),
+        };
         loop {
-            if self.check_not_paused(scope.system).await.is_err() {
-                return Ok(Ended::Stopped(format!("{} sync was paused", scope.system)));
+            if let Some(why) = self.must_stop(system).await {
+                return Ok(Ended::Stopped(why));
             }
-            if let Some(at) = self.budget_refills_at(scope.system, Utc::now()) {
-                return Ok(Ended::Stopped(format!(
-                    "{} rate budget is low until {}; resumes from the cursor",
-                    scope.system,
-                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                )));
-            }
-            let (items, next, rate, percent) = match scope.system {
+            let page = match system {
                 SystemId::Github => {
-                    let url = position.clone().unwrap_or_else(|| first_url.clone());
-                    let conditional = first && !resuming && mode == Mode::Incremental;
-                    let etag = match conditional && cursor.etag_url.as_deref() == Some(&url) {
-                        true => cursor.etag.clone(),
-                        false => None,
-                    };
-                    let lister = Lister {
-                        http: &self.http,
-                        token: settings.secrets.github_token.as_ref(),
-                    };
-                    let page = lister.page(&url, etag.as_deref()).await?;
-                    if page.not_modified {
-                        counts.not_modified += 1;
+                    let Some(page) = self
+                        .github_page(key, &mut fetcher, &mut cursor, position.as_deref())
+                        .await?
+                    else {
+                        run.counts.not_modified += 1;
                         return Ok(Ended::Completed);
-                    }
-                    if first && !resuming {
-                        cursor.etag_url = Some(url.clone());
-                        cursor.etag = page.etag.clone();
-                    }
-                    let number = page_number(&url);
-                    let percent = page
-                        .last_page
-                        .map(|last| (number * 100 / last.max(1)) as u8);
-                    let (heads, rate) = branches
-                        .of(
-                            &lister,
-                            &settings.github.api_url,
-                            &scope.key,
-                            page_size,
-                            since,
-                            &page.items,
-                        )
-                        .await?;
-                    let items = page
-                        .items
-                        .iter()
-                        .filter_map(|i| github_item(&scope.key, i, &heads))
-                        .collect();
-                    (items, page.next, rate.unwrap_or(page.rate), percent)
+                    };
+                    page
                 }
-                _ => {
-                    let page = linear_listing::page(
-                        &self.http,
-                        &settings.linear.api_url,
-                        settings.secrets.linear_api_key.as_ref(),
-                        &filter,
-                        page_size,
-                        position.as_deref(),
-                    )
-                    .await?;
-                    let items = page
-                        .items
-                        .iter()
-                        .filter_map(|i| linear_item(&scope.key, i))
-                        .collect();
-                    let next = page.has_next.then_some(page.end_cursor).flatten();
-                    (items, next, page.rate, None)
-                }
+                _ => self.linear_page(key, since, position.as_deref()).await?,
             };
-            let items: Vec<Listed> = items;
-            first = false;
-            counts.pages += 1;
-            counts.seen += items.len() as i32;
-            let new = self.store_page(scope, id, &items, created).await?;
-            counts.unchanged += (items.len() - new) as i32;
-            for i in &items {
-                high_water = high_water.max(i.updated_at);
-            }
+            fetcher.first = false;
+            let next = page.next.clone();
             cursor.resume_page = next.clone();
             cursor.resume_since = next.as_ref().and(since);
-            if next.is_none() {
-                cursor.synced_until = high_water;
-            }
-            {
-                let client = self.store.client().await?;
-                sync_runs::save_cursor(&client, scope.system, &scope.key, id, &cursor).await?;
-                sync_runs::record(&client, id, counts, None, None).await?;
-            }
-            let percent = match (&next, percent) {
-                (None, _) => 100,
-                (Some(_), Some(p)) => p.min(99),
-                (Some(_), None) => (counts.pages * 100 / (counts.pages + 1)).min(99) as u8,
-            };
-            self.track(scope, id, tracker, percent, counts).await?;
-            progress(Progress {
-                percent: tracker.percent,
-                pages: counts.pages,
-                seen: counts.seen,
-            });
-            let low = rate
-                .remaining
-                .filter(|r| *r < settings.sync.min_rate_remaining);
-            if let (Some(_), Some(at)) = (low, rate.reset_at) {
-                self.budget_low_until(scope.system, at);
+            self.record_page(run, &mut cursor, &page, progress).await?;
+            let min = self.settings.sync.min_rate_remaining;
+            let low = page.rate.remaining.filter(|r| *r < min);
+            if let (Some(_), Some(at)) = (low, page.rate.reset_at) {
+                self.budget_low_until(system, at);
             }
             let Some(next) = next else {
                 return Ok(Ended::Completed);
             };
             if let Some(left) = low {
                 return Ok(Ended::Stopped(format!(
-                    "{} rate budget is low ({left} left, under sync.min_rate_remaining = {}); \
-                     resumes from the cursor",
-                    scope.system, settings.sync.min_rate_remaining
+                    "{system} rate budget is low ({left} left, under sync.min_rate_remaining = \
+                     {min}); resumes from the cursor"
                 )));
             }
             position = Some(next);
         }
+    }
+
+    /// Why the run must stop before its next page: its system paused, or its rate
+    /// budget low until a refill.
+    async fn must_stop(&self, system: SystemId) -> Option<String> {
+        if self.check_not_paused(system).await.is_err() {
+            return Some(format!("{system} sync was paused"));
+        }
+        self.budget_refills_at(system, Utc::now()).map(|at| {
+            format!(
+                "{system} rate budget is low until {}; resumes from the cursor",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        })
+    }
+
+    /// One page of a repository's issues and pull requests (with the branches of the
+    /// pull requests); `None` when an incremental run's first page is unchanged (304).
+    async fn github_page(
+        &self,
+        repo: &str,
+        fetcher: &mut Fetcher,
+        cursor: &mut Cursor,
+        position: Option<&str>,
+    ) -> Result<Option<Page>, BackfillError> {
+        let settings = &self.settings;
+        let page_size = settings.sync.page_size;
+        let url = match position {
+            Some(p) => p.to_owned(),
+            None => first_page_url(&settings.github.api_url, repo, page_size, fetcher.since),
+        };
+        let conditional = fetcher.first && fetcher.conditional;
+        let etag = match conditional && cursor.etag_url.as_deref() == Some(&url) {
+            true => cursor.etag.clone(),
+            false => None,
+        };
+        let lister = Lister {
+            http: &self.http,
+            token: settings.secrets.github_token.as_ref(),
+        };
+        let page = lister.page(&url, etag.as_deref()).await?;
+        if page.not_modified {
+            return Ok(None);
+        }
+        if fetcher.first && position.is_none() {
+            cursor.etag_url = Some(url.clone());
+            cursor.etag = page.etag.clone();
+        }
+        let number = page_number(&url);
+        let percent = page
+            .last_page
+            .map(|last| (number * 100 / last.max(1)) as u8);
+        let api_url = &settings.github.api_url;
+        let (heads, rate) = fetcher
+            .branches
+            .of(
+                &lister,
+                api_url,
+                repo,
+                page_size,
+                fetcher.since,
+                &page.items,
+            )
+            .await?;
+        let items = page
+            .items
+            .iter()
+            .filter_map(|i| github_item(repo, i, &heads))
+            .collect();
+        Ok(Some(Page {
+            items,
+            next: page.next,
+            rate: rate.unwrap_or(page.rate),
+            percent,
+        }))
+    }
+
+    /// One page of a Linear team's issues.
+    async fn linear_page(
+        &self,
+        team: &str,
+        since: Option<DateTime<Utc>>,
+        position: Option<&str>,
+    ) -> Result<Page, BackfillError> {
+        let settings = &self.settings;
+        let page = linear_listing::page(
+            &self.http,
+            &settings.linear.api_url,
+            settings.secrets.linear_api_key.as_ref(),
+            &linear_listing::filter(team, since),
+            settings.sync.page_size,
+            position,
+        )
+        .await?;
+        let items = page
+            .items
+            .iter()
+            .filter_map(|i| linear_item(team, i))
+            .collect();
+        Ok(Page {
+            items,
+            next: page.has_next.then_some(page.end_cursor).flatten(),
+            rate: page.rate,
+            percent: None,
+        })
+    }
+
+    /// Stores a page, moves the cursor past it (the listing is synced up to its newest
+    /// item once the last page is in) and announces the progress.
+    async fn record_page(
+        &self,
+        run: &mut Run<'_>,
+        cursor: &mut Cursor,
+        page: &Page,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<(), BackfillError> {
+        let (scope, id) = (run.scope, run.id);
+        let counts = &mut run.counts;
+        counts.pages += 1;
+        counts.seen += page.items.len() as i32;
+        let new = self
+            .store_page(scope, id, &page.items, &mut run.created)
+            .await?;
+        counts.unchanged += (page.items.len() - new) as i32;
+        for i in &page.items {
+            run.high_water = run.high_water.max(i.updated_at);
+        }
+        if page.next.is_none() {
+            cursor.synced_until = run.high_water;
+        }
+        {
+            let client = self.store.client().await?;
+            sync_runs::save_cursor(&client, scope.system, &scope.key, id, cursor).await?;
+            sync_runs::record(&client, id, counts, None, None).await?;
+        }
+        let percent = match (&page.next, page.percent) {
+            (None, _) => 100,
+            (Some(_), Some(p)) => p.min(99),
+            (Some(_), None) => (counts.pages * 100 / (counts.pages + 1)).min(99) as u8,
+        };
+        self.track(scope, id, &mut run.tracker, percent, &run.counts)
+            .await?;
+        progress(Progress {
+            percent: run.tracker.percent,
+            pages: run.counts.pages,
+            seen: run.counts.seen,
+        });
+        Ok(())
     }
 
     /// Stores one page; answers how many items were new. Items whose object was not
