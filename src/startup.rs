@@ -124,7 +124,7 @@ impl Application {
         let mut listening = vec![ws.clone().recipient()];
         // The outbox dispatcher (worker replicas only) hears of every commit that wrote
         // outbox rows.
-        let dispatcher = start_dispatcher(&store, &mapper, &settings, &metrics)?;
+        let dispatcher = start_dispatcher(&store, &mapper, &settings, &metrics, &streams)?;
         if let Some(d) = &dispatcher {
             committed.push(d.clone().recipient());
             listening.push(d.clone().recipient());
@@ -384,6 +384,7 @@ fn start_dispatcher(
     mapper: &Addr<StatusMapper>,
     settings: &Arc<Settings>,
     metrics: &Arc<Metrics>,
+    streams: &Streams,
 ) -> anyhow::Result<Option<Addr<Dispatcher>>> {
     if !settings.server.worker_enabled {
         return Ok(None);
@@ -393,6 +394,11 @@ fn start_dispatcher(
         mapper.clone(),
         settings.clone(),
         metrics.clone(),
+        // Its own commits reach subscribers here at once, and elsewhere through hints.
+        vec![
+            streams.ws.clone().recipient(),
+            streams.hints.clone().recipient(),
+        ],
     )?;
     Ok(Some(Dispatcher::new(dispatch).start()))
 }

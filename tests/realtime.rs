@@ -95,9 +95,12 @@ async fn last_seq(app: &TestApp) -> i64 {
 
 #[actix_web::test]
 async fn an_update_through_one_instance_reaches_a_subscriber_on_another() {
-    let a = spawn_app_with(&[]).await;
-    // B never polls within the test: A's NOTIFY hint (or, if B began listening after A
-    // sent it, B's one read when LISTEN took effect) is what must wake it.
+    // The agent API takes its time, so A logs the write's end well after B has read the
+    // change: only a hint can tell B of it.
+    let agent = slow_agent_api(Duration::from_millis(1500)).await;
+    let a = spawn_app_with(&[("STATSYNC__AGENTAPI__URL", &agent)]).await;
+    // B never polls within the test: A's NOTIFY hints (or, if B began listening after A
+    // sent one, B's one read when LISTEN took effect) are what must wake it.
     let b = spawn_app_on(
         &a.database_url,
         &[("STATSYNC__WS__POLL_INTERVAL_MS", "600000")],
@@ -112,6 +115,15 @@ async fn an_update_through_one_instance_reaches_a_subscriber_on_another() {
         .set_status(json!({"entityId": id, "status": "in_progress"}))
         .await;
     assert_eq!(body["decision"], "applied", "{body}");
+    // A's dispatcher writes the change to the agent API and logs the write's events
+    // after the change's own: they reach B the same way. (Reading the log's end before
+    // they were logged, and B never hearing of them, was this test's flake.)
+    eventually("A logs the agent API write's end", WAIT, || async {
+        a.count("SELECT count(*) FROM events WHERE type = 'agentapi_sync_completed'")
+            .await
+            == 1
+    })
+    .await;
     let upto = last_seq(&a).await;
     // Heartbeats keep the socket busy, so the deadline is on the whole wait.
     let Ok(got) = tokio::time::timeout(WAIT, events_until(&mut conn, upto)).await else {
@@ -128,6 +140,29 @@ async fn an_update_through_one_instance_reaches_a_subscriber_on_another() {
         .expect("a status_changed event");
     assert_eq!(change["entityId"], json!(id));
     assert!(change["rooms"].as_array().unwrap().contains(&json!(room)));
+    let types: Vec<&str> = got.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(types.contains(&"agentapi_sync_completed"), "{types:?}");
+}
+
+/// A stand-in for the agent API that accepts every status write after `delay`; answers
+/// its URL.
+async fn slow_agent_api(delay: Duration) -> String {
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new().route(
+            "/agent",
+            actix_web::web::post().to(move || async move {
+                tokio::time::sleep(delay).await;
+                actix_web::HttpResponse::Accepted().json(json!({"status": "received"}))
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .expect("bind the agent API stand-in");
+    let port = server.addrs()[0].port();
+    actix_web::rt::spawn(server.run());
+    format!("http://127.0.0.1:{port}/agent")
 }
 
 /// The replica's hint counters, to tell a hint not sent from one not heard.

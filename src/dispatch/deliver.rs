@@ -61,73 +61,85 @@ pub async fn deliver(ctx: &DispatchContext, row: OutboxRow) {
     };
     observe_rate(ctx, system, &rate, result.as_ref().err());
     let (finish, announce) = match result {
-        Ok((delivered, echo)) => {
-            ctx.metrics
-                .outbound_requests
-                .with_label_values(&[system.as_str(), "ok"])
-                .inc();
-            let took = (Utc::now() - row.created_at)
-                .num_microseconds()
-                .unwrap_or(0);
-            ctx.metrics
-                .commit_to_outbound
-                .with_label_values(&[system.as_str()])
-                .observe(took.max(0) as f64 / 1e6);
-            let finish = match delivered.written {
-                Written::Done => Finish::Done,
-                Written::Noop(reason) => Finish::Noop(reason),
-            };
-            let echo = echo.then_some(delivered.object_updated_at);
-            (finish, Announce::Completed { echo })
-        }
-        Err(error) => {
-            ctx.metrics
-                .outbound_requests
-                .with_label_values(&[system.as_str(), error.code.as_str()])
-                .inc();
-            let next = ctx
-                .retry
-                .next(row.attempt.max(1) as u32, &error, &mut rand::thread_rng());
-            let code = error.code.as_str().to_owned();
-            let message = error.message.clone();
-            let finish = match next {
-                Next::RetryAfter(wait) => {
-                    ctx.metrics
-                        .outbound_retries
-                        .with_label_values(&[system.as_str(), error.code.as_str()])
-                        .inc();
-                    Finish::Retry {
-                        delay_ms: millis(wait),
-                        code,
-                        error: message,
-                    }
-                }
-                Next::DeadLetter => {
-                    ctx.metrics
-                        .dead_letters
-                        .with_label_values(&[system.as_str(), error.code.as_str()])
-                        .inc();
-                    Finish::Dead {
-                        code,
-                        error: message,
-                    }
-                }
-            };
-            tracing::warn!(
-                outbox_id = row.id,
-                system = system.as_str(),
-                external_id = %row.external_id,
-                attempt = row.attempt,
-                code = error.code.as_str(),
-                retryable = error.retryable(),
-                dead = matches!(finish, Finish::Dead { .. }),
-                error = %error.message,
-                "outbound write failed"
-            );
-            (finish, Announce::Failed(error))
-        }
+        Ok((delivered, echo)) => succeeded(ctx, &row, delivered, echo),
+        Err(error) => failed(ctx, &row, error),
     };
     record(ctx, &row, finish, Some(announce)).await;
+}
+
+/// A write that answered: counted, its commit-to-outbound time observed.
+fn succeeded(
+    ctx: &DispatchContext,
+    row: &OutboxRow,
+    delivered: Delivered,
+    echo: bool,
+) -> (Finish, Announce) {
+    let system = row.system.as_str();
+    ctx.metrics
+        .outbound_requests
+        .with_label_values(&[system, "ok"])
+        .inc();
+    let took = (Utc::now() - row.created_at)
+        .num_microseconds()
+        .unwrap_or(0);
+    ctx.metrics
+        .commit_to_outbound
+        .with_label_values(&[system])
+        .observe(took.max(0) as f64 / 1e6);
+    let finish = match delivered.written {
+        Written::Done => Finish::Done,
+        Written::Noop(reason) => Finish::Noop(reason),
+    };
+    let echo = echo.then_some(delivered.object_updated_at);
+    (finish, Announce::Completed { echo })
+}
+
+/// A write that failed: retried later or dead-lettered, counted and logged.
+fn failed(ctx: &DispatchContext, row: &OutboxRow, error: OutboundError) -> (Finish, Announce) {
+    let system = row.system.as_str();
+    let code = error.code.as_str();
+    ctx.metrics
+        .outbound_requests
+        .with_label_values(&[system, code])
+        .inc();
+    let next = ctx
+        .retry
+        .next(row.attempt.max(1) as u32, &error, &mut rand::thread_rng());
+    let finish = match next {
+        Next::RetryAfter(wait) => {
+            ctx.metrics
+                .outbound_retries
+                .with_label_values(&[system, code])
+                .inc();
+            Finish::Retry {
+                delay_ms: millis(wait),
+                code: code.to_owned(),
+                error: error.message.clone(),
+            }
+        }
+        Next::DeadLetter => {
+            ctx.metrics
+                .dead_letters
+                .with_label_values(&[system, code])
+                .inc();
+            Finish::Dead {
+                code: code.to_owned(),
+                error: error.message.clone(),
+            }
+        }
+    };
+    tracing::warn!(
+        outbox_id = row.id,
+        system,
+        external_id = %row.external_id,
+        attempt = row.attempt,
+        code,
+        retryable = error.retryable(),
+        dead = matches!(finish, Finish::Dead { .. }),
+        error = %error.message,
+        "outbound write failed"
+    );
+    (finish, Announce::Failed(error))
 }
 
 enum Announce {
@@ -278,6 +290,7 @@ async fn try_record(
         return Ok(());
     }
     let mut event = None;
+    let mut follow_ups = 0;
     match announce {
         Some(Announce::Completed { echo }) => {
             if let Some(updated_at) = echo {
@@ -285,6 +298,7 @@ async fn try_record(
                 echoes::record(&tx, &target, row.status, updated_at).await?;
             }
             if *finish == Finish::Done && outbox::follow_up(&tx, row).await? {
+                follow_ups = 1;
                 tracing::debug!(
                     outbox_id = row.id,
                     "the entity moved on while this write was on its way: its status follows"
@@ -320,11 +334,13 @@ async fn try_record(
         }
         None => {}
     }
-    if let Some(e) = &event {
+    let seqs = match &event {
         // Last before commit: it takes the event_seq lock held until commit.
-        events::append(&tx, std::slice::from_ref(e)).await?;
-    }
+        Some(e) => events::append(&tx, std::slice::from_ref(e)).await?,
+        None => Vec::new(),
+    };
     tx.commit().await?;
+    ctx.announce(&seqs, follow_ups);
     Ok(())
 }
 

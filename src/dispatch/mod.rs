@@ -142,6 +142,9 @@ pub struct DispatchContext {
     pub connectors: Connectors,
     pub budgets: HashMap<SystemId, Budget>,
     pub retry: RetryPolicy,
+    /// Told of every commit that logged events (a write started or ended) or wrote a
+    /// follow-up row: this replica's WebSocket manager, and other replicas through hints.
+    pub committed: Vec<Recipient<EventsCommitted>>,
 }
 
 impl DispatchContext {
@@ -150,6 +153,7 @@ impl DispatchContext {
         mapper: Addr<StatusMapper>,
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
+        committed: Vec<Recipient<EventsCommitted>>,
     ) -> anyhow::Result<DispatchContext> {
         let budgets: HashMap<SystemId, Budget> = [
             (SystemId::Github, settings.github.requests_per_second),
@@ -173,7 +177,22 @@ impl DispatchContext {
             connectors,
             budgets,
             retry,
+            committed,
         })
+    }
+
+    /// After a commit: events up to `seqs`' last are logged, `outbox_rows` rows written.
+    fn announce(&self, seqs: &[i64], outbox_rows: usize) {
+        if seqs.is_empty() && outbox_rows == 0 {
+            return;
+        }
+        let msg = EventsCommitted {
+            last_seq: seqs.last().copied(),
+            outbox_rows,
+        };
+        for r in &self.committed {
+            r.do_send(msg.clone());
+        }
     }
 
     fn paused(&self, system: SystemId) -> Option<Instant> {
@@ -345,8 +364,9 @@ async fn claim_writes(
         .iter()
         .map(|row| deliver::sync_event(row, "started", deliver::base_data(row)))
         .collect();
-    events::append(&tx, &started).await?;
+    let seqs = events::append(&tx, &started).await?;
     tx.commit().await?;
+    ctx.announce(&seqs, 0);
     Ok(rows)
 }
 
