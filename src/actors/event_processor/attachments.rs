@@ -12,10 +12,12 @@ use deadpool_postgres::Client;
 use super::item::{ApplyError, Target, WorkItem};
 use crate::domain::linking::{self, LinkedPullRequest};
 use crate::domain::{
-    EntityKind, ExternalRef, GithubPullRequestState, StatusUpdate, SystemId, UpdateAction,
+    EntityKind, ExternalRef, GithubPullRequestState, NativeStatus, StatusUpdate, SystemId,
+    UpdateAction,
 };
+use crate::store::entities::{self, EntityRow};
 use crate::store::linking as store;
-use crate::store::{entities, StoreError};
+use crate::store::StoreError;
 use crate::systems::linear::webhook::PULL_REQUESTS;
 
 /// The pull requests one Linear update attaches to its issue.
@@ -77,26 +79,10 @@ pub(super) async fn record(
         .iter()
         .map(|pr| ExternalRef::new(SystemId::Github, pr.clone()))
         .collect();
-    let found = entities::find(tx, &refs).await?;
-    let owners: Vec<_> = found
-        .values()
-        .copied()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let links = entities::links_of(tx, &owners).await?;
-    let shares_an_issue = |entity| {
-        links
-            .get(entity)
-            .is_some_and(|ls| ls.iter().any(|l| l.system == SystemId::Linear))
-    };
+    let mut owned = own_entities(tx, &refs).await?;
     let mut out = Vec::new();
     for r in refs {
-        // An entity of the pull request's own, which no Linear issue shares.
-        let own = match found.get(&r).filter(|e| !shares_an_issue(e)) {
-            Some(id) => entities::get(tx, *id).await?,
-            None => None,
-        };
+        let own = owned.remove(&r);
         let siblings = by_issue.entry(attached.identifier.clone()).or_default();
         let known = siblings.iter().find(|l| l.pull_request == r.external_id);
         // A pull request never seen tells no state: open until it reports, and any
@@ -128,7 +114,9 @@ pub(super) async fn record(
             }
             None => siblings.push(row),
         }
-        let Some(own) = own else { continue };
+        let (Some(own), Target::Ref(issue)) = (own, &item.target) else {
+            continue;
+        };
         let others: Vec<LinkedPullRequest> = siblings
             .iter()
             .filter(|l| l.pull_request != r.external_id)
@@ -144,35 +132,77 @@ pub(super) async fn record(
             },
             &others,
         );
-        let Target::Ref(issue) = &item.target else {
-            continue;
-        };
-        out.push(WorkItem {
-            inbound_id: item.inbound_id,
-            received_at: item.received_at,
-            target: Target::Ref(r.clone()),
-            update: StatusUpdate {
-                source: SystemId::Github,
-                target: r.clone(),
-                aliases: Vec::new(),
-                links: vec![issue.clone()],
-                kind: EntityKind::PullRequest,
-                action: UpdateAction::Status { native },
-                // As old as what the pull request last reported: nothing new happened
-                // to it.
-                source_timestamp: ts,
-                project: own.project.clone(),
-                explicit: false,
-                title: None,
-                body: None,
-                metadata: serde_json::json!({ "attachedTo": attached.identifier }),
-            },
-            forced: false,
-            resolves: None,
-            direct_write_from: None,
-            // Decided by source timestamps, never opening a conflict window.
-            catch_up: true,
-        });
+        let project = own.project.clone();
+        out.push(pull_request_update(
+            item, &r, issue, native, ts, project, attached,
+        ));
     }
     Ok(out)
+}
+
+/// The update that tells an attached pull request's own entity what its state now means
+/// for the issue: as old as what the pull request last reported (nothing new happened
+/// to it), decided by source times and never opening a conflict window.
+fn pull_request_update(
+    item: &WorkItem,
+    pull_request: &ExternalRef,
+    issue: &ExternalRef,
+    native: NativeStatus,
+    ts: DateTime<Utc>,
+    project: Option<String>,
+    attached: &Attached,
+) -> WorkItem {
+    WorkItem {
+        inbound_id: item.inbound_id,
+        received_at: item.received_at,
+        target: Target::Ref(pull_request.clone()),
+        update: StatusUpdate {
+            source: SystemId::Github,
+            target: pull_request.clone(),
+            aliases: Vec::new(),
+            links: vec![issue.clone()],
+            kind: EntityKind::PullRequest,
+            action: UpdateAction::Status { native },
+            source_timestamp: ts,
+            project,
+            explicit: false,
+            title: None,
+            body: None,
+            metadata: serde_json::json!({ "attachedTo": attached.identifier }),
+        },
+        forced: false,
+        resolves: None,
+        direct_write_from: None,
+        catch_up: true,
+    }
+}
+
+/// The entities of pull requests that have one of their own, which no Linear issue
+/// shares.
+async fn own_entities(
+    tx: &Client,
+    refs: &[ExternalRef],
+) -> Result<HashMap<ExternalRef, EntityRow>, ApplyError> {
+    let found = entities::find(tx, refs).await?;
+    let owners: Vec<_> = found
+        .values()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let links = entities::links_of(tx, &owners).await?;
+    let shares_an_issue = |entity| {
+        links
+            .get(entity)
+            .is_some_and(|ls| ls.iter().any(|l| l.system == SystemId::Linear))
+    };
+    let mut own = HashMap::new();
+    for r in refs {
+        if let Some(id) = found.get(r).filter(|e| !shares_an_issue(e)) {
+            if let Some(row) = entities::get(tx, *id).await? {
+                own.insert(r.clone(), row);
+            }
+        }
+    }
+    Ok(own)
 }
