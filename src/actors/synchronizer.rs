@@ -314,49 +314,7 @@ impl StatusSynchronizer {
         let mut owners: Vec<Uuid> = found.values().copied().collect();
         owners.sort();
         owners.dedup();
-        let (id, created) = match (req.entity_id, owners.as_slice()) {
-            (Some(id), _) => {
-                let Some(row) = entities::lock(&*tx, &[id]).await?.remove(&id) else {
-                    return Err(BackfillError::NotFound(format!("no entity {id}")));
-                };
-                if let Some(survivor) = row.merged_into {
-                    return Err(BackfillError::Conflict(format!(
-                        "entity {id} was merged into entity {survivor}; link to that one"
-                    )));
-                }
-                (id, false)
-            }
-            (None, [one]) => (*one, false),
-            (None, []) => {
-                let id = Uuid::new_v4();
-                let kind = req.kind.unwrap_or(match req.refs[0].system {
-                    SystemId::Agentapi => EntityKind::Task,
-                    _ => EntityKind::Issue,
-                });
-                entities::insert(
-                    &*tx,
-                    &entities::NewEntity {
-                        id,
-                        kind,
-                        status: req.status.unwrap_or(CanonicalStatus::Todo),
-                        project: None,
-                        title: None,
-                        metadata: &serde_json::json!({}),
-                    },
-                )
-                .await?;
-                (id, true)
-            }
-            (None, many) => {
-                return Err(BackfillError::Conflict(format!(
-                    "these refs are linked to different entities: {}",
-                    many.iter()
-                        .map(Uuid::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )))
-            }
-        };
+        let (id, created) = link_target(&tx, &req, &owners).await?;
         for r in &req.refs {
             match found.get(r) {
                 Some(owner) if *owner == id => continue,
@@ -494,4 +452,56 @@ fn api_item(
         direct_write_from: None,
         catch_up: false,
     }
+}
+
+/// The entity refs are linked to: the one named, the one they share, or a new one
+/// (`true`). Refs of different entities are a conflict: merging is never implicit.
+async fn link_target(
+    tx: &Tx,
+    req: &LinkRequest,
+    owners: &[Uuid],
+) -> Result<(Uuid, bool), BackfillError> {
+    Ok(match (req.entity_id, owners) {
+        (Some(id), _) => {
+            let Some(row) = entities::lock(&**tx, &[id]).await?.remove(&id) else {
+                return Err(BackfillError::NotFound(format!("no entity {id}")));
+            };
+            if let Some(survivor) = row.merged_into {
+                return Err(BackfillError::Conflict(format!(
+                    "entity {id} was merged into entity {survivor}; link to that one"
+                )));
+            }
+            (id, false)
+        }
+        (None, [one]) => (*one, false),
+        (None, []) => {
+            let id = Uuid::new_v4();
+            let kind = req.kind.unwrap_or(match req.refs[0].system {
+                SystemId::Agentapi => EntityKind::Task,
+                _ => EntityKind::Issue,
+            });
+            entities::insert(
+                &**tx,
+                &entities::NewEntity {
+                    id,
+                    kind,
+                    status: req.status.unwrap_or(CanonicalStatus::Todo),
+                    project: None,
+                    title: None,
+                    metadata: &serde_json::json!({}),
+                },
+            )
+            .await?;
+            (id, true)
+        }
+        (None, many) => {
+            return Err(BackfillError::Conflict(format!(
+                "these refs are linked to different entities: {}",
+                many.iter()
+                    .map(Uuid::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    })
 }

@@ -99,9 +99,32 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
         tx.rollback().await.map_err(fail(None))?;
         return Ok(0);
     };
+    let (items, mut marks) = work_items(&claimed);
+    let now = Utc::now();
+    let (outcomes, mut effects) = apply_items(&tx, engine, &items, now)
+        .await
+        .map_err(|e| (e, Some(first)))?;
+    marks.extend(summarize(&claimed, &outcomes));
+    effects.marks = marks;
+    effects.commit(tx).await.map_err(fail(Some(first)))?;
+    for m in &effects.marks {
+        if let (Some(code), Some(c)) = (m.error_code, claimed.iter().find(|c| c.id == m.id)) {
+            count_failed(engine, c.system.as_str(), code);
+        }
+    }
+
+    observe(engine, &items, claimed.len());
+    engine.backlog.add(-(claimed.len() as i64));
+    announce(engine, &effects);
+    Ok(claimed.len())
+}
+
+/// The claimed deliveries' updates, and the outcomes of those that carry none (ignored,
+/// or unparseable: failed for good, with its code).
+fn work_items(claimed: &[Claimed]) -> (Vec<WorkItem>, Vec<Outcome>) {
     let mut items = Vec::new();
     let mut marks = Vec::new();
-    for c in &claimed {
+    for c in claimed {
         match parse(c) {
             Ok(Parsed::Updates(updates)) => items.extend(updates.into_iter().map(|u| {
                 WorkItem {
@@ -131,21 +154,13 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
             }),
         }
     }
-    let now = Utc::now();
-    let (outcomes, mut effects) = apply_items(&tx, engine, &items, now)
-        .await
-        .map_err(|e| (e, Some(first)))?;
-    marks.extend(summarize(&claimed, &outcomes));
-    effects.marks = marks;
-    effects.commit(tx).await.map_err(fail(Some(first)))?;
-    for m in &effects.marks {
-        if let (Some(code), Some(c)) = (m.error_code, claimed.iter().find(|c| c.id == m.id)) {
-            count_failed(engine, c.system.as_str(), code);
-        }
-    }
+    (items, marks)
+}
 
+/// Delivery-to-commit times and the batch's size.
+fn observe(engine: &Engine, items: &[WorkItem], claimed: usize) {
     let done = Utc::now();
-    for item in &items {
+    for item in items {
         if let Some(at) = item.received_at {
             let secs = (done - at).num_microseconds().unwrap_or(0) as f64 / 1e6;
             engine
@@ -159,10 +174,7 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
         .metrics
         .batch_size
         .with_label_values(&["inbound"])
-        .observe(claimed.len() as f64);
-    engine.backlog.add(-(claimed.len() as i64));
-    announce(engine, &effects);
-    Ok(claimed.len())
+        .observe(claimed as f64);
 }
 
 /// One line per delivery: what each of its updates came to.

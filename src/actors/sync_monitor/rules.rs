@@ -38,12 +38,20 @@ fn ratio(part: i64, whole: i64, min_samples: u64) -> Option<f64> {
 
 /// Every alert of `[alerts]`, read from `f`.
 pub fn readings(f: &Figures, s: &AlertSettings) -> Vec<Reading> {
+    let mut all = writes(f, s);
+    all.extend(waiting_for_people(f, s));
+    all
+}
+
+fn pct(v: Option<f64>) -> f64 {
+    v.unwrap_or(0.0) * 100.0
+}
+
+/// How the outbound writes fare: failures, time to success, queue depth and age.
+fn writes(f: &Figures, s: &AlertSettings) -> Vec<Reading> {
     let window = s.window_s;
     let failure = ratio(f.failed, f.attempted, s.min_samples);
-    let conflict = ratio(f.conflicts, f.decisions, s.min_samples);
     let depth = f.count(&["pending", "in_flight"]);
-    let dead = f.count(&["dead"]);
-    let pct = |v: Option<f64>| v.unwrap_or(0.0) * 100.0;
     vec![
         Reading {
             name: SYNC_FAILURE_RATE,
@@ -86,6 +94,15 @@ pub fn readings(f: &Figures, s: &AlertSettings) -> Vec<Reading> {
                 f.oldest_pending_age_s.unwrap_or(0.0)
             ),
         },
+    ]
+}
+
+/// What waits for a person: conflicts, dead letters, deliveries that failed for good.
+fn waiting_for_people(f: &Figures, s: &AlertSettings) -> Vec<Reading> {
+    let window = s.window_s;
+    let conflict = ratio(f.conflicts, f.decisions, s.min_samples);
+    let dead = f.count(&["dead"]);
+    vec![
         Reading {
             name: CONFLICT_RATE,
             severity: "warning",
