@@ -163,8 +163,8 @@ impl Application {
             sync,
             ws,
             ws_connections: Arc::new(http::connections::Connections::new(
-                metrics.ws_connections.clone(),
-                metrics.ws_unauthenticated.clone(),
+                metrics.streams.ws_connections.clone(),
+                metrics.streams.ws_unauthenticated.clone(),
             )),
             backfill,
         });
@@ -310,7 +310,7 @@ async fn identities(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Ar
                 .linear_api_key
                 .is_some()
                 .then_some(connectors.linear),
-            metrics.identity_discovery_failures.clone(),
+            metrics.outbound.identity_discovery_failures.clone(),
         )
         .await;
     }

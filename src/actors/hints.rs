@@ -129,13 +129,17 @@ impl Hints {
                     act.flush_scheduled = false;
                     match sent {
                         Ok(()) => {
-                            act.metrics.hints.with_label_values(&["sent"]).inc();
+                            act.metrics.streams.hints.with_label_values(&["sent"]).inc();
                             act.schedule(ctx);
                         }
                         Err((e, hint)) => {
                             // Kept, not dropped: a replica that polls slowly (or not at
                             // all while idle) would wait its whole interval for the work.
-                            act.metrics.hints.with_label_values(&["failed"]).inc();
+                            act.metrics
+                                .streams
+                                .hints
+                                .with_label_values(&["failed"])
+                                .inc();
                             tracing::warn!(error = %e, "hint not sent; retrying");
                             act.pending.merge(&hint);
                             act.schedule_in(RETRY, ctx);
@@ -191,7 +195,7 @@ impl Handler<Listen> for Hints {
     fn handle(&mut self, msg: Listen, ctx: &mut Context<Self>) {
         let url = self.database_url.clone();
         let own = self.replica;
-        let received = self.metrics.hints.with_label_values(&["received"]);
+        let received = self.metrics.streams.hints.with_label_values(&["received"]);
         ctx.spawn(listen(url, own, msg.0, received).into_actor(self));
     }
 }

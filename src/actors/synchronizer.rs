@@ -219,6 +219,7 @@ impl StatusSynchronizer {
     /// value is a series kept for the process's life.
     pub fn monitor_webhook(&self, system: SystemId, event: &'static str, result: &'static str) {
         self.metrics
+            .inbound
             .webhooks_received
             .with_label_values(&[system.as_str(), event, result])
             .inc();

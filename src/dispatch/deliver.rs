@@ -76,6 +76,7 @@ fn succeeded(
 ) -> (Finish, Announce) {
     let system = row.system.as_str();
     ctx.metrics
+        .outbound
         .outbound_requests
         .with_label_values(&[system, "ok"])
         .inc();
@@ -83,6 +84,7 @@ fn succeeded(
         .num_microseconds()
         .unwrap_or(0);
     ctx.metrics
+        .outbound
         .commit_to_outbound
         .with_label_values(&[system])
         .observe(took.max(0) as f64 / 1e6);
@@ -99,6 +101,7 @@ fn failed(ctx: &DispatchContext, row: &OutboxRow, error: OutboundError) -> (Fini
     let system = row.system.as_str();
     let code = error.code.as_str();
     ctx.metrics
+        .outbound
         .outbound_requests
         .with_label_values(&[system, code])
         .inc();
@@ -108,6 +111,7 @@ fn failed(ctx: &DispatchContext, row: &OutboxRow, error: OutboundError) -> (Fini
     let finish = match next {
         Next::RetryAfter(wait) => {
             ctx.metrics
+                .outbound
                 .outbound_retries
                 .with_label_values(&[system, code])
                 .inc();
@@ -119,6 +123,7 @@ fn failed(ctx: &DispatchContext, row: &OutboxRow, error: OutboundError) -> (Fini
         }
         Next::DeadLetter => {
             ctx.metrics
+                .outbound
                 .dead_letters
                 .with_label_values(&[system, code])
                 .inc();
@@ -181,6 +186,7 @@ pub(super) fn observe_rate(
         .remaining
         .unwrap_or_else(|| l.remaining(Instant::now()));
     ctx.metrics
+        .outbound
         .rate_limit_remaining
         .with_label_values(&[system.as_str()])
         .set(remaining);

@@ -56,6 +56,7 @@ pub async fn perform(ctx: &DispatchContext, row: LookupRow) {
     observe_rate(ctx, GITHUB, &rate, result.as_ref().err());
     let code = result.as_ref().err().map_or("ok", |e| e.code.as_str());
     ctx.metrics
+        .outbound
         .outbound_requests
         .with_label_values(&[GITHUB.as_str(), code])
         .inc();

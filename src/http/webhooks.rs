@@ -233,6 +233,7 @@ fn bad_signature(
     state
         .sync
         .metrics()
+        .inbound
         .signature_failures
         .with_label_values(&[system.as_str()])
         .inc();

@@ -189,7 +189,7 @@ impl Session {
         code: ws::CloseCode,
         why: &str,
     ) {
-        let dropped = &self.state.sync.metrics().ws_dropped;
+        let dropped = &self.state.sync.metrics().streams.ws_dropped;
         dropped.with_label_values(&[reason]).inc();
         self.close(ctx, code, why);
     }

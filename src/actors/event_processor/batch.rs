@@ -367,6 +367,7 @@ fn incoming(
 fn count(engine: &Engine, source: SystemId, decision: &Decision) {
     engine
         .metrics
+        .inbound
         .decisions
         .with_label_values(&[source.as_str(), decision.kind()])
         .inc();
@@ -376,6 +377,7 @@ fn count(engine: &Engine, source: SystemId, decision: &Decision) {
     {
         engine
             .metrics
+            .inbound
             .conflicts
             .with_label_values(&[strategy.as_str(), outcome.kind()])
             .inc();

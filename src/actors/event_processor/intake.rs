@@ -165,6 +165,7 @@ fn observe(engine: &Engine, items: &[WorkItem], claimed: usize) {
             let secs = (done - at).num_microseconds().unwrap_or(0) as f64 / 1e6;
             engine
                 .metrics
+                .inbound
                 .webhook_to_commit
                 .with_label_values(&[item.update.source.as_str()])
                 .observe(secs.max(0.0));
@@ -172,6 +173,7 @@ fn observe(engine: &Engine, items: &[WorkItem], claimed: usize) {
     }
     engine
         .metrics
+        .inbound
         .batch_size
         .with_label_values(&["inbound"])
         .observe(claimed as f64);
@@ -226,6 +228,7 @@ fn failure_code(e: &ApplyError) -> &'static str {
 fn count_failed(engine: &Engine, system: &str, code: &str) {
     engine
         .metrics
+        .inbound
         .deliveries_failed
         .with_label_values(&[system, code])
         .inc();
@@ -314,7 +317,7 @@ pub async fn refresh_backlog(engine: &Engine) {
         Ok(client) => match inbound::count_pending(&client).await {
             Ok(n) => {
                 engine.backlog.set(n);
-                engine.metrics.inbound_backlog.set(n);
+                engine.metrics.inbound.inbound_backlog.set(n);
             }
             Err(e) => tracing::debug!(error = %e, "backlog refresh failed"),
         },

@@ -117,10 +117,10 @@ impl Handler<Scrape> for SyncMonitor {
     fn handle(&mut self, _: Scrape, _: &mut Context<Self>) -> String {
         let pool = self.store.pool().status();
         let m = &self.metrics;
-        m.db_pool_max.set(pool.max_size as i64);
-        m.db_pool_connections.set(pool.size as i64);
-        m.db_pool_idle.set(pool.available as i64);
-        m.db_pool_waiters.set(pool.waiting as i64);
+        m.pool.db_pool_max.set(pool.max_size as i64);
+        m.pool.db_pool_connections.set(pool.size as i64);
+        m.pool.db_pool_idle.set(pool.available as i64);
+        m.pool.db_pool_waiters.set(pool.waiting as i64);
         m.render()
     }
 }
@@ -199,10 +199,14 @@ fn export(m: &Metrics, f: &Figures) {
                 .iter()
                 .find(|d| d.system == system && d.state == state)
                 .map_or(0, |d| d.count);
-            m.outbox_depth.with_label_values(&[system, state]).set(n);
+            m.outbound
+                .outbox_depth
+                .with_label_values(&[system, state])
+                .set(n);
         }
     }
-    m.outbox_oldest_pending_age
+    m.outbound
+        .outbox_oldest_pending_age
         .set(f.oldest_pending_age_s.unwrap_or(0.0));
 }
 

@@ -106,7 +106,11 @@ impl WebSocketManager {
             }
             for id in short {
                 tracing::info!(subscriber = id, "subscriber too slow; dropped");
-                self.metrics.ws_dropped.with_label_values(&["slow"]).inc();
+                self.metrics
+                    .streams
+                    .ws_dropped
+                    .with_label_values(&["slow"])
+                    .inc();
                 self.remove(id);
             }
         }
@@ -151,6 +155,7 @@ impl WebSocketManager {
             }
             let age = (chrono::Utc::now() - event.timestamp).num_microseconds();
             self.metrics
+                .streams
                 .commit_to_websocket
                 .observe(age.unwrap_or(0).max(0) as f64 / 1e6);
             let event = SharedEvent::new(event);
@@ -170,7 +175,11 @@ impl WebSocketManager {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::info!(subscriber = id, "subscriber too slow; dropped");
-                self.metrics.ws_dropped.with_label_values(&["slow"]).inc();
+                self.metrics
+                    .streams
+                    .ws_dropped
+                    .with_label_values(&["slow"])
+                    .inc();
                 self.remove(id);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => self.remove(id),
@@ -192,7 +201,7 @@ impl WebSocketManager {
     fn leave(&mut self, id: SubscriberId, room: &str) {
         if let Some(ids) = self.rooms.get_mut(room) {
             if ids.remove(&id) {
-                self.metrics.ws_subscriptions.dec();
+                self.metrics.streams.ws_subscriptions.dec();
             }
             if ids.is_empty() {
                 self.rooms.remove(room);
@@ -207,7 +216,7 @@ impl WebSocketManager {
         for room in rooms {
             sub.rooms.insert(room.clone());
             if self.rooms.entry(room.clone()).or_default().insert(id) {
-                self.metrics.ws_subscriptions.inc();
+                self.metrics.streams.ws_subscriptions.inc();
             }
         }
     }
@@ -434,7 +443,11 @@ impl WebSocketManager {
                     subscriber = c.id,
                     "subscriber too slow to catch up; dropped"
                 );
-                self.metrics.ws_dropped.with_label_values(&["slow"]).inc();
+                self.metrics
+                    .streams
+                    .ws_dropped
+                    .with_label_values(&["slow"])
+                    .inc();
                 return self.remove(c.id);
             }
             ctx.run_later(ROOM_CHECK, move |act, ctx| act.catch_up(ctx, c));
@@ -489,7 +502,7 @@ impl Handler<Shutdown> for WebSocketManager {
             let _ = sub.sink.try_send(Outgoing::Shutdown);
         }
         self.rooms.clear();
-        self.metrics.ws_subscriptions.set(0);
+        self.metrics.streams.ws_subscriptions.set(0);
         // No more reads of a database that is about to close; late upgrades are refused.
         ctx.stop();
     }
