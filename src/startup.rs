@@ -118,13 +118,13 @@ impl Application {
         backlog.set(inbound::count_pending(&store.client().await?).await?);
         let mapper = StatusMapper::new(Arc::new(settings.mappings.load()?)).start();
         let resolver = ConflictResolver::new(settings.sync.policy()).start();
-        let streams = Streams::start(&store, &settings, &metrics, &database.url).await?;
-        let (ws, hints) = (streams.ws.clone(), streams.hints.clone());
+        let outward = Outward::start(&store, &settings, &metrics, &database.url).await?;
+        let (ws, hints) = (outward.ws.clone(), outward.hints.clone());
         let mut committed = vec![ws.clone().recipient(), hints.clone().recipient()];
         let mut listening = vec![ws.clone().recipient()];
         // The outbox dispatcher (worker replicas only) hears of every commit that wrote
         // outbox rows.
-        let dispatcher = start_dispatcher(&store, &mapper, &settings, &metrics, &streams)?;
+        let dispatcher = start_dispatcher(&store, &mapper, &settings, &metrics, &outward)?;
         if let Some(d) = &dispatcher {
             committed.push(d.clone().recipient());
             listening.push(d.clone().recipient());
@@ -156,7 +156,7 @@ impl Application {
                 .into_iter()
                 .collect(),
         }));
-        let sync = synchronizer(&store, &settings, &metrics, backlog, processor, &streams);
+        let sync = synchronizer(&store, &settings, &metrics, backlog, processor, &outward);
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             store,
@@ -318,19 +318,19 @@ async fn identities(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Ar
 }
 
 /// The actors that carry commits outward on every replica, whatever its roles.
-struct Streams {
+struct Outward {
     ws: Addr<WebSocketManager>,
     hints: Addr<Hints>,
     monitor: Addr<SyncMonitor>,
 }
 
-impl Streams {
+impl Outward {
     async fn start(
         store: &Store,
         settings: &Arc<Settings>,
         metrics: &Arc<Metrics>,
         database_url: &str,
-    ) -> anyhow::Result<Streams> {
+    ) -> anyhow::Result<Outward> {
         // New subscribers start at the log's end.
         let delivered = store::events::last_seq(&store.client().await?).await?;
         let ws = WebSocketManager::new(store.clone(), settings.clone(), delivered, metrics.clone())
@@ -344,7 +344,7 @@ impl Streams {
             vec![ws.clone().recipient(), hints.clone().recipient()],
         )
         .start();
-        Ok(Streams { ws, hints, monitor })
+        Ok(Outward { ws, hints, monitor })
     }
 }
 
@@ -356,7 +356,7 @@ fn synchronizer(
     metrics: &Arc<Metrics>,
     backlog: Arc<Backlog>,
     processor: Addr<EventProcessor>,
-    streams: &Streams,
+    outward: &Outward,
 ) -> StatusSynchronizer {
     let writer = IntakeWriter::start(
         store.clone(),
@@ -365,7 +365,7 @@ fn synchronizer(
         backlog.clone(),
         vec![
             processor.clone().recipient(),
-            streams.hints.clone().recipient(),
+            outward.hints.clone().recipient(),
         ],
     );
     StatusSynchronizer::new(Parts {
@@ -374,7 +374,7 @@ fn synchronizer(
         backlog,
         capacity: settings.engine.queue_capacity,
         processor,
-        monitor: streams.monitor.clone(),
+        monitor: outward.monitor.clone(),
         writer,
     })
 }
@@ -384,7 +384,7 @@ fn start_dispatcher(
     mapper: &Addr<StatusMapper>,
     settings: &Arc<Settings>,
     metrics: &Arc<Metrics>,
-    streams: &Streams,
+    outward: &Outward,
 ) -> anyhow::Result<Option<Addr<Dispatcher>>> {
     if !settings.server.worker_enabled {
         return Ok(None);
@@ -396,8 +396,8 @@ fn start_dispatcher(
         metrics.clone(),
         // Its own commits reach subscribers here at once, and elsewhere through hints.
         vec![
-            streams.ws.clone().recipient(),
-            streams.hints.clone().recipient(),
+            outward.ws.clone().recipient(),
+            outward.hints.clone().recipient(),
         ],
     )?;
     Ok(Some(Dispatcher::new(dispatch).start()))

@@ -18,6 +18,23 @@ pub struct EventsCommitted {
     pub outbox_rows: usize,
 }
 
+impl EventsCommitted {
+    /// Tells `to` of a commit that logged events up to the last of `seqs` and wrote
+    /// `outbox_rows` rows; a commit that did neither tells no one.
+    pub fn tell(to: &[Recipient<EventsCommitted>], seqs: &[i64], outbox_rows: usize) {
+        if seqs.is_empty() && outbox_rows == 0 {
+            return;
+        }
+        let msg = EventsCommitted {
+            last_seq: seqs.last().copied(),
+            outbox_rows,
+        };
+        for r in to {
+            r.do_send(msg.clone());
+        }
+    }
+}
+
 /// Pending inbound work as this replica last saw it; webhooks refuse new deliveries
 /// (503) above the capacity instead of letting the backlog grow without bound.
 #[derive(Debug, Default)]

@@ -183,16 +183,7 @@ impl DispatchContext {
 
     /// After a commit: events up to `seqs`' last are logged, `outbox_rows` rows written.
     fn announce(&self, seqs: &[i64], outbox_rows: usize) {
-        if seqs.is_empty() && outbox_rows == 0 {
-            return;
-        }
-        let msg = EventsCommitted {
-            last_seq: seqs.last().copied(),
-            outbox_rows,
-        };
-        for r in &self.committed {
-            r.do_send(msg.clone());
-        }
+        EventsCommitted::tell(&self.committed, seqs, outbox_rows);
     }
 
     fn paused(&self, system: SystemId) -> Option<Instant> {

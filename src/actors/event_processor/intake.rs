@@ -283,16 +283,7 @@ async fn apply_once(
 }
 
 fn announce(engine: &Engine, effects: &Effects) {
-    if effects.seqs.is_empty() && effects.outbox_rows() == 0 {
-        return;
-    }
-    let msg = EventsCommitted {
-        last_seq: effects.seqs.last().copied(),
-        outbox_rows: effects.outbox_rows(),
-    };
-    for r in &engine.committed {
-        r.do_send(msg.clone());
-    }
+    EventsCommitted::tell(&engine.committed, &effects.seqs, effects.outbox_rows());
 }
 
 /// Drops the bodies of deliveries past `intake.retention_days` that were applied or

@@ -105,13 +105,7 @@ impl WebSocketManager {
                 return;
             }
             for id in short {
-                tracing::info!(subscriber = id, "subscriber too slow; dropped");
-                self.metrics
-                    .streams
-                    .ws_dropped
-                    .with_label_values(&["slow"])
-                    .inc();
-                self.remove(id);
+                self.drop_slow(id, "subscriber too slow; dropped");
             }
         }
         self.short_since = None;
@@ -167,6 +161,17 @@ impl WebSocketManager {
 
     /// Never waits: a full buffer means the subscriber cannot keep up, so it is dropped
     /// (its session closes with 1008 and the client resumes from its last seq).
+    /// A subscriber that cannot keep up goes (it may resume), and is counted.
+    fn drop_slow(&mut self, id: SubscriberId, why: &str) {
+        tracing::info!(subscriber = id, "{why}");
+        self.metrics
+            .streams
+            .ws_dropped
+            .with_label_values(&["slow"])
+            .inc();
+        self.remove(id);
+    }
+
     fn send(&mut self, id: SubscriberId, msg: Outgoing) {
         let Some(sub) = self.subscribers.get(&id) else {
             return;
@@ -174,13 +179,7 @@ impl WebSocketManager {
         match sub.sink.try_send(msg) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::info!(subscriber = id, "subscriber too slow; dropped");
-                self.metrics
-                    .streams
-                    .ws_dropped
-                    .with_label_values(&["slow"])
-                    .inc();
-                self.remove(id);
+                self.drop_slow(id, "subscriber too slow; dropped")
             }
             Err(mpsc::error::TrySendError::Closed(_)) => self.remove(id),
         }
@@ -439,16 +438,7 @@ impl WebSocketManager {
             };
             c.short_since = Some((since, room));
             if since.elapsed() >= SLOW_AFTER {
-                tracing::info!(
-                    subscriber = c.id,
-                    "subscriber too slow to catch up; dropped"
-                );
-                self.metrics
-                    .streams
-                    .ws_dropped
-                    .with_label_values(&["slow"])
-                    .inc();
-                return self.remove(c.id);
+                return self.drop_slow(c.id, "subscriber too slow to catch up; dropped");
             }
             ctx.run_later(ROOM_CHECK, move |act, ctx| act.catch_up(ctx, c));
             return;
