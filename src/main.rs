@@ -192,7 +192,7 @@ async fn suggest(
     project: Option<String>,
 ) -> anyhow::Result<()> {
     use statsync::domain::mapping::suggest;
-    let connectors = statsync::dispatch::Connectors::from_settings(settings, &Default::default())?;
+    let connectors = statsync::startup::connectors(settings)?;
     let section = match (team, project) {
         (Some(team), None) => {
             let states = connectors.linear.team_states(&team).await?;

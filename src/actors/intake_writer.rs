@@ -13,7 +13,7 @@ use actix::Recipient;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::messages::{Backlog, Wake};
-use crate::domain::SystemId;
+use crate::domain::{Origin, SystemId};
 use crate::store::inbound::{self, NewDelivery, Stored};
 use crate::store::{Store, StoreError};
 
@@ -23,6 +23,7 @@ const RACE_RETRIES: u32 = 3;
 /// A verified delivery waiting for its group's commit.
 struct Pending {
     system: SystemId,
+    origin: Origin,
     delivery_id: String,
     event_type: String,
     priority: i16,
@@ -74,6 +75,7 @@ impl IntakeWriter {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             system: d.system,
+            origin: d.origin,
             delivery_id: d.delivery_id.to_owned(),
             event_type: d.event_type.to_owned(),
             priority: d.priority,
@@ -151,6 +153,7 @@ impl Writer {
             .iter()
             .map(|p| NewDelivery {
                 system: p.system,
+                origin: p.origin,
                 delivery_id: &p.delivery_id,
                 event_type: &p.event_type,
                 priority: p.priority,

@@ -2,7 +2,6 @@
 //! delivery, move the scope's cursor after every page, announce throttled progress,
 //! and once the engine has applied what was stored, record the summary.
 
-use crate::store::inbound::BACKFILL_DELIVERY_PREFIX;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -516,7 +515,7 @@ fn github_item(repo: &str, issue: &Value, heads: &HashMap<u64, String>) -> Optio
     }
     Some(Listed {
         item: ListedItem {
-            delivery_id: format!("{BACKFILL_DELIVERY_PREFIX}github:{repo}:{number}:{stamp}"),
+            delivery_id: format!("backfill:github:{repo}:{number}:{stamp}"),
             event_type: LISTED_EVENT,
             body: serde_json::to_vec(&body).ok()?,
         },
@@ -541,7 +540,7 @@ fn linear_item(team: &str, node: &Value) -> Option<Listed> {
     });
     Some(Listed {
         item: ListedItem {
-            delivery_id: format!("{BACKFILL_DELIVERY_PREFIX}linear:{team}:{id}:{stamp}"),
+            delivery_id: format!("backfill:linear:{team}:{id}:{stamp}"),
             event_type: "Issue",
             body: serde_json::to_vec(&body).ok()?,
         },

@@ -209,7 +209,17 @@ async fn attempt(
         err.retry_after = Some(MAPPER_RETRY);
         err
     })?;
-    let links = if row.system == SystemId::Agentapi {
+    let Some(connector) = ctx.registry.get(row.system) else {
+        // The canonical store itself is never a row's system; no other is unregistered.
+        let written = Written::Noop(format!("no connector writes to {}", row.system));
+        let delivered = Delivered {
+            written,
+            rate: RateInfo::default(),
+            object_updated_at: None,
+        };
+        return Ok((delivered, false));
+    };
+    let links = if connector.writes_links() {
         links_of(ctx, row).await?
     } else {
         Vec::new()
@@ -226,21 +236,11 @@ async fn attempt(
         operation_id: row.operation_id,
         links,
     };
-    let delivered = match row.system {
-        SystemId::Github => ctx.connectors.github.write(&write, &native).await?,
-        SystemId::Linear => ctx.connectors.linear.write(&write, &native).await?,
-        SystemId::Agentapi => ctx.connectors.agent.write(&write).await?,
-        SystemId::Postgresql => Delivered {
-            written: Written::Noop("postgresql is the canonical store".into()),
-            rate: RateInfo::default(),
-            object_updated_at: None,
-        },
-    };
+    let delivered = connector.write(&write, &native).await?;
     // Every write is remembered, even one that sets the value statsync believes the
     // object had: the object may have been changed meanwhile, and the write then
-    // overwrote that change (which is written back when its delivery is decided). The
-    // agent API sends no webhook about statsync's calls: its reports are its own.
-    let echo = delivered.written == Written::Done && row.system != SystemId::Agentapi;
+    // overwrote that change (which is written back when its delivery is decided).
+    let echo = delivered.written == Written::Done && connector.writes_come_back();
     Ok((delivered, echo))
 }
 

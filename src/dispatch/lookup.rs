@@ -8,7 +8,7 @@
 use super::deliver::{millis, observe_rate};
 use super::retry::Next;
 use super::DispatchContext;
-use crate::domain::SystemId;
+use crate::domain::{Origin, SystemId};
 use crate::store::hints;
 use crate::store::hints::Hint;
 use crate::store::inbound::{self, NewDelivery, Stored};
@@ -45,7 +45,7 @@ pub async fn perform(ctx: &DispatchContext, row: LookupRow) {
         let delay = until.saturating_duration_since(std::time::Instant::now());
         return record(ctx, &row, release(millis(delay))).await;
     }
-    let result = ctx.connectors.github.item_status(&row.item_id).await;
+    let result = ctx.github.item_status(&row.item_id).await;
     if matches!(&result, Err(e) if e.code == ErrorCode::ShuttingDown) {
         return record(ctx, &row, release(0)).await;
     }
@@ -159,6 +159,7 @@ async fn try_record(
             let delivery_id = format!("lookup-{}", row.id);
             let delivery = NewDelivery {
                 system: GITHUB,
+                origin: Origin::Lookup,
                 delivery_id: &delivery_id,
                 event_type: ITEM_STATUS_READ,
                 priority: ctx.settings.engine.priorities.webhook.as_i16(),

@@ -22,8 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use anyhow::Context as _;
-use secrecy::SecretString;
 
 pub use retry::{Next, RetryPolicy};
 
@@ -35,11 +33,9 @@ use crate::metrics::Metrics;
 use crate::store::lookups::LookupRow;
 use crate::store::outbox::OutboxRow;
 use crate::store::{echoes, events, outbox, Store, StoreError};
-use crate::systems::agentapi::client::AgentClient;
-use crate::systems::github::app::AppAuth;
-use crate::systems::github::client::{Auth, GithubClient};
+use crate::systems::connector::Registry;
+use crate::systems::github::client::GithubClient;
 use crate::systems::limiter::Budget;
-use crate::systems::linear::client::LinearClient;
 
 /// A queue the dispatcher claims from: the outbox rows of one system statsync writes
 /// to, or GitHub lookups.
@@ -48,13 +44,6 @@ enum Queue {
     Outbox(SystemId),
     Lookups,
 }
-
-const QUEUES: [Queue; 4] = [
-    Queue::Outbox(SystemId::Github),
-    Queue::Outbox(SystemId::Linear),
-    Queue::Outbox(SystemId::Agentapi),
-    Queue::Lookups,
-];
 
 impl Queue {
     /// Whose budget (and pauses) the queue's calls spend.
@@ -72,74 +61,16 @@ enum Job {
     Lookup(LookupRow),
 }
 
-/// One client per external system.
-pub struct Connectors {
-    pub github: GithubClient,
-    pub linear: LinearClient,
-    pub agent: AgentClient,
-}
-
-/// The GitHub App when its credentials are set (it takes precedence), else the token.
-fn github_auth(settings: &Settings, http: &reqwest::Client) -> anyhow::Result<Auth> {
-    let secrets = &settings.secrets;
-    Ok(
-        match (&secrets.github_app_id, &secrets.github_app_private_key) {
-            (Some(id), Some(key)) => Auth::App(
-                AppAuth::new(id, key, http.clone(), &settings.github.api_url)
-                    .map_err(anyhow::Error::msg)?,
-            ),
-            _ => match &secrets.github_token {
-                Some(token) => Auth::Token(token.clone()),
-                None => Auth::None,
-            },
-        },
-    )
-}
-
-impl Connectors {
-    pub fn from_settings(
-        settings: &Settings,
-        budgets: &HashMap<SystemId, Budget>,
-    ) -> anyhow::Result<Connectors> {
-        let budget = |s: SystemId| budgets.get(&s).cloned().unwrap_or_else(|| Budget::new(1));
-        let timeout = Duration::from_millis(settings.dispatch.request_timeout_ms);
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .build()
-            .context("building the outbound HTTP client")?;
-        let secret = |s: &Option<SecretString>| s.clone();
-        Ok(Connectors {
-            github: GithubClient::new(
-                http.clone(),
-                &settings.github.api_url,
-                &settings.github.graphql_url,
-                github_auth(settings, &http)?,
-                budget(SystemId::Github),
-            ),
-            linear: LinearClient::new(
-                http.clone(),
-                &settings.linear.api_url,
-                secret(&settings.secrets.linear_api_key),
-                budget(SystemId::Linear),
-            ),
-            agent: AgentClient::new(
-                http,
-                &settings.agentapi.url,
-                secret(&settings.secrets.agentapi_webhook_secret),
-                budget(SystemId::Agentapi),
-            ),
-        })
-    }
-}
-
 /// What every delivery shares.
 pub struct DispatchContext {
     pub store: Store,
     pub mapper: Addr<StatusMapper>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
-    pub connectors: Connectors,
+    /// Every system's connector: the outbox's writes go through it.
+    pub registry: Arc<Registry>,
+    /// GitHub item lookups are reads of GitHub's own.
+    pub github: Arc<GithubClient>,
     pub budgets: HashMap<SystemId, Budget>,
     pub retry: RetryPolicy,
     /// Told of every commit that logged events (a write started or ended) or wrote a
@@ -153,32 +84,29 @@ impl DispatchContext {
         mapper: Addr<StatusMapper>,
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
+        (registry, github): (Arc<Registry>, Arc<GithubClient>),
         committed: Vec<Recipient<EventsCommitted>>,
-    ) -> anyhow::Result<DispatchContext> {
-        let budgets: HashMap<SystemId, Budget> = [
-            (SystemId::Github, settings.github.requests_per_second),
-            (SystemId::Linear, settings.linear.requests_per_second),
-            (SystemId::Agentapi, settings.agentapi.requests_per_second),
-        ]
-        .into_iter()
-        .map(|(s, rps)| (s, Budget::new(rps)))
-        .collect();
-        let connectors = Connectors::from_settings(&settings, &budgets)?;
+    ) -> DispatchContext {
+        let budgets: HashMap<SystemId, Budget> = registry
+            .systems()
+            .filter_map(|s| Some((s, registry.budget(s)?.clone())))
+            .collect();
         let retry = RetryPolicy {
             max_attempts: settings.sync.max_retries.max(1),
             base: Duration::from_millis(settings.dispatch.retry_base_ms),
             cap: Duration::from_millis(settings.dispatch.retry_max_ms),
         };
-        Ok(DispatchContext {
+        DispatchContext {
             store,
             mapper,
             settings,
             metrics,
-            connectors,
+            registry,
+            github,
             budgets,
             retry,
             committed,
-        })
+        }
     }
 
     /// After a commit: events up to `seqs`' last are logged, `outbox_rows` rows written.
@@ -239,7 +167,8 @@ impl Dispatcher {
     }
 
     fn wake_all(&mut self, ctx: &mut Context<Self>) {
-        for queue in QUEUES {
+        let outboxes: Vec<Queue> = self.ctx.registry.systems().map(Queue::Outbox).collect();
+        for queue in outboxes.into_iter().chain([Queue::Lookups]) {
             self.wake(queue, ctx);
         }
     }

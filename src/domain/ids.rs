@@ -63,6 +63,17 @@ closed_vocabulary!(
 );
 
 closed_vocabulary!(
+    /// Where a stored delivery came from: a sender's webhook, an item a backfill listed,
+    /// or a value statsync read back (a GitHub Projects item's Status). The engine
+    /// parses each by its origin, and decides backfilled ones as catch-up reports.
+    Origin, "origin", {
+        Webhook => "webhook",
+        Backfill => "backfill",
+        Lookup => "lookup",
+    }
+);
+
+closed_vocabulary!(
     /// The one status vocabulary every native status is mapped onto.
     CanonicalStatus, "status", {
         Triage => "triage",

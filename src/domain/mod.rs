@@ -11,7 +11,7 @@ pub mod policy;
 pub mod update;
 
 pub use decision::{decide, ConflictOutcome, Decision, EntitySnapshot, Incoming};
-pub use ids::{CanonicalStatus, EntityKind, ExternalRef, ParseError, SystemId};
+pub use ids::{CanonicalStatus, EntityKind, ExternalRef, Origin, ParseError, SystemId};
 pub use mapping::{
     GithubState, GithubStateReason, InboundMapping, MappingConfigError, MappingError, MappingTable,
     OutboundNative,

@@ -35,6 +35,8 @@ pub struct AppState {
     pub store: Store,
     pub sync: StatusSynchronizer,
     pub ws: actix::Addr<WebSocketManager>,
+    /// Every system's connector: each one's webhook is served through it.
+    pub connectors: Arc<crate::systems::connector::Registry>,
     /// Slots of WebSockets and SSE streams.
     pub ws_connections: Arc<connections::Connections>,
     /// Backfills and reconciliation.

@@ -1,7 +1,8 @@
-//! `POST /webhooks/{github,linear,agentapi}`: raw bytes → verified → parsed → committed
-//! → answered. Never answers 2xx for a delivery that is not committed, and never
-//! answers at all for a system whose secret is not configured (404, never open). A
-//! GitHub event statsync does not read is answered `ignored` from its header alone.
+//! `POST /webhooks/{system}` (`github`, `linear`, `agentapi`: each a connector's door):
+//! raw bytes → verified → parsed → committed → answered. Never answers 2xx for a
+//! delivery that is not committed, and never answers at all for a system whose secret
+//! is not configured (404, never open). An event a connector does not read (GitHub's
+//! `push`) is answered `ignored` from its header alone.
 
 use actix_web::http::header::HeaderMap;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -15,123 +16,60 @@ use super::errors::ApiError;
 use super::AppState;
 use crate::actors::synchronizer::IntakeError;
 use crate::config::HttpSettings;
-use crate::domain::SystemId;
+use crate::domain::{Origin, SystemId};
 use crate::store::inbound::{NewDelivery, Stored};
-use crate::systems::{agentapi, github, linear, signature, Parsed, PayloadError};
+use crate::systems::connector::{Connector, Refusal};
+use crate::systems::{signature, Parsed};
 
-/// The event type of every agent API report (they carry no event header).
-const AGENT_EVENT: &str = "report";
 /// Delivery ids are echoed into logs and keys; anything longer is not a real one.
 const MAX_DELIVERY_ID_LEN: usize = 200;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/webhooks/github", web::post().to(github_delivery))
-        .route("/webhooks/linear", web::post().to(linear_delivery))
-        .route("/webhooks/agentapi", web::post().to(agentapi_delivery));
+    cfg.route("/webhooks/{system}", web::post().to(delivery));
 }
 
-async fn github_delivery(
+/// One door for every system: its connector names the headers, checks the signature
+/// and says what the body means; what follows is the same for all.
+async fn delivery(
     req: HttpRequest,
+    path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let secret = configured(
-        &state.settings.secrets.github_webhook_secret,
-        SystemId::Github,
-    )?;
-    let event = header(req.headers(), "X-GitHub-Event")?
-        .ok_or_else(|| ApiError::Malformed("missing header `X-GitHub-Event`".into()))?;
-    if github::webhook::INTERNAL_EVENTS.contains(&event) {
-        // statsync's own rows (read-backs, backfill) carry these types; GitHub never does.
-        return Err(ApiError::Malformed(format!(
-            "`X-GitHub-Event: {event}` is not a GitHub event; it is reserved for statsync's own use"
-        )));
-    }
-    if !github::webhook::READ_EVENTS.contains(&event) {
-        // Before the body: a `push` of thousands of commits is larger than any delivery
-        // statsync reads, and GitHub would show it as failed if answered 413. Without the
-        // body the signature cannot be checked, and need not be: nothing is stored or
-        // done, whoever sent it.
-        return Ok(ignored(
-            &state,
-            SystemId::Github,
-            event,
-            format!("GitHub event `{event}` is not handled"),
-        ));
+    let name = path.into_inner();
+    let connector = state.connectors.by_door(&name).ok_or_else(|| {
+        ApiError::NotFound(format!("no system named `{name}` takes webhooks here"))
+    })?;
+    let (system, door) = (connector.system(), connector.door());
+    let secret = configured(connector.webhook_secret(), system)?;
+    let event = match door.event_header {
+        Some((header_name, required)) => match header(req.headers(), header_name)? {
+            Some(event) => event,
+            None if required => {
+                return Err(ApiError::Malformed(format!(
+                    "missing header `{header_name}`"
+                )))
+            }
+            None => door.default_event,
+        },
+        None => door.default_event,
+    };
+    if let Some(reason) = connector.ignored_unread(event) {
+        return Ok(ignored(&state, connector, event, reason));
     }
     let body = read_body(&req, payload, &state.settings.http).await?;
-    signature_header(req.headers(), "X-Hub-Signature-256")
-        .and_then(|provided| {
-            signature::verify_github(secret.expose_secret().as_bytes(), &body, provided)
-        })
-        .map_err(|e| bad_signature(&state, SystemId::Github, "X-Hub-Signature-256", e))?;
-    let parsed = github::webhook::parse(event, &body).map_err(malformed)?;
-    let delivery_id = delivery_id(req.headers(), "X-GitHub-Delivery", &body)?;
-    accept(&state, SystemId::Github, &delivery_id, event, &body, parsed).await
-}
-
-async fn linear_delivery(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let secret = configured(
-        &state.settings.secrets.linear_webhook_secret,
-        SystemId::Linear,
-    )?;
-    let body = read_body(&req, payload, &state.settings.http).await?;
-    signature_header(req.headers(), "Linear-Signature")
-        .and_then(|provided| {
-            signature::verify_linear(secret.expose_secret().as_bytes(), &body, provided)
-        })
-        .map_err(|e| bad_signature(&state, SystemId::Linear, "Linear-Signature", e))?;
-    let delivery = linear::webhook::parse(&body).map_err(malformed)?;
-    let tolerance_ms = state.settings.linear.webhook_tolerance_s as i64 * 1000;
-    linear::webhook::check_timestamp(
-        delivery.webhook_timestamp_ms,
-        chrono::Utc::now().timestamp_millis(),
-        tolerance_ms,
-    )
-    .map_err(|e| ApiError::StaleTimestamp(format!("webhookTimestamp: {e}")))?;
-    let event = header(req.headers(), "Linear-Event")?.unwrap_or("Issue");
-    let delivery_id = delivery_id(req.headers(), "Linear-Delivery", &body)?;
-    accept(
-        &state,
-        SystemId::Linear,
-        &delivery_id,
-        event,
-        &body,
-        delivery.parsed,
-    )
-    .await
-}
-
-async fn agentapi_delivery(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let secret = configured(
-        &state.settings.secrets.agentapi_webhook_secret,
-        SystemId::Agentapi,
-    )?;
-    let body = read_body(&req, payload, &state.settings.http).await?;
-    signature_header(req.headers(), "X-Statsync-Signature")
-        .and_then(|provided| {
-            signature::verify_prefixed(secret.expose_secret().as_bytes(), &body, provided)
-        })
-        .map_err(|e| bad_signature(&state, SystemId::Agentapi, "X-Statsync-Signature", e))?;
-    let parsed = agentapi::webhook::parse(&body).map_err(malformed)?;
-    let delivery_id = delivery_id(req.headers(), "X-Statsync-Delivery", &body)?;
-    accept(
-        &state,
-        SystemId::Agentapi,
-        &delivery_id,
-        AGENT_EVENT,
-        &body,
-        parsed,
-    )
-    .await
+    signature_header(req.headers(), door.signature_header)
+        .and_then(|provided| (door.verify)(secret.expose_secret().as_bytes(), &body, provided))
+        .map_err(|e| bad_signature(&state, system, door.signature_header, e))?;
+    let parsed =
+        connector
+            .admit(event, &body, chrono::Utc::now())
+            .map_err(|refusal| match refusal {
+                Refusal::Malformed(e) => ApiError::Malformed(e.to_string()),
+                Refusal::Stale(why) => ApiError::StaleTimestamp(why),
+            })?;
+    let delivery_id = delivery_id(req.headers(), door.delivery_header, &body)?;
+    accept(&state, connector, &delivery_id, event, &body, parsed).await
 }
 
 static REFUSED_LOG: crate::telemetry::Throttle = crate::telemetry::Throttle::new();
@@ -139,18 +77,20 @@ static UNSTORED_LOG: crate::telemetry::Throttle = crate::telemetry::Throttle::ne
 
 async fn accept(
     state: &AppState,
-    system: SystemId,
+    connector: &dyn Connector,
     delivery_id: &str,
     event: &str,
     body: &[u8],
     parsed: Parsed,
 ) -> Result<HttpResponse, ApiError> {
     if let Parsed::Ignored { reason } = parsed {
-        return Ok(ignored(state, system, event, reason));
+        return Ok(ignored(state, connector, event, reason));
     }
-    let label = event_label(system, event);
+    let system = connector.system();
+    let label = event_label(connector, event);
     let delivery = NewDelivery {
         system,
+        origin: Origin::Webhook,
         delivery_id,
         event_type: event,
         priority: state.settings.engine.priorities.webhook.as_i16(),
@@ -192,32 +132,34 @@ async fn accept(
 }
 
 /// 200 `ignored`: nothing stored, nothing done.
-fn ignored(state: &AppState, system: SystemId, event: &str, reason: String) -> HttpResponse {
+fn ignored(
+    state: &AppState,
+    connector: &dyn Connector,
+    event: &str,
+    reason: String,
+) -> HttpResponse {
+    let system = connector.system();
     state
         .sync
-        .monitor_webhook(system, event_label(system, event), "ignored");
+        .monitor_webhook(system, event_label(connector, event), "ignored");
     tracing::debug!(%system, %reason, "delivery ignored");
     HttpResponse::Ok().json(json!({ "status": "ignored", "reason": reason }))
 }
 
 /// The `event` label of a delivery: its event header names it, but the header is not
 /// signed, so only the names statsync reads are labels; any other is `other`.
-fn event_label(system: SystemId, event: &str) -> &'static str {
-    let known: &[&'static str] = match system {
-        SystemId::Github => &github::webhook::READ_EVENTS,
-        SystemId::Linear => &linear::webhook::HANDLED_TYPES,
-        SystemId::Agentapi => &[AGENT_EVENT],
-        SystemId::Postgresql => &[],
-    };
-    known
+fn event_label(connector: &dyn Connector, event: &str) -> &'static str {
+    connector
+        .door()
+        .events
         .iter()
         .find(|k| **k == event)
         .copied()
         .unwrap_or("other")
 }
 
-fn configured(secret: &Option<SecretString>, system: SystemId) -> Result<&SecretString, ApiError> {
-    secret.as_ref().ok_or_else(|| {
+fn configured(secret: Option<&SecretString>, system: SystemId) -> Result<&SecretString, ApiError> {
+    secret.ok_or_else(|| {
         ApiError::NotFound(format!(
             "the {system} webhook is not enabled on this server (no webhook secret configured)"
         ))
@@ -238,10 +180,6 @@ fn bad_signature(
         .with_label_values(&[system.as_str()])
         .inc();
     ApiError::BadSignature(format!("{header}: {e}"))
-}
-
-fn malformed(e: PayloadError) -> ApiError {
-    ApiError::Malformed(e.to_string())
 }
 
 /// A header's value. HTTP allows other bytes in a value, but none of these senders uses

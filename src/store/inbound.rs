@@ -5,15 +5,12 @@ pub mod admin;
 use deadpool_postgres::GenericClient;
 
 use super::StoreError;
-use crate::domain::SystemId;
+use crate::domain::{Origin, SystemId};
 
-/// The delivery ids of the rows a backfill or reconciliation stores start with this;
-/// the engine decides them as catch-up reports (`Incoming::catch_up`).
-pub const BACKFILL_DELIVERY_PREFIX: &str = "backfill:";
-
-/// A verified delivery about to be stored.
+/// A verified delivery (or a value statsync read back) about to be stored.
 pub struct NewDelivery<'a> {
     pub system: SystemId,
+    pub origin: Origin,
     pub delivery_id: &'a str,
     pub event_type: &'a str,
     pub priority: i16,
@@ -40,8 +37,9 @@ pub async fn insert(
 }
 
 const INSERT_MANY: &str =
-    "INSERT INTO inbound_events (system, delivery_id, event_type, priority, body)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::bytea[])
+    "INSERT INTO inbound_events (system, delivery_id, event_type, priority, body, origin)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::bytea[],
+                         $6::text[])
     ON CONFLICT (system, delivery_id) DO NOTHING
     RETURNING id, system, delivery_id";
 
@@ -63,9 +61,13 @@ pub async fn insert_many(
     let types: Vec<&str> = order.iter().map(|d| d.event_type).collect();
     let priorities: Vec<i16> = order.iter().map(|d| d.priority).collect();
     let bodies: Vec<&[u8]> = order.iter().map(|d| d.body).collect();
+    let origins: Vec<&str> = order.iter().map(|d| d.origin.as_str()).collect();
     let stmt = client.prepare_cached(INSERT_MANY).await?;
     let rows = client
-        .query(&stmt, &[&systems, &ids, &types, &priorities, &bodies])
+        .query(
+            &stmt,
+            &[&systems, &ids, &types, &priorities, &bodies, &origins],
+        )
         .await?;
     let mut stored: std::collections::HashMap<(String, String), i64> = rows
         .iter()
@@ -94,6 +96,7 @@ pub struct Claimed {
     pub id: i64,
     pub delivery_id: String,
     pub system: SystemId,
+    pub origin: Origin,
     pub event_type: String,
     pub body: Vec<u8>,
     pub received_at: chrono::DateTime<chrono::Utc>,
@@ -102,7 +105,7 @@ pub struct Claimed {
 // The row locks are held until the claiming transaction ends, so every replica can
 // claim and no delivery is processed twice; a crash releases them with the rollback.
 const CLAIM: &str =
-    "SELECT id, system, event_type, body, received_at, delivery_id FROM inbound_events
+    "SELECT id, system, event_type, body, received_at, delivery_id, origin FROM inbound_events
     WHERE state = 'pending' AND run_at <= now()
     ORDER BY priority, id
     LIMIT $1
@@ -113,12 +116,11 @@ pub async fn claim(client: &impl GenericClient, limit: i64) -> Result<Vec<Claime
     let rows = client.query(&stmt, &[&limit]).await?;
     rows.iter()
         .map(|r| {
-            let system: String = r.get(1);
+            let corrupt = |e: crate::domain::ParseError| StoreError::Corrupt(e.to_string());
             Ok(Claimed {
                 id: r.get(0),
-                system: system
-                    .parse()
-                    .map_err(|e: crate::domain::ParseError| StoreError::Corrupt(e.to_string()))?,
+                system: r.get::<_, &str>(1).parse().map_err(corrupt)?,
+                origin: r.get::<_, &str>(6).parse().map_err(corrupt)?,
                 event_type: r.get(2),
                 body: r.get(3),
                 received_at: r.get(4),

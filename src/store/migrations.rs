@@ -60,6 +60,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0017_delivery_retention",
         include_str!("../../sql/0017_delivery_retention.sql"),
     ),
+    (
+        "0018_origin_and_system_names",
+        include_str!("../../sql/0018_origin_and_system_names.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrators.

@@ -234,8 +234,8 @@ pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Run>, S
 }
 
 const STORE_ITEM: &str = "INSERT INTO inbound_events
-        (system, delivery_id, event_type, priority, body, sync_run)
-    VALUES ($1, $2, $3, $4, $5, $6)
+        (system, delivery_id, event_type, priority, body, sync_run, origin)
+    VALUES ($1, $2, $3, $4, $5, $6, 'backfill')
     ON CONFLICT (system, delivery_id) DO NOTHING";
 
 /// A listed item, stored like a delivery.

@@ -69,8 +69,8 @@ impl Identities {
 
 /// A system statsync can ask who it is.
 enum Asker {
-    Github(Box<GithubClient>),
-    Linear(LinearClient),
+    Github(Arc<GithubClient>),
+    Linear(Arc<LinearClient>),
 }
 
 impl Asker {
@@ -94,18 +94,15 @@ impl Asker {
 /// system that does not answer is asked again every minute in the background.
 pub async fn discover(
     identities: Arc<Identities>,
-    github: Option<GithubClient>,
-    linear: Option<LinearClient>,
+    github: Option<Arc<GithubClient>>,
+    linear: Option<Arc<LinearClient>>,
     failures: prometheus::IntCounterVec,
 ) {
-    let askers: Vec<Asker> = [
-        github.map(|c| Asker::Github(Box::new(c))),
-        linear.map(Asker::Linear),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|a| identities.get(a.system()).is_none())
-    .collect();
+    let askers: Vec<Asker> = [github.map(Asker::Github), linear.map(Asker::Linear)]
+        .into_iter()
+        .flatten()
+        .filter(|a| identities.get(a.system()).is_none())
+        .collect();
     let answers = futures_util::future::join_all(askers.iter().map(|a| bounded(a.ask()))).await;
     for (asker, answer) in askers.into_iter().zip(answers) {
         if learn(asker.system(), &identities, &failures, answer) {

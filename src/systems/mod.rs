@@ -5,6 +5,7 @@
 //! Nothing here does I/O, reads a clock, or panics on any input.
 
 pub mod agentapi;
+pub mod connector;
 #[cfg(test)]
 mod fuzz;
 pub mod github;

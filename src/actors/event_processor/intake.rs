@@ -12,11 +12,13 @@ use super::apply::apply_items;
 use super::effects::Effects;
 use super::item::{ApplyError, Engine, ItemOutcome, Target, WorkItem, NOT_FOUND};
 use crate::actors::messages::EventsCommitted;
-use crate::domain::{EntityKind, ExternalRef, NativeStatus, StatusUpdate, SystemId, UpdateAction};
+use crate::domain::{
+    EntityKind, ExternalRef, NativeStatus, Origin, StatusUpdate, SystemId, UpdateAction,
+};
 use crate::store::inbound::{self, Claimed, Outcome};
 use crate::store::tx::Tx;
 use crate::store::{pg_source, StoreError};
-use crate::systems::{agentapi, github, linear, Parsed, PayloadError};
+use crate::systems::{Parsed, PayloadError};
 
 /// Consecutive transient failures after which a loop gives up until the next wake-up.
 const MAX_TRANSIENT_FAILURES: u32 = 6;
@@ -99,7 +101,7 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
         tx.rollback().await.map_err(fail(None))?;
         return Ok(0);
     };
-    let (items, mut marks) = work_items(&claimed);
+    let (items, mut marks) = work_items(engine, &claimed);
     let now = Utc::now();
     let (outcomes, mut effects) = apply_items(&tx, engine, &items, now)
         .await
@@ -121,24 +123,20 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
 
 /// The claimed deliveries' updates, and the outcomes of those that carry none (ignored,
 /// or unparseable: failed for good, with its code).
-fn work_items(claimed: &[Claimed]) -> (Vec<WorkItem>, Vec<Outcome>) {
+fn work_items(engine: &Engine, claimed: &[Claimed]) -> (Vec<WorkItem>, Vec<Outcome>) {
     let mut items = Vec::new();
     let mut marks = Vec::new();
     for c in claimed {
-        match parse(c) {
-            Ok(Parsed::Updates(updates)) => items.extend(updates.into_iter().map(|u| {
-                WorkItem {
-                    inbound_id: Some(c.id),
-                    received_at: Some(c.received_at),
-                    target: Target::Ref(u.target.clone()),
-                    update: u,
-                    forced: false,
-                    resolves: None,
-                    direct_write_from: None,
-                    catch_up: c
-                        .delivery_id
-                        .starts_with(crate::store::inbound::BACKFILL_DELIVERY_PREFIX),
-                }
+        match parse(engine, c) {
+            Ok(Parsed::Updates(updates)) => items.extend(updates.into_iter().map(|u| WorkItem {
+                inbound_id: Some(c.id),
+                received_at: Some(c.received_at),
+                target: Target::Ref(u.target.clone()),
+                update: u,
+                forced: false,
+                resolves: None,
+                direct_write_from: None,
+                catch_up: c.origin == Origin::Backfill,
             })),
             Ok(Parsed::Ignored { reason }) => marks.push(Outcome {
                 id: c.id,
@@ -199,13 +197,11 @@ fn summarize(claimed: &[Claimed], outcomes: &[ItemOutcome]) -> Vec<Outcome> {
         .collect()
 }
 
-fn parse(c: &Claimed) -> Result<Parsed, PayloadError> {
-    match c.system {
-        SystemId::Github => github::webhook::parse(&c.event_type, &c.body),
-        SystemId::Linear => linear::webhook::parse(&c.body).map(|d| d.parsed),
-        SystemId::Agentapi => agentapi::webhook::parse(&c.body),
-        SystemId::Postgresql => Ok(Parsed::Ignored {
-            reason: "postgresql updates are not stored as deliveries".into(),
+fn parse(engine: &Engine, c: &Claimed) -> Result<Parsed, PayloadError> {
+    match engine.connectors.get(c.system) {
+        Some(connector) => connector.parse(c.origin, &c.event_type, &c.body),
+        None => Ok(Parsed::Ignored {
+            reason: format!("no connector reads {} deliveries", c.system),
         }),
     }
 }

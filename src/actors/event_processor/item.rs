@@ -26,6 +26,8 @@ pub struct Engine {
     pub settings: Arc<Settings>,
     /// statsync's own identity in each system, for recognising its echoes.
     pub identities: Arc<Identities>,
+    /// Every system's connector: stored deliveries are parsed by their system's.
+    pub connectors: Arc<crate::systems::connector::Registry>,
     pub metrics: Arc<Metrics>,
     pub backlog: Arc<Backlog>,
     /// Told after every commit that logged events (WebSocket fan-out, dispatcher).

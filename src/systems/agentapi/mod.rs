@@ -2,6 +2,7 @@
 //! that tells agents about status changes lives beside it.
 
 pub mod client;
+pub mod connector;
 pub mod webhook;
 
 pub use webhook::parse as parse_webhook;

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod client;
+pub mod connector;
 pub mod listing;
 pub mod project_item;
 pub mod read_back;

@@ -67,7 +67,7 @@ pub fn parse(root: &Value) -> Result<Parsed, PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{NativeStatus, UpdateAction};
+    use crate::domain::{NativeStatus, Origin, UpdateAction};
     use crate::systems::github::webhook;
     use crate::systems::test_support::{at, one};
 
@@ -87,7 +87,11 @@ mod tests {
     fn a_read_back_is_the_original_update_with_its_value_and_timestamp() {
         let original = one(webhook::parse("projects_v2_item", FIXTURE));
         let stored = body(FIXTURE, "gh-1", 7, &in_review()).unwrap();
-        let read = one(webhook::parse(ITEM_STATUS_READ, &stored));
+        let read = one(webhook::parse_stored(
+            Origin::Lookup,
+            ITEM_STATUS_READ,
+            &stored,
+        ));
         let UpdateAction::Status {
             native: NativeStatus::GithubProjectItem { option_name, .. },
         } = &read.action
@@ -110,7 +114,7 @@ mod tests {
 
     #[test]
     fn a_read_back_without_its_value_or_mark_is_refused() {
-        let original = webhook::parse(ITEM_STATUS_READ, FIXTURE);
+        let original = webhook::parse_stored(Origin::Lookup, ITEM_STATUS_READ, FIXTURE);
         assert_eq!(
             original,
             Err(PayloadError::Missing("statsync_lookup.lookupId".into()))
@@ -118,7 +122,11 @@ mod tests {
         let mut v: Value =
             serde_json::from_slice(&body(FIXTURE, "d", 1, &in_review()).unwrap()).unwrap();
         v["changes"]["field_value"]["to"]["name"] = Value::Null;
-        let err = webhook::parse(ITEM_STATUS_READ, &serde_json::to_vec(&v).unwrap());
+        let err = webhook::parse_stored(
+            Origin::Lookup,
+            ITEM_STATUS_READ,
+            &serde_json::to_vec(&v).unwrap(),
+        );
         assert_eq!(
             err,
             Err(PayloadError::Missing("changes.field_value.to.name".into()))

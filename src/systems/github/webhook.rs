@@ -1,14 +1,15 @@
 //! GitHub webhook deliveries (`issues`, `pull_request`, `projects_v2_item`, anything else
 //! ignored) turned into `StatusUpdate`s, from a body whose signature is already checked.
-//! Reads only the fields it needs; never panics on any input, never does I/O. Values
-//! statsync read back itself are stored under their own event type (`read_back.rs`).
+//! Reads only the fields it needs; never panics on any input, never does I/O. Rows
+//! statsync stored itself are parsed by their origin (`parse_stored`): a backfilled
+//! issue as listed, a value read back as `read_back.rs` wrote it.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::domain::{
-    EntityKind, ExternalRef, GithubIssueState, GithubPullRequestState, NativeStatus, StatusUpdate,
-    SystemId, UpdateAction,
+    EntityKind, ExternalRef, GithubIssueState, GithubPullRequestState, NativeStatus, Origin,
+    StatusUpdate, SystemId, UpdateAction,
 };
 use crate::systems::{
     lookup, metadata, optional, parse_object, required, timestamp, Parsed, PayloadError,
@@ -18,9 +19,6 @@ use crate::systems::{
 /// (`{"repository":{"full_name":…},"issue":<a GET /repos/{o}/{r}/issues item>}`),
 /// stored and applied like a delivery.
 pub const LISTED_EVENT: &str = "statsync_listed_issue";
-
-/// Event types statsync stores itself and a webhook must never claim.
-pub const INTERNAL_EVENTS: [&str; 2] = [LISTED_EVENT, super::read_back::ITEM_STATUS_READ];
 
 /// The deliveries `parse` reads: the events it acts on, and `ping` (verifying it tells
 /// whoever creates the hook that the secret is right). Every other event is answered
@@ -40,9 +38,16 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
         "issues" => issues(&root),
         "pull_request" => pull_request(&root),
         "projects_v2_item" => super::project_item::parse(&root),
-        super::read_back::ITEM_STATUS_READ => super::read_back::parse(&root),
-        LISTED_EVENT => listed_issue(&root),
         other => Ok(ignored(format!("GitHub event `{other}` is not handled"))),
+    }
+}
+
+/// Parses a stored row by where it came from; `event` is its stored event type.
+pub fn parse_stored(origin: Origin, event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
+    match origin {
+        Origin::Webhook => parse(event, body),
+        Origin::Backfill => listed_issue(&parse_object(body)?),
+        Origin::Lookup => super::read_back::parse(&parse_object(body)?),
     }
 }
 

@@ -2,6 +2,7 @@
 //! Linear-shaped leaks past this module: the rest of statsync sees `StatusUpdate`s.
 
 pub mod client;
+pub mod connector;
 pub mod listing;
 pub mod webhook;
 

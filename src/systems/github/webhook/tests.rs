@@ -301,8 +301,13 @@ fn issues_listed_through_rest_parse_with_their_state_and_body() {
         "number": 7, "title": "t", "body": "Fixes ENG-1", "state": "open",
         "updated_at": LATER, "html_url": "https://github.com/x/y/pull/7",
     }});
-    let with =
-        |edits: &[(&str, Option<Value>)]| one(parse(LISTED_EVENT, &edited(base.clone(), edits)));
+    let with = |edits: &[(&str, Option<Value>)]| {
+        one(parse_stored(
+            Origin::Backfill,
+            LISTED_EVENT,
+            &edited(base.clone(), edits),
+        ))
+    };
     let got = with(&[]);
     assert_eq!(got.kind, EntityKind::Issue);
     assert_eq!(got.action, status(GithubIssueState::Open));
@@ -335,12 +340,14 @@ fn issues_listed_through_rest_parse_with_their_state_and_body() {
         set("head", json!({"ref": "eng-1-fix"})),
     ]);
     assert_eq!(branched.metadata["branch"], "eng-1-fix");
-    let err = parse(
+    let err = parse_stored(
+        Origin::Backfill,
         LISTED_EVENT,
         br#"{"repository":{"full_name":"a/b"},"issue":{"number":1,"state":"open","updated_at":"2019-05-15T15:20:18Z"},"head":{"ref":7}}"#,
     );
     assert_eq!(invalid_field(err.unwrap_err()), "head.ref");
-    let err = parse(
+    let err = parse_stored(
+        Origin::Backfill,
         LISTED_EVENT,
         br#"{"repository":{"full_name":"a/b"},"issue":{"state":"gone"}}"#,
     );

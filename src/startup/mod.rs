@@ -24,13 +24,17 @@ use crate::actors::sync_monitor::SyncMonitor;
 use crate::actors::synchronizer::{Parts, StatusSynchronizer};
 use crate::actors::websocket_manager::{Shutdown, WebSocketManager};
 use crate::config::Settings;
-use crate::dispatch::{Connectors, DispatchContext, Dispatcher, StopDispatch};
+use crate::dispatch::{DispatchContext, Dispatcher, StopDispatch};
 use crate::http::errors::ApiError;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::store::embedded::EmbeddedPostgres;
 use crate::store::{self, inbound, migrations, Store};
 use crate::systems::identity::{self, Identities};
+
+mod connectors;
+
+pub use connectors::{connectors, Connectors};
 
 /// The database statsync uses in the embedded cluster.
 const EMBEDDED_DATABASE: &str = "statsync";
@@ -124,7 +128,9 @@ impl Application {
         let mut listening = vec![ws.clone().recipient()];
         // The outbox dispatcher (worker replicas only) hears of every commit that wrote
         // outbox rows.
-        let dispatcher = start_dispatcher(&store, &mapper, &settings, &metrics, &outward)?;
+        let connected = connectors(&settings)?;
+        let dispatcher =
+            start_dispatcher(&store, &mapper, &settings, &metrics, &outward, &connected);
         if let Some(d) = &dispatcher {
             committed.push(d.clone().recipient());
             listening.push(d.clone().recipient());
@@ -135,13 +141,14 @@ impl Application {
             vec![ws.clone().recipient()],
         )?);
         crate::backfill::start_reconciler(backfill.clone());
-        let identities = identities(&settings, &metrics).await?;
+        let identities = identities(&settings, &metrics, &connected).await;
         let engine = Arc::new(Engine {
             store: store.clone(),
             mapper,
             resolver,
             settings: settings.clone(),
             identities,
+            connectors: connected.registry.clone(),
             metrics: metrics.clone(),
             backlog: backlog.clone(),
             committed,
@@ -162,6 +169,7 @@ impl Application {
             store,
             sync,
             ws,
+            connectors: connected.registry.clone(),
             ws_connections: Arc::new(http::connections::Connections::new(
                 metrics.streams.ws_connections.clone(),
                 metrics.streams.ws_unauthenticated.clone(),
@@ -294,27 +302,30 @@ fn serve(
 
 /// Who statsync's own credentials act as. Configured, or asked of each API on worker
 /// replicas (an API that does not answer is asked again every minute).
-async fn identities(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Arc<Identities>> {
+async fn identities(
+    settings: &Settings,
+    metrics: &Metrics,
+    connected: &Connectors,
+) -> Arc<Identities> {
     let identities = Arc::new(Identities::new(
         settings.github.actor_login.clone(),
         settings.linear.actor_id.clone(),
     ));
     if settings.server.worker_enabled {
-        let connectors = Connectors::from_settings(settings, &Default::default())?;
         let secrets = &settings.secrets;
         identity::discover(
             identities.clone(),
             (secrets.github_token.is_some() || secrets.github_app_id.is_some())
-                .then_some(connectors.github),
+                .then(|| connected.github.clone()),
             secrets
                 .linear_api_key
                 .is_some()
-                .then_some(connectors.linear),
+                .then(|| connected.linear.clone()),
             metrics.outbound.identity_discovery_failures.clone(),
         )
         .await;
     }
-    Ok(identities)
+    identities
 }
 
 /// The actors that carry commits outward on every replica, whatever its roles.
@@ -385,20 +396,22 @@ fn start_dispatcher(
     settings: &Arc<Settings>,
     metrics: &Arc<Metrics>,
     outward: &Outward,
-) -> anyhow::Result<Option<Addr<Dispatcher>>> {
+    connected: &Connectors,
+) -> Option<Addr<Dispatcher>> {
     if !settings.server.worker_enabled {
-        return Ok(None);
+        return None;
     }
     let dispatch = DispatchContext::new(
         store.clone(),
         mapper.clone(),
         settings.clone(),
         metrics.clone(),
+        (connected.registry.clone(), connected.github.clone()),
         // Its own commits reach subscribers here at once, and elsewhere through hints.
         vec![
             outward.ws.clone().recipient(),
             outward.hints.clone().recipient(),
         ],
-    )?;
-    Ok(Some(Dispatcher::new(dispatch).start()))
+    );
+    Some(Dispatcher::new(dispatch).start())
 }

@@ -1,0 +1,139 @@
+//! The seam every external system plugs into. A `Connector` is what statsync knows of
+//! one system: how its webhook deliveries are told apart and verified at the door
+//! (`Door`, `verify`, `admit`), how a stored delivery becomes updates (`parse`), and how
+//! a status is written to it (`write`, its failures classified into `OutboundError`).
+//! `Registry` holds the connectors by `SystemId`; the HTTP door, the engine and the
+//! dispatcher reach a system only through it, so adding one is a folder under
+//! `systems/` and a line in `registry.rs` (the README's Layout section has the recipe).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use secrecy::SecretString;
+
+use super::limiter::Budget;
+use super::outbound::{Delivered, OutboundError, OutboundWrite};
+use super::signature::SignatureError;
+use super::{Parsed, PayloadError};
+use crate::domain::{Origin, OutboundNative, SystemId};
+
+/// Checks a signature header's value (if present) against the body.
+pub type Verify =
+    fn(secret: &[u8], body: &[u8], provided: Option<&str>) -> Result<(), SignatureError>;
+
+/// What a system's deliveries carry, and how their signature is checked.
+pub struct Door {
+    pub system: SystemId,
+    /// The path segment of its webhook: `POST /webhooks/{name}`.
+    pub name: &'static str,
+    pub signature_header: &'static str,
+    pub verify: Verify,
+    /// The sender's delivery id; without one, a digest of the body stands in.
+    pub delivery_header: &'static str,
+    /// The header naming the event, if the system sends one, and whether a delivery
+    /// without it is refused.
+    pub event_header: Option<(&'static str, bool)>,
+    /// The event of a delivery that names none.
+    pub default_event: &'static str,
+    /// The events `parse` reads: the only values of metrics' `event` label (the header
+    /// is not signed), every other one counted as `other`.
+    pub events: &'static [&'static str],
+}
+
+/// Why the door refuses a verified delivery.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The body cannot be applied (400, naming the field).
+    #[error(transparent)]
+    Malformed(#[from] PayloadError),
+    /// Signed, but older than the system's replay tolerance (401).
+    #[error("{0}")]
+    Stale(String),
+}
+
+pub trait Connector: Send + Sync {
+    fn door(&self) -> &'static Door;
+
+    fn system(&self) -> SystemId {
+        self.door().system
+    }
+
+    /// The secret its deliveries are signed with; without one its webhook is not served.
+    fn webhook_secret(&self) -> Option<&SecretString>;
+
+    /// Before the body is read: why a delivery of `event` is answered `ignored` unread
+    /// (it may be larger than any delivery statsync reads), if it is.
+    fn ignored_unread(&self, _event: &str) -> Option<String> {
+        None
+    }
+
+    /// At the door, after `verify`: what the delivery means, or why it is refused.
+    fn admit(&self, event: &str, body: &[u8], now: DateTime<Utc>) -> Result<Parsed, Refusal> {
+        let _ = now;
+        Ok(self.parse(Origin::Webhook, event, body)?)
+    }
+
+    /// In the engine: a stored row of this system, by where it came from.
+    fn parse(&self, origin: Origin, event: &str, body: &[u8]) -> Result<Parsed, PayloadError>;
+
+    /// Writes `native` (the status mapped into its vocabulary) to the write's object.
+    fn write<'a>(
+        &'a self,
+        write: &'a OutboundWrite,
+        native: &'a OutboundNative,
+    ) -> BoxFuture<'a, Result<Delivered, OutboundError>>;
+
+    /// Whether a write made through its API comes back as a webhook delivery (an echo
+    /// to recognise); a system that only reports its own doings does not.
+    fn writes_come_back(&self) -> bool {
+        true
+    }
+
+    /// Whether a write carries every object the entity is linked to.
+    fn writes_links(&self) -> bool {
+        false
+    }
+}
+
+/// Every connector, by system, with the request budget each one's calls spend.
+pub struct Registry {
+    connectors: BTreeMap<SystemId, Arc<dyn Connector>>,
+    budgets: BTreeMap<SystemId, Budget>,
+}
+
+impl Registry {
+    pub fn new(entries: Vec<(Arc<dyn Connector>, Budget)>) -> Registry {
+        let mut registry = Registry {
+            connectors: BTreeMap::new(),
+            budgets: BTreeMap::new(),
+        };
+        for (connector, budget) in entries {
+            let system = connector.system();
+            registry.budgets.insert(system, budget);
+            registry.connectors.insert(system, connector);
+        }
+        registry
+    }
+
+    pub fn get(&self, system: SystemId) -> Option<&dyn Connector> {
+        self.connectors.get(&system).map(|c| c.as_ref())
+    }
+
+    /// The connector whose webhook is `POST /webhooks/{name}`.
+    pub fn by_door(&self, name: &str) -> Option<&dyn Connector> {
+        self.connectors
+            .values()
+            .find(|c| c.door().name == name)
+            .map(|c| c.as_ref())
+    }
+
+    pub fn systems(&self) -> impl Iterator<Item = SystemId> + '_ {
+        self.connectors.keys().copied()
+    }
+
+    pub fn budget(&self, system: SystemId) -> Option<&Budget> {
+        self.budgets.get(&system)
+    }
+}
