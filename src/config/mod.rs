@@ -10,6 +10,7 @@ mod secrets;
 mod sections;
 mod validation;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,10 @@ pub struct Settings {
     pub intake: IntakeSettings,
     pub log: LogSettings,
     pub alerts: AlertSettings,
+    /// `[connectors.<system>]`: the settings of each system registered beyond GitHub,
+    /// Linear and the agent API, read by its connector into its own settings type.
+    #[serde(default)]
+    pub connectors: BTreeMap<String, serde_json::Value>,
     /// Read from the environment only; never deserialized from a file.
     #[serde(skip)]
     pub secrets: Secrets,
@@ -113,10 +118,30 @@ impl Settings {
         if let Some((_, value)) = vars.iter().find(|(k, _)| k == HOOK_IDS_VAR) {
             settings.github.hook_ids.extend(parse_hook_ids(value)?);
         }
-        settings.secrets = Secrets::from_env(env)?;
+        settings.secrets = Secrets::from_env(env, &settings.connector_names())?;
         settings.validate()?;
         settings.warnings = settings.warn(vars);
         Ok(settings)
+    }
+
+    /// The systems given a `[connectors.<name>]` section.
+    pub fn connector_names(&self) -> Vec<&str> {
+        self.connectors.keys().map(String::as_str).collect()
+    }
+
+    /// A connector's own settings from its `[connectors.<system>]` section, its
+    /// defaults where the section (or a key of it) is absent.
+    pub fn connector<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        system: &str,
+    ) -> Result<T, ConfigError> {
+        match self.connectors.get(system) {
+            None => Ok(T::default()),
+            Some(section) => T::deserialize(section).map_err(|e| ConfigError::Invalid {
+                key: format!("connectors.{system}"),
+                why: e.to_string(),
+            }),
+        }
     }
 
     /// The effective settings as TOML, secrets reduced to whether they are set.
@@ -125,7 +150,7 @@ impl Settings {
             .unwrap_or_else(|e| format!("# could not render settings: {e}\n"));
         let mut out = body;
         out.push_str("\n# secrets (from the environment)\n[secrets]\n");
-        for (name, state) in self.secrets.describe() {
+        for (name, state) in self.secrets.describe(&self.connector_names()) {
             out.push_str(&format!("{name} = \"{state}\"\n"));
         }
         out

@@ -21,6 +21,17 @@ pub struct Secrets {
     pub github_app_private_key: Option<SecretString>,
     pub linear_api_key: Option<SecretString>,
     pub api_tokens: Vec<SecretString>,
+    /// The credentials of the systems configured in `[connectors.<name>]`, by variable
+    /// name: `<NAME>_WEBHOOK_SECRET` and `<NAME>_API_TOKEN`.
+    pub connectors: BTreeMap<String, SecretString>,
+}
+
+/// What each `[connectors.<name>]` system's credentials are read from.
+pub const CONNECTOR_SECRETS: [&str; 2] = ["WEBHOOK_SECRET", "API_TOKEN"];
+
+/// `<NAME>_<what>`: the variable holding one of a connector's credentials.
+pub fn connector_var(system: &str, what: &str) -> String {
+    format!("{}_{what}", system.to_uppercase())
 }
 
 impl std::fmt::Debug for Secrets {
@@ -59,7 +70,7 @@ impl Secrets {
 
     /// `NAME`, else the contents of the file named by `NAME_FILE` (Kubernetes secrets
     /// mounted as files). Empty values count as unset.
-    pub fn from_env(env: &dyn Env) -> Result<Secrets, ConfigError> {
+    pub fn from_env(env: &dyn Env, connectors: &[&str]) -> Result<Secrets, ConfigError> {
         let read = |name: &str| -> Result<Option<SecretString>, ConfigError> {
             let value = match env.var(name) {
                 Some(v) => Some(v),
@@ -123,10 +134,20 @@ impl Secrets {
             github_app_private_key,
             linear_api_key: read("LINEAR_API_KEY")?,
             api_tokens,
+            connectors: connectors
+                .iter()
+                .flat_map(|system| CONNECTOR_SECRETS.map(|what| connector_var(system, what)))
+                .filter_map(|var| read(&var).map(|v| v.map(|v| (var, v))).transpose())
+                .collect::<Result<_, _>>()?,
         })
     }
 
-    pub(super) fn describe(&self) -> BTreeMap<&'static str, &'static str> {
+    /// A `[connectors.<name>]` system's credential (`what` one of `CONNECTOR_SECRETS`).
+    pub fn of_connector(&self, system: &str, what: &str) -> Option<SecretString> {
+        self.connectors.get(&connector_var(system, what)).cloned()
+    }
+
+    pub(super) fn describe(&self, connectors: &[&str]) -> BTreeMap<String, &'static str> {
         let state = |s: &Option<SecretString>| {
             if s.is_some() {
                 "[redacted]"
@@ -134,7 +155,14 @@ impl Secrets {
                 "(not set)"
             }
         };
-        BTreeMap::from([
+        let named = connectors.iter().flat_map(|system| {
+            CONNECTOR_SECRETS.map(|what| {
+                let var = connector_var(system, what);
+                let set = self.connectors.contains_key(&var);
+                (var, if set { "[redacted]" } else { "(not set)" })
+            })
+        });
+        let built_in = BTreeMap::from([
             (
                 "DATABASE_URL",
                 if self.database_url.is_some() {
@@ -171,6 +199,11 @@ impl Secrets {
                     "[redacted]"
                 },
             ),
-        ])
+        ]);
+        built_in
+            .into_iter()
+            .map(|(name, state)| (name.to_owned(), state))
+            .chain(named)
+            .collect()
     }
 }

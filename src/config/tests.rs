@@ -216,3 +216,70 @@ fn an_unknown_statsync_variable_and_missing_secrets_are_warned_about() {
     .unwrap();
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
 }
+
+#[test]
+fn a_connectors_section_must_name_a_system_without_a_section_of_its_own() {
+    let err = load(
+        Some("[connectors.jira]\nurl = \"https://jira.example\"\n"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`connectors.jira`") && err.contains("registered system"),
+        "{err}"
+    );
+    let err = load(Some("[connectors.github]\napi_url = \"x\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("its own [github] section"), "{err}");
+    let err = load(None, &[("STATSYNC__CONNECTORS__POSTGRESQL__URL", "x")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("canonical store"), "{err}");
+}
+
+#[test]
+fn a_connector_reads_its_own_section_and_credentials() {
+    #[derive(serde::Deserialize, Default, Debug, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct JiraSettings {
+        url: String,
+        requests_per_second: u32,
+    }
+    let mut s = load(None, &[]).unwrap();
+    assert_eq!(
+        s.connector::<JiraSettings>("jira").unwrap(),
+        JiraSettings::default()
+    );
+    s.connectors.insert(
+        "jira".into(),
+        serde_json::json!({ "url": "https://jira.example", "requests_per_second": 5 }),
+    );
+    let jira: JiraSettings = s.connector("jira").unwrap();
+    assert_eq!(
+        (jira.url.as_str(), jira.requests_per_second),
+        ("https://jira.example", 5)
+    );
+    s.connectors
+        .insert("jira".into(), serde_json::json!({ "urll": "x" }));
+    let err = s.connector::<JiraSettings>("jira").unwrap_err().to_string();
+    assert!(
+        err.contains("`connectors.jira`") && err.contains("urll"),
+        "{err}"
+    );
+
+    let env = MapEnv(HashMap::from([
+        ("JIRA_WEBHOOK_SECRET".to_owned(), "s3cret".to_owned()),
+        ("GITLAB_API_TOKEN".to_owned(), "not asked for".to_owned()),
+    ]));
+    let secrets = Secrets::from_env(&env, &["jira"]).unwrap();
+    use secrecy::ExposeSecret;
+    let hook = secrets.of_connector("jira", "WEBHOOK_SECRET").unwrap();
+    assert_eq!(hook.expose_secret(), "s3cret");
+    assert!(secrets.of_connector("jira", "API_TOKEN").is_none());
+    assert!(secrets.of_connector("gitlab", "API_TOKEN").is_none());
+    let described = secrets.describe(&["jira"]);
+    assert_eq!(described["JIRA_WEBHOOK_SECRET"], "[redacted]");
+    assert_eq!(described["JIRA_API_TOKEN"], "(not set)");
+}

@@ -93,7 +93,10 @@ impl Settings {
         let mut warnings = Vec::new();
         let known = |name: &str| {
             let base = name.strip_suffix("_FILE").unwrap_or(name);
-            name.starts_with("STATSYNC__") || name == HOOK_IDS_VAR || Secrets::NAMES.contains(&base)
+            name.starts_with("STATSYNC__")
+                || name == HOOK_IDS_VAR
+                || Secrets::NAMES.contains(&base)
+                || self.secrets.connectors.contains_key(base)
         };
         let mut unknown: Vec<&str> = vars
             .iter()
@@ -137,9 +140,47 @@ impl Settings {
         self.check_streams()?;
         self.check_names_and_retention()?;
         self.check_alerts()?;
+        self.check_connectors()?;
         self.mappings.load()?;
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return invalid("log.level", &format!("is not a log filter: {e}"));
+        }
+        Ok(())
+    }
+
+    /// `[connectors.<name>]` is for a system with a connector and no section of its own.
+    fn check_connectors(&self) -> Result<(), ConfigError> {
+        use crate::domain::SystemId;
+        let built_in = [
+            SystemId::Postgresql,
+            SystemId::Github,
+            SystemId::Linear,
+            SystemId::Agentapi,
+        ];
+        for name in self.connectors.keys() {
+            match name.parse::<SystemId>() {
+                Ok(SystemId::Postgresql) => {
+                    return invalid(
+                        &format!("connectors.{name}"),
+                        "is the canonical store, not a system with a connector",
+                    )
+                }
+                Ok(system) if built_in.contains(&system) => {
+                    return invalid(
+                        &format!("connectors.{name}"),
+                        &format!(
+                            "is not needed: {system} is configured in its own [{system}] section"
+                        ),
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return invalid(
+                        &format!("connectors.{name}"),
+                        &format!("names no registered system: {e}"),
+                    )
+                }
+            }
         }
         Ok(())
     }

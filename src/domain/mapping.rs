@@ -142,6 +142,10 @@ pub enum OutboundNative {
     Agent {
         state: AgentState,
     },
+    /// A system's status by name (`[<system>.outbound]`).
+    Named {
+        name: String,
+    },
     /// PostgreSQL and the API speak canonical statuses.
     Canonical {
         status: CanonicalStatus,
@@ -234,6 +238,13 @@ pub(crate) struct AgentRules {
     pub(crate) outbound: PerStatus<AgentState>,
 }
 
+/// The vocabulary of a system without a built-in one: status names both ways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NamedRules {
+    pub(crate) states: NameTable,
+    pub(crate) outbound: PerStatus<String>,
+}
+
 /// Every system's vocabulary, validated. Per-team and per-repository overrides are
 /// resolved at load time into complete contexts, so a lookup is one map access.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +257,8 @@ pub struct MappingTable {
     /// Keyed by normalized `owner/repo`.
     pub(crate) github_repos: BTreeMap<String, GithubContext>,
     pub(crate) agent: AgentRules,
+    /// Keyed by system name: the systems without a built-in vocabulary.
+    pub(crate) named: BTreeMap<String, NamedRules>,
 }
 
 static SHIPPED: LazyLock<Result<MappingTable, MappingConfigError>> =
@@ -315,7 +328,19 @@ impl MappingTable {
                 state_type.as_deref(),
             ),
             NativeStatus::Agent { state } => Ok(agent(&self.agent, *state)),
+            NativeStatus::Named { system, name } => self
+                .named_state(system.as_str(), name)
+                .ok_or_else(|| MappingError::Unmapped {
+                    system: *system,
+                    value: name.clone(),
+                }),
         }
+    }
+
+    /// A status name of a system with a named vocabulary, if it is mapped.
+    pub(crate) fn named_state(&self, system: &str, name: &str) -> Option<InboundMapping> {
+        let rule = self.named.get(system)?.states.get(&normalize(name))?;
+        Some(rule.mapping(name))
     }
 
     /// The native value `status` is written as in `system`. For GitHub this is the
@@ -338,6 +363,15 @@ impl MappingTable {
             }
             SystemId::Agentapi => OutboundNative::Agent {
                 state: *self.agent.outbound.get(status),
+            },
+            // A system registered after these four is written by name (its own table),
+            // or told the canonical status when it has none.
+            #[allow(unreachable_patterns)]
+            other => match self.named.get(other.as_str()) {
+                Some(rules) => OutboundNative::Named {
+                    name: rules.outbound.get(status).clone(),
+                },
+                None => OutboundNative::Canonical { status },
             },
         }
     }
@@ -510,6 +544,7 @@ impl fmt::Display for OutboundNative {
                 None => write!(f, "first state of type {state_type}"),
             },
             OutboundNative::Agent { state } => f.write_str(agent_state_name(*state)),
+            OutboundNative::Named { name } => write!(f, "\"{name}\""),
             OutboundNative::Canonical { status } => write!(f, "{status}"),
         }
     }

@@ -63,6 +63,12 @@ pub enum NativeStatus {
     Agent {
         state: AgentState,
     },
+    /// A status by name, from a system without a built-in vocabulary: looked up in its
+    /// `[<system>.states]` table of the mappings file (case-insensitively).
+    Named {
+        system: SystemId,
+        name: String,
+    },
     /// Already canonical: the API, PostgreSQL writes, rollbacks, manual resolutions.
     Canonical {
         status: CanonicalStatus,

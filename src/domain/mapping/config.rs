@@ -13,6 +13,7 @@ use super::{
 use crate::domain::{AgentState, CanonicalStatus, GithubIssueState};
 
 mod file;
+mod named;
 #[cfg(test)]
 mod tests;
 
@@ -46,6 +47,11 @@ const AGENT_STATES: [AgentState; 6] = [
 ];
 
 pub(super) fn load(text: &str) -> Result<MappingTable> {
+    load_with(text, &named::known_system)
+}
+
+/// `load`, with `known` telling which other top-level sections name a system.
+pub(super) fn load_with(text: &str, known: &dyn Fn(&str) -> bool) -> Result<MappingTable> {
     let raw: RawFile = toml::from_str(text)?;
 
     let linear_types = names("linear.types", &raw.linear.types)?;
@@ -93,6 +99,7 @@ pub(super) fn load(text: &str) -> Result<MappingTable> {
     }
 
     let agent = agent_rules(&raw.agentapi)?;
+    let named = named::load(&raw.named, known)?;
 
     let table = MappingTable {
         linear_types,
@@ -101,8 +108,10 @@ pub(super) fn load(text: &str) -> Result<MappingTable> {
         github,
         github_repos,
         agent,
+        named,
     };
     check_round_trips(&table, &raw)?;
+    named::check_round_trips(&table)?;
     Ok(table)
 }
 

@@ -470,6 +470,7 @@ fn read_back(out: &OutboundNative) -> NativeStatus {
         },
         OutboundNative::Agent { state } => NativeStatus::Agent { state },
         OutboundNative::Canonical { status } => NativeStatus::Canonical { status },
+        OutboundNative::Named { .. } => panic!("these tables have no named vocabulary: {out}"),
     }
 }
 

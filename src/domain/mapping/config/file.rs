@@ -7,8 +7,9 @@ use std::fmt;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+// Not `deny_unknown_fields` (serde ignores it beside `flatten`): every other top-level
+// key lands in `named`, and `named.rs` refuses those that are not a system's name.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawFile {
     #[serde(default)]
     pub(super) linear: RawLinear,
@@ -16,6 +17,17 @@ pub(super) struct RawFile {
     pub(super) github: RawGithub,
     #[serde(default)]
     pub(super) agentapi: RawAgent,
+    /// `[<system>.states]` and `[<system>.outbound]` of systems without a built-in
+    /// vocabulary.
+    #[serde(flatten)]
+    pub(super) named: BTreeMap<String, RawNamed>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawNamed {
+    pub(super) states: BTreeMap<String, RawRule>,
+    pub(super) outbound: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]

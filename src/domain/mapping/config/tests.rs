@@ -140,3 +140,83 @@ fn a_value_of_the_wrong_shape_says_what_to_write() {
     let err = with("[linear.teams.ENG.states]\nQA = { compatible = [\"todo\"] }\n").unwrap_err();
     assert!(err.to_string().contains("missing field `default`"), "{err}");
 }
+
+/// A fifth system's vocabulary, as its section of the mappings file would give it.
+const JIRA: &str = r#"
+[jira.states]
+"To Do" = "todo"
+"In Progress" = "in_progress"
+"In Review" = "in_review"
+"Blocked" = "blocked"
+"Done" = { compatible = ["done", "cancelled"], default = "done" }
+"Won't Do" = "cancelled"
+"Backlog" = { compatible = ["backlog", "triage"], default = "backlog" }
+
+[jira.outbound]
+triage = "Backlog"
+backlog = "Backlog"
+todo = "To Do"
+in_progress = "In Progress"
+in_review = "In Review"
+blocked = "Blocked"
+done = "Done"
+cancelled = "Won't Do"
+"#;
+
+fn with_jira(text: &str) -> Result<MappingTable, MappingConfigError> {
+    super::load_with(&format!("{SHIPPED_MAPPINGS}\n{text}"), &|s| s == "jira")
+}
+
+#[test]
+fn a_section_for_a_system_statsync_has_no_connector_for_is_refused() {
+    let (path, value, problem) = invalid(with(JIRA));
+    assert_eq!((path.as_str(), value.as_str()), ("jira", "jira"));
+    assert!(
+        problem.contains("github, linear") || problem.contains("linear, github"),
+        "{problem}"
+    );
+    // A misspelt built-in section is not taken for a new system either.
+    let (path, _, _) = invalid(with("[lineer.states]\n\"Todo\" = \"todo\"\n"));
+    assert_eq!(path, "lineer");
+}
+
+#[test]
+fn a_registered_system_maps_its_status_names_both_ways() {
+    use crate::domain::{CanonicalStatus, SystemId};
+    let table = with_jira(JIRA).expect("a complete named vocabulary loads");
+    let back = table
+        .named_state("jira", "in progress")
+        .expect("case-insensitive");
+    assert_eq!(back.default_status(), CanonicalStatus::InProgress);
+    let done = table.named_state("jira", "Done").unwrap();
+    assert!(done.contains(CanonicalStatus::Cancelled), "{done:?}");
+    assert!(table.named_state("jira", "Someday").is_none());
+    assert!(table.named_state("gitlab", "Done").is_none());
+    // The built-in systems are untouched by it.
+    assert_eq!(
+        table.outbound_for(SystemId::Agentapi, CanonicalStatus::Done, None),
+        MappingTable::default().outbound_for(SystemId::Agentapi, CanonicalStatus::Done, None)
+    );
+}
+
+#[test]
+fn a_named_outbound_value_that_would_not_come_back_as_its_status_is_refused() {
+    let text = JIRA.replace("blocked = \"Blocked\"", "blocked = \"On Hold\"");
+    let (path, value, problem) = invalid(with_jira(&text));
+    assert_eq!(
+        (path.as_str(), value.as_str()),
+        ("jira.outbound.blocked", "On Hold")
+    );
+    assert!(problem.contains("does not map"), "{problem}");
+
+    let text = JIRA.replace("backlog = \"Backlog\"", "backlog = \"To Do\"");
+    let (path, _, problem) = invalid(with_jira(&text));
+    assert_eq!(path, "jira.outbound.backlog");
+    assert!(problem.contains("maps back to todo"), "{problem}");
+
+    let text = JIRA.replace("cancelled = \"Won't Do\"\n", "");
+    assert!(matches!(
+        with_jira(&text),
+        Err(MappingConfigError::Missing { path }) if path == "jira.outbound.cancelled"
+    ));
+}
