@@ -7,14 +7,16 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use deadpool_postgres::Transaction;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::record::{self, Along, Finished, Outcome};
 use super::retry::Next;
 use super::DispatchContext;
 use crate::actors::status_mapper::MapOutbound;
 use crate::domain::{ExternalRef, SystemId};
-use crate::store::events::{self, NewEvent};
+use crate::store::events::NewEvent;
 use crate::store::outbox::{self, Finish, OutboxRow};
 use crate::store::{echoes, entities, StoreError};
 use crate::systems::outbound::{
@@ -89,7 +91,7 @@ fn succeeded(
         .with_label_values(&[system])
         .observe(took.max(0) as f64 / 1e6);
     let finish = match delivered.written {
-        Written::Done => Finish::Done,
+        Written::Done => Finish::Done(None),
         Written::Noop(reason) => Finish::Noop(reason),
     };
     let echo = echo.then_some(delivered.object_updated_at);
@@ -266,88 +268,103 @@ async fn links_of(
         .collect())
 }
 
-/// Writes the outcome, the echo and the event in one transaction. A lost lease (the
-/// row expired and was taken over) writes nothing: the new holder's outcome stands.
+/// An attempt's outcome, written with its echo and its event.
+struct Write<'a> {
+    row: &'a OutboxRow,
+    finish: Finish,
+    announce: Option<Announce>,
+}
+
 async fn record(
     ctx: &DispatchContext,
     row: &OutboxRow,
     finish: Finish,
     announce: Option<Announce>,
 ) {
-    if let Err(e) = try_record(ctx, row, &finish, announce).await {
-        // The lease will expire and the row be claimed again: at least once, never lost.
-        tracing::error!(outbox_id = row.id, error = %e, "could not record an outbound outcome");
+    let write = Write {
+        row,
+        finish,
+        announce,
+    };
+    record::record(ctx, write).await;
+}
+
+impl Outcome for Write<'_> {
+    async fn finish(
+        &self,
+        _: &DispatchContext,
+        tx: &Transaction<'_>,
+    ) -> Result<Finished, StoreError> {
+        let row = self.row;
+        let held = outbox::finish(tx, row.id, row.attempt, &self.finish).await?;
+        Ok(Finished::held(held))
+    }
+
+    async fn along(&self, tx: &Transaction<'_>) -> Result<Along, StoreError> {
+        let (row, finish) = (self.row, &self.finish);
+        let mut along = Along::default();
+        match &self.announce {
+            Some(Announce::Completed { echo }) => {
+                if let Some(updated_at) = echo {
+                    let target = ExternalRef::new(row.system, row.external_id.clone());
+                    echoes::record(tx, &target, row.status, *updated_at).await?;
+                }
+                if matches!(finish, Finish::Done(_)) && outbox::follow_up(tx, row).await? {
+                    along.outbox_rows = 1;
+                    tracing::debug!(
+                        outbox_id = row.id,
+                        "the entity moved on while this write was on its way: its status follows"
+                    );
+                }
+                along.events.push(completed_event(row, finish));
+            }
+            Some(Announce::Failed(error)) => along.events.push(failed_event(row, finish, error)),
+            None => {}
+        }
+        Ok(along)
+    }
+
+    fn lease_lost(&self) {
+        tracing::warn!(
+            outbox_id = self.row.id,
+            "lease lost before the outcome was recorded"
+        );
+    }
+
+    fn not_recorded(&self, e: &StoreError) {
+        tracing::error!(outbox_id = self.row.id, error = %e, "could not record an outbound outcome");
     }
 }
 
-async fn try_record(
-    ctx: &DispatchContext,
-    row: &OutboxRow,
-    finish: &Finish,
-    announce: Option<Announce>,
-) -> Result<(), StoreError> {
-    let mut client = ctx.store.client().await?;
-    let tx = client.transaction().await?;
-    if !outbox::finish(&tx, row.id, row.attempt, finish).await? {
-        tracing::warn!(
-            outbox_id = row.id,
-            "lease lost before the outcome was recorded"
-        );
-        return Ok(());
+fn completed_event(row: &OutboxRow, finish: &Finish) -> NewEvent {
+    let mut data = base_data(row);
+    if let Finish::Noop(reason) = finish {
+        data["noop"] = json!(true);
+        data["reason"] = json!(reason);
     }
-    let mut event = None;
-    let mut follow_ups = 0;
-    match announce {
-        Some(Announce::Completed { echo }) => {
-            if let Some(updated_at) = echo {
-                let target = ExternalRef::new(row.system, row.external_id.clone());
-                echoes::record(&tx, &target, row.status, updated_at).await?;
-            }
-            if *finish == Finish::Done && outbox::follow_up(&tx, row).await? {
-                follow_ups = 1;
-                tracing::debug!(
-                    outbox_id = row.id,
-                    "the entity moved on while this write was on its way: its status follows"
-                );
-            }
-            let mut data = base_data(row);
-            if let Finish::Noop(reason) = finish {
-                data["noop"] = json!(true);
-                data["reason"] = json!(reason);
-            }
-            event = Some(sync_event(row, "completed", data));
-        }
-        Some(Announce::Failed(error)) => {
-            let mut data = base_data(row);
-            let (retrying, next_ms) = match finish {
-                Finish::Retry { delay_ms, .. } => (true, Some(*delay_ms)),
-                _ => (false, None),
-            };
-            data["error_code"] = json!(error.code);
-            data["retryable"] = json!(error.retryable());
-            data["retryAfter"] = json!(error.retry_after.map(|d| d.as_secs_f64()));
-            data["message"] = json!(error.message);
-            data["willRetry"] = json!(retrying);
-            data["nextAttemptInMs"] = json!(next_ms);
-            data["deadLetter"] = json!(matches!(finish, Finish::Dead { .. }));
-            data["recoveryUrl"] = json!(format!("/api/v1/sync/outbox/{}/retry", row.id));
-            let kind = if error.code == ErrorCode::Conflict {
-                "conflict"
-            } else {
-                "failed"
-            };
-            event = Some(sync_event(row, kind, data));
-        }
-        None => {}
-    }
-    let seqs = match &event {
-        // Last before commit: it takes the event_seq lock held until commit.
-        Some(e) => events::append(&tx, std::slice::from_ref(e)).await?,
-        None => Vec::new(),
+    sync_event(row, "completed", data)
+}
+
+fn failed_event(row: &OutboxRow, finish: &Finish, error: &OutboundError) -> NewEvent {
+    let mut data = base_data(row);
+    let (retrying, next_ms) = match finish {
+        Finish::Retry { delay_ms, .. } => (true, Some(*delay_ms)),
+        _ => (false, None),
     };
-    tx.commit().await?;
-    ctx.announce(&seqs, follow_ups);
-    Ok(())
+    data["error_code"] = json!(error.code);
+    data["retryable"] = json!(error.retryable());
+    data["retryAfter"] = json!(error.retry_after.map(|d| d.as_secs_f64()));
+    data["message"] = json!(error.message);
+    data["willRetry"] = json!(retrying);
+    data["nextAttemptInMs"] = json!(next_ms);
+    data["deadLetter"] = json!(matches!(finish, Finish::Dead { .. }));
+    data["recoveryUrl"] = json!(format!("/api/v1/sync/outbox/{}/retry", row.id));
+    let kind = if error.code == ErrorCode::Conflict {
+        "conflict"
+    } else {
+        "failed"
+    };
+    sync_event(row, kind, data)
 }
 
 /// What every `<system>_sync_*` event carries.

@@ -5,14 +5,17 @@
 //! no longer exists ends the lookup as `gone` with its reason; it is never retried. No
 //! row lock and no pooled connection is held while the call is in flight.
 
+use deadpool_postgres::{Object, Transaction};
+
 use super::deliver::{millis, observe_rate};
+use super::record::{self, Finished, Outcome};
 use super::retry::Next;
 use super::DispatchContext;
 use crate::domain::{Origin, SystemId};
 use crate::store::hints;
 use crate::store::hints::Hint;
 use crate::store::inbound::{self, NewDelivery, Stored};
-use crate::store::lookups::{self, LookupEnd, LookupRow};
+use crate::store::lookups::{self, Finish, LookupRow};
 use crate::store::StoreError;
 use crate::systems::github::client::ItemRead;
 use crate::systems::github::read_back::{self, ITEM_STATUS_READ};
@@ -37,7 +40,7 @@ pub async fn claim(ctx: &DispatchContext, limit: usize) -> Result<Vec<LookupRow>
 pub async fn perform(ctx: &DispatchContext, row: LookupRow) {
     let budget = ctx.budgets.get(&GITHUB);
     // As for writes: a paused GitHub, or a stop, hands the row back uncounted.
-    let release = |delay_ms| Attempted::Ended(LookupEnd::Release { delay_ms });
+    let release = |delay_ms| Attempted::Ended(Finish::Release { delay_ms });
     if budget.is_some_and(|b| b.is_closed()) {
         return record(ctx, &row, release(0)).await;
     }
@@ -74,21 +77,21 @@ enum Attempted {
         body: Vec<u8>,
         outcome: String,
     },
-    Ended(LookupEnd),
+    Ended(Finish),
 }
 
 /// A read: the update to store, or why there is nothing to store.
 fn outcome_of(row: &LookupRow, read: ItemRead) -> Attempted {
     let Some(status) = read.status else {
         let reason = format!("{} shows no Status value: nothing to apply", row.item_id);
-        return Attempted::Ended(LookupEnd::Noop(reason));
+        return Attempted::Ended(Finish::Noop(reason));
     };
     match read_back::body(&row.body, &row.delivery_id, row.id, &status) {
         Ok(body) => Attempted::Read {
             body,
             outcome: format!("{} shows `{}`", row.item_id, status.name),
         },
-        Err(e) => Attempted::Ended(LookupEnd::Dead {
+        Err(e) => Attempted::Ended(Finish::Dead {
             code: ErrorCode::ValidationFailed.as_str().to_owned(),
             error: format!(
                 "delivery {} cannot carry the value read: {e}",
@@ -98,11 +101,11 @@ fn outcome_of(row: &LookupRow, read: ItemRead) -> Attempted {
     }
 }
 
-fn failed(ctx: &DispatchContext, row: &LookupRow, error: &OutboundError) -> LookupEnd {
+fn failed(ctx: &DispatchContext, row: &LookupRow, error: &OutboundError) -> Finish {
     let code = error.code.as_str().to_owned();
     let end = if error.code == ErrorCode::NotFound {
         // Deleted (or moved off the board) since the delivery: nothing left to read.
-        LookupEnd::Gone {
+        Finish::Gone {
             code,
             reason: format!(
                 "{} no longer exists on GitHub: {}",
@@ -114,12 +117,12 @@ fn failed(ctx: &DispatchContext, row: &LookupRow, error: &OutboundError) -> Look
             .retry
             .next(row.attempt.max(1) as u32, error, &mut rand::thread_rng())
         {
-            Next::RetryAfter(wait) => LookupEnd::Retry {
+            Next::RetryAfter(wait) => Finish::Retry {
                 delay_ms: millis(wait),
                 code,
                 error: error.message.clone(),
             },
-            Next::DeadLetter => LookupEnd::Dead {
+            Next::DeadLetter => Finish::Dead {
                 code,
                 error: error.message.clone(),
             },
@@ -136,62 +139,71 @@ fn failed(ctx: &DispatchContext, row: &LookupRow, error: &OutboundError) -> Look
     end
 }
 
-async fn record(ctx: &DispatchContext, row: &LookupRow, attempted: Attempted) {
-    if let Err(e) = try_record(ctx, row, attempted).await {
-        // The lease expires and the lookup is claimed again: at least once, never lost.
-        tracing::error!(lookup_id = row.id, error = %e, "could not record a lookup's outcome");
-    }
+/// An attempt's outcome: the value read is stored as a new inbound update with it.
+struct Looked<'a> {
+    row: &'a LookupRow,
+    attempted: Attempted,
 }
 
-/// Stores the value read (if any) and finishes the lookup in one transaction. A lost
-/// lease writes nothing: the new holder's outcome stands.
-async fn try_record(
-    ctx: &DispatchContext,
-    row: &LookupRow,
-    attempted: Attempted,
-) -> Result<(), StoreError> {
-    let mut client = ctx.store.client().await?;
-    let tx = client.transaction().await?;
-    let fed = matches!(attempted, Attempted::Read { .. });
-    let end = match attempted {
-        Attempted::Ended(end) => end,
-        Attempted::Read { body, outcome } => {
-            let delivery_id = format!("lookup-{}", row.id);
-            let delivery = NewDelivery {
-                system: GITHUB,
-                origin: Origin::Lookup,
-                delivery_id: &delivery_id,
-                event_type: ITEM_STATUS_READ,
-                priority: ctx.settings.engine.priorities.webhook.as_i16(),
-                body: &body,
-            };
-            match inbound::insert(&tx, &delivery).await? {
-                Stored::New(fed_event_id) => LookupEnd::Fed {
-                    fed_event_id,
-                    outcome,
-                },
-                // Stored and finished together: this lookup was recorded already.
-                Stored::Duplicate => return Ok(()),
+async fn record(ctx: &DispatchContext, row: &LookupRow, attempted: Attempted) {
+    record::record(ctx, Looked { row, attempted }).await;
+}
+
+impl Outcome for Looked<'_> {
+    async fn finish(
+        &self,
+        ctx: &DispatchContext,
+        tx: &Transaction<'_>,
+    ) -> Result<Finished, StoreError> {
+        let row = self.row;
+        let (end, fed) = match &self.attempted {
+            Attempted::Ended(end) => (end.clone(), None),
+            Attempted::Read { body, outcome } => {
+                let delivery_id = format!("lookup-{}", row.id);
+                let delivery = NewDelivery {
+                    system: GITHUB,
+                    origin: Origin::Lookup,
+                    delivery_id: &delivery_id,
+                    event_type: ITEM_STATUS_READ,
+                    priority: ctx.settings.engine.priorities.webhook.as_i16(),
+                    body,
+                };
+                match inbound::insert(tx, &delivery).await? {
+                    Stored::New(fed_event_id) => {
+                        (Finish::Done(Some(outcome.clone())), Some(fed_event_id))
+                    }
+                    // Stored and finished together: this lookup was recorded already.
+                    Stored::Duplicate => return Ok(Finished::Recorded),
+                }
             }
-        }
-    };
-    if !lookups::finish(&tx, row.id, row.attempt, &end).await? {
-        tracing::warn!(
-            lookup_id = row.id,
-            "lease lost before the lookup's outcome was recorded"
-        );
-        return Ok(()); // rolled back: the update is not stored twice
+        };
+        // Lost, the transaction rolls back: the update is not stored twice.
+        let held = lookups::finish(tx, row.id, row.attempt, &end, fed).await?;
+        Ok(Finished::held(held))
     }
-    tx.commit().await?;
-    if fed {
+
+    async fn committed(&self, client: &Object) {
+        if !matches!(self.attempted, Attempted::Read { .. }) {
+            return;
+        }
         // The engine (on whichever replica) applies it now rather than at its next poll.
         let hint = Hint {
             inbound: true,
             ..Hint::default()
         };
-        if let Err(e) = hints::notify(&client, &hint).await {
+        if let Err(e) = hints::notify(client, &hint).await {
             tracing::debug!(error = %e, "hint not sent; the engine's poll finds the row");
         }
     }
-    Ok(())
+
+    fn lease_lost(&self) {
+        tracing::warn!(
+            lookup_id = self.row.id,
+            "lease lost before the lookup's outcome was recorded"
+        );
+    }
+
+    fn not_recorded(&self, e: &StoreError) {
+        tracing::error!(lookup_id = self.row.id, error = %e, "could not record a lookup's outcome");
+    }
 }

@@ -6,7 +6,7 @@
 //! `deliver.rs`; retry timing lives in `retry.rs`, budgets in `systems/limiter.rs`.
 //! GitHub item lookups (`lookup.rs`: reading a Projects v2 item's Status that a delivery
 //! did not carry) are a queue of their own, claimed and paced the same way on GitHub's
-//! budget.
+//! budget. Either queue's outcomes are recorded by `record.rs`.
 //! Woken after every commit that wrote outbox rows, and by a poll as the backstop. It
 //! never holds a row lock or a pooled connection across an outbound HTTP call.
 //! On a graceful stop (`StopDispatch`) it claims nothing more, hands rows whose call has
@@ -15,6 +15,7 @@
 
 mod deliver;
 mod lookup;
+mod record;
 mod retry;
 
 use std::collections::HashMap;

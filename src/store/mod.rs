@@ -15,6 +15,7 @@ pub mod lookups;
 pub mod migrations;
 pub mod outbox;
 pub mod pg_source;
+pub mod queue;
 pub mod sync_runs;
 pub mod tx;
 

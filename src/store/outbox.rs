@@ -1,19 +1,24 @@
 //! `sync_outbox`: outbound writes waiting to reach their system. Written in the same
-//! transaction as the change they carry; claimed with `FOR UPDATE SKIP LOCKED` under a
-//! lease, finished only by the holder of the current lease. Rows are never deleted:
-//! dead letters stay until a person retries them (queries in `outbox/admin.rs`).
+//! transaction as the change they carry; a lease queue (`queue.rs`): claimed with
+//! `FOR UPDATE SKIP LOCKED` under a lease, finished only by the holder of the current
+//! lease. Rows are never deleted: dead letters stay until a person retries them
+//! (queries in `outbox/admin.rs`).
 
 mod admin;
 
+pub use super::queue::Finish;
 pub use admin::{
     dead_letters, oldest_pending_age, requeue_dead, summary, DeadLetter, OutboxSummary, Requeue,
 };
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::queue::{Queue, Table};
 use super::StoreError;
 use crate::domain::{CanonicalStatus, EntityKind, ExternalRef, SystemId};
 
@@ -109,45 +114,32 @@ impl TryFrom<&Row> for OutboxRow {
     }
 }
 
-/// Rows made pointless since they were written: a newer row for the same entity and
-/// external object (only the newest status is worth sending), or an entity that has
-/// moved on to another status. A change writes a row to every linked object but the one
-/// it came from, which shows it already: sending the older status there would overwrite
-/// that newer change. Rows in flight under a live lease are left alone.
-const SUPERSEDE: &str = "UPDATE sync_outbox o
-    SET state = 'superseded', lease_expires_at = NULL, updated_at = now(), completed_at = now()
-    WHERE o.system = $1
-      AND (o.state = 'pending' OR (o.state = 'in_flight' AND o.lease_expires_at < now()))
-      AND (EXISTS (SELECT 1 FROM sync_outbox n
-                   WHERE n.entity_id = o.entity_id AND n.system = o.system
-                     AND n.external_id = o.external_id AND n.id > o.id
-                     AND n.state IN ('pending', 'in_flight'))
-           OR EXISTS (SELECT 1 FROM entities e
+/// Rows are claimed per system (each has its own budget), one entity+system at a time
+/// (so one never has two writes in flight, and they go oldest first). A waiting row is
+/// pointless once a newer row goes to the same external object (only the newest status
+/// is worth sending), or once its entity has moved on to another status: a change
+/// writes a row to every linked object but the one it came from, which shows it
+/// already, and sending the older status there would overwrite that newer change.
+static QUEUE: LazyLock<Queue> = LazyLock::new(|| {
+    Queue::new(&Table {
+        name: "sync_outbox",
+        lane: Some("system"),
+        in_order: &["entity_id", "system"],
+        object: &["entity_id", "system", "external_id"],
+        also_pointless: Some(
+            "EXISTS (SELECT 1 FROM entities e
                       WHERE e.id = o.entity_id AND e.version > o.entity_version
-                        AND e.status <> o.status))";
-
-/// The oldest runnable rows of a system whose entity has no older unfinished row for
-/// that system (so one entity+system never has two in flight, and goes oldest first),
-/// including rows whose lease expired (their replica died mid-call).
-const CLAIM: &str = "WITH picked AS (
-        SELECT c.id FROM sync_outbox c
-        WHERE c.system = $1
-          AND ((c.state = 'pending' AND c.run_at <= now())
-               OR (c.state = 'in_flight' AND c.lease_expires_at < now()))
-          AND NOT EXISTS (SELECT 1 FROM sync_outbox b
-                          WHERE b.entity_id = c.entity_id AND b.system = c.system
-                            AND b.id < c.id AND b.state IN ('pending', 'in_flight'))
-        ORDER BY c.id
-        LIMIT $2
-        FOR UPDATE OF c SKIP LOCKED)
-    UPDATE sync_outbox o
-    SET state = 'in_flight', attempt_count = o.attempt_count + 1, updated_at = now(),
-        lease_expires_at = now() + make_interval(secs => $3::float8 / 1000)
-    FROM picked, entities e
-    WHERE o.id = picked.id AND e.id = o.entity_id
-    RETURNING o.id, o.entity_id, o.system, o.external_id, o.status, o.previous_status,
+                        AND e.status <> o.status)",
+        ),
+        superseded_note: None,
+        message: "last_error",
+        finish_also: None,
+        joined: ("entities e", "e.id = o.entity_id"),
+        returning: "o.id, o.entity_id, o.system, o.external_id, o.status, o.previous_status,
               o.entity_version, o.operation_id, o.attempt_count, e.kind, e.project,
-              o.created_at";
+              o.created_at",
+    })
+});
 
 /// Supersedes stale rows, then claims up to `limit` rows of `system` for `lease_ms`.
 /// Run in a short transaction of its own: the row locks end at its commit, long before
@@ -158,18 +150,13 @@ pub async fn claim(
     limit: i64,
     lease_ms: i64,
 ) -> Result<(u64, Vec<OutboxRow>), StoreError> {
-    let supersede = client.prepare_cached(SUPERSEDE).await?;
-    let superseded = client.execute(&supersede, &[&system.as_str()]).await?;
-    let stmt = client.prepare_cached(CLAIM).await?;
-    let lease = lease_ms as f64;
-    let rows = client
-        .query(&stmt, &[&system.as_str(), &limit, &lease])
+    let (superseded, rows) = QUEUE
+        .claim(client, Some(system.as_str()), limit, lease_ms)
         .await?;
-    let mut claimed = rows
+    let claimed = rows
         .iter()
         .map(OutboxRow::try_from)
         .collect::<Result<Vec<_>, _>>()?;
-    claimed.sort_by_key(|r| r.id);
     Ok((superseded, claimed))
 }
 
@@ -224,68 +211,14 @@ pub async fn follow_up(client: &impl GenericClient, row: &OutboxRow) -> Result<b
     Ok(written > 0)
 }
 
-/// How an attempt ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Finish {
-    /// Written (`done`), or nothing to write (`noop`, with the reason).
-    Done,
-    Noop(String),
-    /// Try again after `delay_ms`.
-    Retry {
-        delay_ms: i64,
-        code: String,
-        error: String,
-    },
-    Dead {
-        code: String,
-        error: String,
-    },
-    /// Not attempted (its system is paused): back to pending, the attempt not counted.
-    Release {
-        delay_ms: i64,
-    },
-}
-
-const FINISH: &str = "UPDATE sync_outbox
-    SET state = $3,
-        attempt_count = attempt_count - $7,
-        run_at = CASE WHEN $3 = 'pending' THEN now() + make_interval(secs => $4::float8 / 1000) ELSE run_at END,
-        error_code = CASE WHEN $7 = 1 THEN error_code ELSE COALESCE($5, error_code) END,
-        last_error = CASE WHEN $7 = 1 THEN last_error ELSE COALESCE($6, last_error) END,
-        lease_expires_at = NULL,
-        updated_at = now(),
-        completed_at = CASE WHEN $3 IN ('done', 'noop', 'dead') THEN now() ELSE NULL END
-    WHERE id = $1 AND state = 'in_flight' AND attempt_count = $2";
-
-/// Records the end of attempt `attempt` of row `id`. A row that succeeds after failures
-/// keeps the code and message of its last failure, for the record. `false` when the lease was lost
-/// (the row expired and another replica took it): that replica's outcome stands.
+/// Records the end of attempt `attempt` of row `id`; `false` when the lease was lost.
 pub async fn finish(
     client: &impl GenericClient,
     id: i64,
     attempt: i32,
     how: &Finish,
 ) -> Result<bool, StoreError> {
-    let (state, delay, code, error, uncount): (&str, f64, Option<&str>, Option<&str>, i32) =
-        match how {
-            Finish::Done => ("done", 0.0, None, None, 0),
-            Finish::Noop(reason) => ("noop", 0.0, None, Some(reason), 0),
-            Finish::Retry {
-                delay_ms,
-                code,
-                error,
-            } => ("pending", *delay_ms as f64, Some(code), Some(error), 0),
-            Finish::Dead { code, error } => ("dead", 0.0, Some(code), Some(error), 0),
-            Finish::Release { delay_ms } => ("pending", *delay_ms as f64, None, None, 1),
-        };
-    let stmt = client.prepare_cached(FINISH).await?;
-    let n = client
-        .execute(
-            &stmt,
-            &[&id, &attempt, &state, &delay, &code, &error, &uncount],
-        )
-        .await?;
-    Ok(n == 1)
+    QUEUE.finish(client, id, attempt, how, &[]).await
 }
 
 const UNFINISHED: &str =
