@@ -124,24 +124,13 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The systems given a `[connectors.<name>]` section.
-    pub fn connector_names(&self) -> Vec<&str> {
-        self.connectors.keys().map(String::as_str).collect()
-    }
-
-    /// A connector's own settings from its `[connectors.<system>]` section, its
-    /// defaults where the section (or a key of it) is absent.
-    pub fn connector<T: serde::de::DeserializeOwned + Default>(
-        &self,
-        system: &str,
-    ) -> Result<T, ConfigError> {
-        match self.connectors.get(system) {
-            None => Ok(T::default()),
-            Some(section) => T::deserialize(section).map_err(|e| ConfigError::Invalid {
-                key: format!("connectors.{system}"),
-                why: e.to_string(),
-            }),
-        }
+    /// The systems registered beyond the built-in three: each may have a
+    /// `[connectors.<name>]` section and `<NAME>_…` credentials.
+    pub fn connector_names(&self) -> Vec<&'static str> {
+        crate::systems::REGISTERED
+            .iter()
+            .map(|r| r.system.as_str())
+            .collect()
     }
 
     /// The effective settings as TOML, secrets reduced to whether they are set.

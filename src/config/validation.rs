@@ -87,6 +87,14 @@ fn invalid(key: &str, why: &str) -> Result<(), ConfigError> {
     })
 }
 
+/// The canonical store and the systems with sections of their own.
+const BUILT_IN: [SystemId; 4] = [
+    SystemId::Postgresql,
+    SystemId::Linear,
+    SystemId::Github,
+    SystemId::Agentapi,
+];
+
 impl Settings {
     /// Settings that are valid but likely not what was meant.
     pub(super) fn warn(&self, vars: &[(String, String)]) -> Vec<String> {
@@ -150,13 +158,7 @@ impl Settings {
 
     /// `[connectors.<name>]` is for a system with a connector and no section of its own.
     fn check_connectors(&self) -> Result<(), ConfigError> {
-        use crate::domain::SystemId;
-        let built_in = [
-            SystemId::Postgresql,
-            SystemId::Github,
-            SystemId::Linear,
-            SystemId::Agentapi,
-        ];
+        use crate::systems::REGISTERED;
         for name in self.connectors.keys() {
             match name.parse::<SystemId>() {
                 Ok(SystemId::Postgresql) => {
@@ -165,7 +167,7 @@ impl Settings {
                         "is the canonical store, not a system with a connector",
                     )
                 }
-                Ok(system) if built_in.contains(&system) => {
+                Ok(system) if BUILT_IN.contains(&system) => {
                     return invalid(
                         &format!("connectors.{name}"),
                         &format!(
@@ -173,12 +175,21 @@ impl Settings {
                         ),
                     )
                 }
-                Ok(_) => {}
-                Err(e) => {
+                Ok(system) if REGISTERED.iter().any(|r| r.system == system) => {}
+                _ => {
+                    let registered: Vec<&str> =
+                        REGISTERED.iter().map(|r| r.system.as_str()).collect();
+                    let registered = match registered.is_empty() {
+                        true => "none".to_owned(),
+                        false => registered.join(", "),
+                    };
                     return invalid(
                         &format!("connectors.{name}"),
-                        &format!("names no registered system: {e}"),
-                    )
+                        &format!(
+                            "names no registered system (registered beyond github, linear \
+                             and agentapi: {registered})"
+                        ),
+                    );
                 }
             }
         }
@@ -272,11 +283,13 @@ impl Settings {
         if self.sync.escalation_threshold == 0 {
             return invalid("sync.escalation_threshold", "must be at least 1");
         }
-        for system in SystemId::ALL {
-            if !self.sync.priorities.contains_key(system) {
+        // A system registered beyond these may go unranked: it then yields to all.
+        for system in BUILT_IN {
+            if !self.sync.priorities.contains_key(&system) {
                 return invalid(
                     &format!("sync.priorities.{system}"),
-                    "is missing: every system needs a priority",
+                    "is missing: each of postgresql, linear, github and agentapi needs a \
+                     priority",
                 );
             }
         }

@@ -1,7 +1,8 @@
 //! The connectors these settings configure: one client per system over one outbound
 //! HTTP client, each spending its own request budget, and the `Registry` the webhook
-//! door, the engine and the dispatcher reach them through. A system is registered here,
-//! with one entry in `connectors`.
+//! door, the engine and the dispatcher reach them through. GitHub, Linear and the agent
+//! API are built here from their own sections; every system in `systems::REGISTERED`
+//! from its `[connectors.<system>]` section and `<SYSTEM>_…` credentials.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use anyhow::Context as _;
 
 use crate::config::Settings;
 use crate::systems::agentapi::{client::AgentClient, connector::AgentApi};
-use crate::systems::connector::{Connector, Registry};
+use crate::systems::connector::{Built, Registration, Registry, Setup};
 use crate::systems::github::app::AppAuth;
 use crate::systems::github::client::{Auth, GithubClient};
 use crate::systems::github::connector::Github;
@@ -26,6 +27,13 @@ pub struct Connectors {
 }
 
 pub fn connectors(settings: &Settings) -> anyhow::Result<Connectors> {
+    connectors_with(settings, crate::systems::REGISTERED)
+}
+
+fn connectors_with(
+    settings: &Settings,
+    registered: &[&Registration],
+) -> anyhow::Result<Connectors> {
     let timeout = Duration::from_millis(settings.dispatch.request_timeout_ms);
     let http = reqwest::Client::builder()
         .timeout(timeout)
@@ -52,12 +60,12 @@ pub fn connectors(settings: &Settings) -> anyhow::Result<Connectors> {
         budgets.1.clone(),
     ));
     let agent = Arc::new(AgentClient::new(
-        http,
+        http.clone(),
         &settings.agentapi.url,
         secrets.agentapi_webhook_secret.clone(),
         budgets.2.clone(),
     ));
-    let entries: Vec<(Arc<dyn Connector>, Budget)> = vec![
+    let mut entries: Vec<Built> = vec![
         (
             Arc::new(Github {
                 client: github.clone(),
@@ -81,6 +89,16 @@ pub fn connectors(settings: &Settings) -> anyhow::Result<Connectors> {
             budgets.2,
         ),
     ];
+    for registration in registered {
+        let system = registration.system.as_str();
+        let setup = Setup {
+            section: settings.connectors.get(system),
+            webhook_secret: secrets.of_connector(system, "WEBHOOK_SECRET"),
+            api_token: secrets.of_connector(system, "API_TOKEN"),
+            http: http.clone(),
+        };
+        entries.push((registration.build)(setup).map_err(anyhow::Error::msg)?);
+    }
     Ok(Connectors {
         registry: Arc::new(Registry::new(entries)),
         github,
@@ -103,4 +121,137 @@ fn github_auth(settings: &Settings, http: &reqwest::Client) -> anyhow::Result<Au
             },
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures_util::future::BoxFuture;
+    use secrecy::{ExposeSecret, SecretString};
+
+    use super::connectors_with;
+    use crate::config::{Env, Settings};
+    use crate::domain::{Origin, OutboundNative, SystemId};
+    use crate::systems::connector::{Built, Connector, Door, Registration, Setup};
+    use crate::systems::limiter::Budget;
+    use crate::systems::outbound::{Delivered, OutboundError, OutboundWrite};
+    use crate::systems::{signature, Parsed, PayloadError};
+
+    struct NoEnv;
+    impl Env for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    // A stand-in fifth system: the canonical store's id is the only one free of a
+    // built-in connector.
+    static DOOR: Door = Door {
+        system: SystemId::Postgresql,
+        name: "example",
+        verify: signature::verify_prefixed,
+        signature_header: "X-Example-Signature",
+        delivery_header: "X-Example-Delivery",
+        event_header: None,
+        default_event: "report",
+        events: &["report"],
+    };
+
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default, deny_unknown_fields)]
+    struct ExampleSettings {
+        url: String,
+        requests_per_second: u32,
+    }
+
+    struct Example {
+        url: String,
+        webhook_secret: Option<SecretString>,
+    }
+
+    impl Connector for Example {
+        fn door(&self) -> &'static Door {
+            &DOOR
+        }
+        fn webhook_secret(&self) -> Option<&SecretString> {
+            self.webhook_secret.as_ref()
+        }
+        fn parse(&self, _: Origin, _: &str, _: &[u8]) -> Result<Parsed, PayloadError> {
+            Ok(Parsed::Ignored {
+                reason: self.url.clone(),
+            })
+        }
+        fn write<'a>(
+            &'a self,
+            _: &'a OutboundWrite,
+            _: &'a OutboundNative,
+        ) -> BoxFuture<'a, Result<Delivered, OutboundError>> {
+            unimplemented!("not called here")
+        }
+    }
+
+    fn build(setup: Setup<'_>) -> Result<Built, String> {
+        let settings: ExampleSettings = setup.settings(SystemId::Postgresql)?;
+        let connector = Example {
+            url: settings.url,
+            webhook_secret: setup.webhook_secret,
+        };
+        Ok((
+            Arc::new(connector),
+            Budget::new(settings.requests_per_second),
+        ))
+    }
+
+    static EXAMPLE: Registration = Registration {
+        system: SystemId::Postgresql,
+        build,
+    };
+
+    #[test]
+    fn a_registered_connector_is_built_from_its_section_and_credentials() {
+        let mut settings = Settings::load_from(None, &[], &NoEnv).unwrap();
+        settings.connectors.insert(
+            "postgresql".into(),
+            serde_json::json!({ "url": "https://example.test", "requests_per_second": 3 }),
+        );
+        settings.secrets.connectors.insert(
+            "POSTGRESQL_WEBHOOK_SECRET".into(),
+            SecretString::from("hook"),
+        );
+        let built = connectors_with(&settings, &[&EXAMPLE]).unwrap();
+        let example = built.registry.by_door("example").expect("registered");
+        assert_eq!(example.system(), SystemId::Postgresql);
+        assert_eq!(
+            example
+                .webhook_secret()
+                .map(|s| s.expose_secret().to_owned()),
+            Some("hook".into())
+        );
+        let parsed = example.parse(Origin::Webhook, "report", b"{}").unwrap();
+        assert_eq!(
+            parsed,
+            Parsed::Ignored {
+                reason: "https://example.test".into()
+            }
+        );
+        assert!(built.registry.budget(SystemId::Postgresql).is_some());
+        // The built-in three are there beside it.
+        for name in ["github", "linear", "agentapi"] {
+            assert!(built.registry.by_door(name).is_some(), "{name}");
+        }
+
+        settings.connectors.insert(
+            "postgresql".into(),
+            serde_json::json!({ "urll": "https://example.test" }),
+        );
+        let err = connectors_with(&settings, &[&EXAMPLE])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("`connectors.postgresql`") && err.contains("urll"),
+            "{err}"
+        );
+    }
 }

@@ -97,6 +97,46 @@ pub trait Connector: Send + Sync {
     }
 }
 
+/// What a connector registered beyond the built-in three is built from.
+pub struct Setup<'a> {
+    /// Its `[connectors.<system>]` section, if the settings have one (else its defaults).
+    pub section: Option<&'a serde_json::Value>,
+    /// `<SYSTEM>_WEBHOOK_SECRET`: without it, its webhook is not served.
+    pub webhook_secret: Option<SecretString>,
+    /// `<SYSTEM>_API_TOKEN`: what its writes authenticate with.
+    pub api_token: Option<SecretString>,
+    /// The outbound HTTP client every connector shares (`dispatch.request_timeout_ms`).
+    pub http: reqwest::Client,
+}
+
+impl Setup<'_> {
+    /// The connector's own settings type from its section, its defaults where the
+    /// section (or a key of it) is absent; an error names `connectors.<system>`.
+    pub fn settings<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        system: SystemId,
+    ) -> Result<T, String> {
+        match self.section {
+            None => Ok(T::default()),
+            Some(section) => {
+                T::deserialize(section).map_err(|e| format!("`connectors.{system}` {e}"))
+            }
+        }
+    }
+}
+
+/// A connector, and the request budget its calls spend.
+pub type Built = (Arc<dyn Connector>, Budget);
+
+/// A connector beyond the built-in three: its system, and how it is built. Listed in
+/// `systems::REGISTERED`.
+pub struct Registration {
+    pub system: SystemId,
+    /// The connector and the request budget its calls spend, or why the settings
+    /// cannot build it (named by key).
+    pub build: fn(Setup<'_>) -> Result<Built, String>,
+}
+
 /// Every connector, by system, with the request budget each one's calls spend.
 pub struct Registry {
     connectors: BTreeMap<SystemId, Arc<dyn Connector>>,
@@ -104,7 +144,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(entries: Vec<(Arc<dyn Connector>, Budget)>) -> Registry {
+    pub fn new(entries: Vec<Built>) -> Registry {
         let mut registry = Registry {
             connectors: BTreeMap::new(),
             budgets: BTreeMap::new(),

@@ -1,8 +1,10 @@
-//! One module per external system (GitHub, Linear, the agent API): each turns a raw,
-//! signature-checked delivery into domain `StatusUpdate`s. This module owns what they
-//! share: the parse result, the payload error the HTTP layer answers 400 with, and the
-//! small JSON readers that name the dotted path of whatever was wrong.
-//! Nothing here does I/O, reads a clock, or panics on any input.
+//! One folder per external system (GitHub, Linear, the agent API), each a `Connector`
+//! (`connector.rs`): its webhook deliveries verified and turned into domain
+//! `StatusUpdate`s, its writes made through its own client. This module owns what they
+//! share: the parse result, the payload error the HTTP layer answers 400 with, the small
+//! JSON readers that name the dotted path of whatever was wrong, and the list of
+//! connectors registered beyond the built-in three. Parsing does no I/O, reads no
+//! clock, and never panics on any input; only the clients call out.
 
 pub mod agentapi;
 pub mod connector;
@@ -20,6 +22,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::domain::StatusUpdate;
+
+/// The connectors beyond GitHub, Linear and the agent API (which are built from their
+/// own settings sections in `startup/connectors.rs`). A new system is declared above
+/// (`pub mod jira;`) and registered here (`jira::REGISTRATION`); the README's Layout
+/// section has the whole recipe.
+pub const REGISTERED: &[&connector::Registration] = &[];
 
 /// What a verified, well-formed delivery means to statsync.
 #[derive(Debug, Clone, PartialEq)]
