@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::batch::Batch;
 use super::effects::Effects;
 use super::entity_state::EntityState;
-use super::item::{ApplyError, Engine, ItemOutcome, Target, WorkItem};
+use super::item::{ApplyError, DecisionKind, Engine, ItemOutcome, Target, WorkItem};
 use super::merges;
 use crate::actors::status_mapper::MapInbound;
 use crate::domain::{ExternalRef, InboundMapping, MappingError, UpdateAction};
@@ -218,9 +218,14 @@ fn set_context(states: &mut HashMap<Uuid, EntityState>, mut context: entities::C
 }
 
 impl ItemOutcome {
-    pub(super) fn of(item: &WorkItem, decision: &str, state: &EntityState, reason: String) -> Self {
+    pub(super) fn of(
+        item: &WorkItem,
+        decision: DecisionKind,
+        state: &EntityState,
+        reason: String,
+    ) -> Self {
         ItemOutcome {
-            decision: decision.to_owned(),
+            decision,
             entity_id: Some(state.id()),
             status: Some(state.status()),
             version: Some(state.version()),
@@ -230,12 +235,12 @@ impl ItemOutcome {
     }
 
     pub(super) fn ignored(item: &WorkItem, reason: &str) -> Self {
-        Self::ignored_with(item, "noop", reason)
+        Self::ignored_with(item, DecisionKind::Noop, reason)
     }
 
-    pub(super) fn ignored_with(item: &WorkItem, decision: &str, reason: &str) -> Self {
+    pub(super) fn ignored_with(item: &WorkItem, decision: DecisionKind, reason: &str) -> Self {
         ItemOutcome {
-            decision: decision.to_owned(),
+            decision,
             entity_id: None,
             status: None,
             version: None,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::effects::Effects;
 use super::entity_state::EntityState;
 use super::item::{
-    describe_target, missing, ApplyError, Engine, ItemOutcome, Target, WorkItem, NOT_FOUND,
+    describe_target, missing, ApplyError, DecisionKind, Engine, ItemOutcome, Target, WorkItem,
 };
 use super::links::{create_entity, ensure_links};
 use crate::actors::conflict_resolver::Resolve;
@@ -53,7 +53,11 @@ impl Batch<'_> {
         if let (Target::Entity(_), Some(id)) = (&item.target, *entity) {
             if !self.states.contains_key(&id) {
                 let reason = format!("no entity {id}");
-                return Ok(ItemOutcome::ignored_with(item, NOT_FOUND, &reason));
+                return Ok(ItemOutcome::ignored_with(
+                    item,
+                    DecisionKind::NotFound,
+                    &reason,
+                ));
             }
         }
         let staged = self.effects.staged();
@@ -91,7 +95,7 @@ impl Batch<'_> {
         state.links.retain(|l| l.external_ref() != *r);
         let reason = format!("{r} was removed in {}; unlinked", r.system);
         self.effects.record_noop(state, item, &reason);
-        Ok(ItemOutcome::of(item, "noop", state, reason))
+        Ok(ItemOutcome::of(item, DecisionKind::Noop, state, reason))
     }
 
     /// The object moved (a GitHub issue transferred to another repository): its link
@@ -117,7 +121,7 @@ impl Batch<'_> {
         }
         let reason = format!("{r} was transferred to {to}; link moved");
         self.effects.record_noop(state, item, &reason);
-        Ok(ItemOutcome::of(item, "noop", state, reason))
+        Ok(ItemOutcome::of(item, DecisionKind::Noop, state, reason))
     }
 
     /// The update names objects to link to its entity, and no status.
@@ -151,7 +155,7 @@ impl Batch<'_> {
             false => format!("{} belongs to another entity; not linked", names(elsewhere)),
         };
         self.effects.record_noop(state, item, &reason);
-        Ok(ItemOutcome::of(item, "noop", state, reason))
+        Ok(ItemOutcome::of(item, DecisionKind::Noop, state, reason))
     }
 
     /// A status: mapped, its entity found or created, told from statsync's own echoes,
@@ -205,7 +209,7 @@ impl Batch<'_> {
             return match state {
                 Some(state) => {
                     self.effects.record_noop(state, item, &reason);
-                    ItemOutcome::of(item, "noop", state, reason)
+                    ItemOutcome::of(item, DecisionKind::Noop, state, reason)
                 }
                 None => ItemOutcome::ignored(item, &reason),
             };
@@ -213,11 +217,11 @@ impl Batch<'_> {
         match state {
             Some(state) => {
                 self.effects.record_unmapped(state, item, e);
-                ItemOutcome::of(item, "rejected", state, reason)
+                ItemOutcome::of(item, DecisionKind::Rejected, state, reason)
             }
             None => {
                 self.effects.record_unmapped_unlinked(item, e);
-                ItemOutcome::ignored_with(item, "rejected", &reason)
+                ItemOutcome::ignored_with(item, DecisionKind::Rejected, &reason)
             }
         }
     }
@@ -255,7 +259,12 @@ impl Batch<'_> {
         let state = self.states.get_mut(&id).ok_or_else(|| missing(id))?;
         let reason = format!("echo of statsync's own write ({why} on {r})");
         self.effects.record_noop(state, item, &reason);
-        Ok(Some(ItemOutcome::of(item, "noop", state, reason)))
+        Ok(Some(ItemOutcome::of(
+            item,
+            DecisionKind::Noop,
+            state,
+            reason,
+        )))
     }
 
     /// A genuine change, decided by the ConflictResolver against the entity.
@@ -323,7 +332,7 @@ impl Batch<'_> {
         }
         Ok(ItemOutcome::of(
             item,
-            decision.kind(),
+            DecisionKind::of(&decision),
             state,
             decision.reason().to_owned(),
         ))

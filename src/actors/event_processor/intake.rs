@@ -10,7 +10,7 @@ use chrono::Utc;
 
 use super::apply::apply_items;
 use super::effects::Effects;
-use super::item::{ApplyError, Engine, ItemOutcome, Target, WorkItem, NOT_FOUND};
+use super::item::{ApplyError, DecisionKind, Engine, ItemOutcome, Target, WorkItem};
 use crate::actors::messages::EventsCommitted;
 use crate::domain::{
     EntityKind, ExternalRef, NativeStatus, Origin, StatusUpdate, SystemId, UpdateAction,
@@ -270,7 +270,7 @@ async fn apply_once(
     effects.commit(tx).await?;
     announce(engine, &effects);
     match outcomes.pop() {
-        Some(o) if o.decision == NOT_FOUND => Err(ApplyError::NotFound(o.reason)),
+        Some(o) if o.decision == DecisionKind::NotFound => Err(ApplyError::NotFound(o.reason)),
         Some(o) => Ok(o),
         None => Err(ApplyError::NotFound(
             "the update produced no outcome".into(),

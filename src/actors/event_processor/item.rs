@@ -13,6 +13,7 @@ use crate::actors::conflict_resolver::ConflictResolver;
 use crate::actors::messages::{Backlog, EventsCommitted};
 use crate::actors::status_mapper::StatusMapper;
 use crate::config::Settings;
+use crate::domain::decision::Decision;
 use crate::domain::{CanonicalStatus, ExternalRef, StatusUpdate};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -109,14 +110,53 @@ pub struct WorkItem {
     pub catch_up: bool,
 }
 
-/// The outcome of an item whose entity does not exist (the API answers 404).
-pub const NOT_FOUND: &str = "not_found";
+/// What became of one item, by the name the API and the delivery's outcome give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Applied,
+    Noop,
+    Stale,
+    Rejected,
+    Conflict,
+    /// Its entity does not exist (the API answers 404).
+    NotFound,
+}
+
+impl DecisionKind {
+    pub fn of(decision: &Decision) -> DecisionKind {
+        match decision {
+            Decision::Applied { .. } => DecisionKind::Applied,
+            Decision::Noop { .. } => DecisionKind::Noop,
+            Decision::Stale { .. } => DecisionKind::Stale,
+            Decision::Rejected { .. } => DecisionKind::Rejected,
+            Decision::Conflict { .. } => DecisionKind::Conflict,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Applied => "applied",
+            DecisionKind::Noop => "noop",
+            DecisionKind::Stale => "stale",
+            DecisionKind::Rejected => "rejected",
+            DecisionKind::Conflict => "conflict",
+            DecisionKind::NotFound => "not_found",
+        }
+    }
+}
+
+impl std::fmt::Display for DecisionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What became of one item: the API's answer.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemOutcome {
-    pub decision: String,
+    pub decision: DecisionKind,
     pub entity_id: Option<Uuid>,
     pub status: Option<CanonicalStatus>,
     pub version: Option<i64>,
