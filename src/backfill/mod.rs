@@ -5,7 +5,6 @@
 //! incremental or interrupted run resumes, announce progress, and record a summary.
 //! Never holds a database connection across an HTTP call.
 
-mod branches;
 mod reconcile;
 mod run;
 
@@ -25,6 +24,7 @@ use crate::config::Settings;
 use crate::domain::names::{RepoName, TeamKey};
 use crate::domain::SystemId;
 use crate::store::{events, Store, StoreError};
+use crate::systems::connector::Registry;
 use crate::systems::outbound::OutboundError;
 
 /// What a run lists: a GitHub repository or a Linear team.
@@ -132,6 +132,8 @@ pub struct Backfill {
     pub store: Store,
     pub settings: Arc<Settings>,
     pub http: reqwest::Client,
+    /// Every system's connector: a scope is listed through its system's.
+    pub connectors: Arc<Registry>,
     /// Told after progress events are logged (WebSocket fan-out).
     pub committed: Vec<Recipient<EventsCommitted>>,
     /// When the next reconciliation is due (status API).
@@ -145,6 +147,7 @@ impl Backfill {
     pub fn new(
         store: Store,
         settings: Arc<Settings>,
+        connectors: Arc<Registry>,
         committed: Vec<Recipient<EventsCommitted>>,
     ) -> anyhow::Result<Backfill> {
         let http = reqwest::Client::builder()
@@ -156,6 +159,7 @@ impl Backfill {
             store,
             settings,
             http,
+            connectors,
             committed,
             next_reconcile: std::sync::Mutex::new(None),
             low_budget: std::sync::Mutex::default(),

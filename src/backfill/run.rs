@@ -2,7 +2,7 @@
 //! delivery, move the scope's cursor after every page, announce throttled progress,
 //! and once the engine has applied what was stored, record the summary.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -10,15 +10,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::branches::Branches;
 use super::{Backfill, BackfillError, Mode, Progress, Scope, Trigger};
 use crate::domain::{ExternalRef, SystemId};
 use crate::store::sync_runs::{self, Counts, Cursor, ListedItem};
 use crate::store::{entities, StoreError};
-use crate::systems::github::listing::{first_page_url, Lister};
-use crate::systems::github::webhook::LISTED_EVENT;
-use crate::systems::linear::listing as linear_listing;
-use crate::systems::outbound::RateInfo;
+use crate::systems::connector::{ListFrom, ListedObject, ListedPage};
 
 /// How long a run waits for the engine to apply what it stored before it counts.
 const APPLY_DEADLINE: Duration = Duration::from_secs(300);
@@ -41,13 +37,6 @@ enum Ended {
     Stopped(String),
 }
 
-/// One listed item: what to store and what it is about.
-struct Listed {
-    item: ListedItem,
-    target: ExternalRef,
-    updated_at: Option<DateTime<Utc>>,
-}
-
 /// One run over one scope: what it has counted and stored so far.
 struct Run<'a> {
     id: Uuid,
@@ -59,25 +48,6 @@ struct Run<'a> {
     tracker: Tracker,
     /// The newest change listed: what the scope is synced up to once the last page is in.
     high_water: Option<DateTime<Utc>>,
-}
-
-/// What fetching carries from page to page.
-struct Fetcher {
-    first: bool,
-    /// An incremental run from the start may ask GitHub for its first page with the
-    /// ETag it saw last time (a 304 costs no rate budget).
-    conditional: bool,
-    since: Option<DateTime<Utc>>,
-    branches: Branches,
-}
-
-/// One page of a listing, whichever system answered it.
-struct Page {
-    items: Vec<Listed>,
-    next: Option<String>,
-    rate: RateInfo,
-    /// Known from GitHub's last-page link.
-    percent: Option<u8>,
 }
 
 /// Progress events: monotonic, at most one per +5 % or per second.
@@ -207,30 +177,38 @@ impl Backfill {
         };
         let mut position = cursor.resume_page.clone();
         run.high_water = cursor.synced_until;
-        let mut fetcher = Fetcher {
-            first: true,
-            conditional: !resuming && run.mode == Mode::Incremental,
-            since,
-            branches: Branches::default(),
+        let connector = self.connectors.get(system);
+        let Some(mut listing) = connector.and_then(|c| c.listing()) else {
+            return Err(BackfillError::BadScope(format!(
+                "{system} cannot be listed"
+            )));
         };
+        // An incremental run from the start may ask for its first page with the
+        // validator seen last time (for GitHub, a 304 costs no rate budget).
+        let conditional = !resuming && run.mode == Mode::Incremental;
         loop {
             if let Some(why) = self.must_stop(system).await {
                 return Ok(Ended::Stopped(why));
             }
-            let page = match system {
-                SystemId::Github => {
-                    let Some(page) = self
-                        .github_page(key, &mut fetcher, &mut cursor, position.as_deref())
-                        .await?
-                    else {
-                        run.counts.not_modified += 1;
-                        return Ok(Ended::Completed);
-                    };
-                    page
-                }
-                _ => self.linear_page(key, since, position.as_deref()).await?,
+            let seen = match (conditional, &cursor.etag_url, &cursor.etag) {
+                (true, Some(url), Some(etag)) => Some((url.as_str(), etag.as_str())),
+                _ => None,
             };
-            fetcher.first = false;
+            let from = ListFrom {
+                scope: key,
+                since,
+                page_size: self.settings.sync.page_size,
+                position: position.as_deref(),
+                unchanged_since: seen.filter(|_| position.is_none()),
+            };
+            let Some(page) = listing.page(from).await? else {
+                run.counts.not_modified += 1;
+                return Ok(Ended::Completed);
+            };
+            if let Some((url, etag)) = &page.first_page {
+                cursor.etag_url = Some(url.clone());
+                cursor.etag = etag.clone();
+            }
             let next = page.next.clone();
             cursor.resume_page = next.clone();
             cursor.resume_since = next.as_ref().and(since);
@@ -267,104 +245,13 @@ impl Backfill {
         })
     }
 
-    /// One page of a repository's issues and pull requests (with the branches of the
-    /// pull requests); `None` when an incremental run's first page is unchanged (304).
-    async fn github_page(
-        &self,
-        repo: &str,
-        fetcher: &mut Fetcher,
-        cursor: &mut Cursor,
-        position: Option<&str>,
-    ) -> Result<Option<Page>, BackfillError> {
-        let settings = &self.settings;
-        let page_size = settings.sync.page_size;
-        let url = match position {
-            Some(p) => p.to_owned(),
-            None => first_page_url(&settings.github.api_url, repo, page_size, fetcher.since),
-        };
-        let conditional = fetcher.first && fetcher.conditional;
-        let etag = match conditional && cursor.etag_url.as_deref() == Some(&url) {
-            true => cursor.etag.clone(),
-            false => None,
-        };
-        let lister = Lister {
-            http: &self.http,
-            token: settings.secrets.github_token.as_ref(),
-        };
-        let page = lister.page(&url, etag.as_deref()).await?;
-        if page.not_modified {
-            return Ok(None);
-        }
-        if fetcher.first && position.is_none() {
-            cursor.etag_url = Some(url.clone());
-            cursor.etag = page.etag.clone();
-        }
-        let number = page_number(&url);
-        let percent = page
-            .last_page
-            .map(|last| (number * 100 / last.max(1)) as u8);
-        let api_url = &settings.github.api_url;
-        let (heads, rate) = fetcher
-            .branches
-            .of(
-                &lister,
-                api_url,
-                repo,
-                page_size,
-                fetcher.since,
-                &page.items,
-            )
-            .await?;
-        let items = page
-            .items
-            .iter()
-            .filter_map(|i| github_item(repo, i, &heads))
-            .collect();
-        Ok(Some(Page {
-            items,
-            next: page.next,
-            rate: rate.unwrap_or(page.rate),
-            percent,
-        }))
-    }
-
-    /// One page of a Linear team's issues.
-    async fn linear_page(
-        &self,
-        team: &str,
-        since: Option<DateTime<Utc>>,
-        position: Option<&str>,
-    ) -> Result<Page, BackfillError> {
-        let settings = &self.settings;
-        let page = linear_listing::page(
-            &self.http,
-            &settings.linear.api_url,
-            settings.secrets.linear_api_key.as_ref(),
-            &linear_listing::filter(team, since),
-            settings.sync.page_size,
-            position,
-        )
-        .await?;
-        let items = page
-            .items
-            .iter()
-            .filter_map(|i| linear_item(team, i))
-            .collect();
-        Ok(Page {
-            items,
-            next: page.has_next.then_some(page.end_cursor).flatten(),
-            rate: page.rate,
-            percent: None,
-        })
-    }
-
     /// Stores a page, moves the cursor past it (the listing is synced up to its newest
     /// item once the last page is in) and announces the progress.
     async fn record_page(
         &self,
         run: &mut Run<'_>,
         cursor: &mut Cursor,
-        page: &Page,
+        page: &ListedPage,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<(), BackfillError> {
         let (scope, id) = (run.scope, run.id);
@@ -407,7 +294,7 @@ impl Backfill {
         &self,
         scope: &Scope,
         id: Uuid,
-        items: &[Listed],
+        items: &[ListedObject],
         created: &mut HashSet<String>,
     ) -> Result<usize, StoreError> {
         let client = self.store.client().await?;
@@ -415,15 +302,15 @@ impl Backfill {
         let known = entities::find(&client, &targets).await?;
         for i in items {
             if !known.contains_key(&i.target) {
-                created.insert(i.item.delivery_id.clone());
+                created.insert(i.delivery_id.clone());
             }
         }
         let listed: Vec<ListedItem> = items
             .iter()
             .map(|i| ListedItem {
-                delivery_id: i.item.delivery_id.clone(),
-                event_type: i.item.event_type,
-                body: i.item.body.clone(),
+                delivery_id: i.delivery_id.clone(),
+                event_type: i.event_type,
+                body: i.body.clone(),
             })
             .collect();
         let priority = self.settings.engine.priorities.backfill.as_i16();
@@ -489,62 +376,4 @@ impl Backfill {
         }
         Ok(())
     }
-}
-
-fn page_number(url: &str) -> u32 {
-    url.split(['?', '&'])
-        .find_map(|kv| kv.strip_prefix("page="))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1)
-}
-
-fn updated_at(v: &Value) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(v.as_str()?)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// A REST issue as a stored delivery: `backfill:github:<repo>:<number>:<updated_at>`,
-/// with a pull request's branch (from `heads`, by number) as `head.ref`.
-fn github_item(repo: &str, issue: &Value, heads: &HashMap<u64, String>) -> Option<Listed> {
-    let number = issue["number"].as_u64()?;
-    let stamp = issue["updated_at"].as_str()?;
-    let mut body = json!({ "repository": { "full_name": repo }, "issue": issue });
-    if let Some(branch) = heads.get(&number) {
-        body["head"] = json!({ "ref": branch });
-    }
-    Some(Listed {
-        item: ListedItem {
-            delivery_id: format!("backfill:github:{repo}:{number}:{stamp}"),
-            event_type: LISTED_EVENT,
-            body: serde_json::to_vec(&body).ok()?,
-        },
-        target: ExternalRef::new(SystemId::Github, format!("{repo}#{number}")),
-        updated_at: updated_at(&issue["updated_at"]),
-    })
-}
-
-/// A Linear issue node as a stored `Issue` `create` delivery (not a person's change):
-/// `backfill:linear:<team>:<id>:<updatedAt>`.
-fn linear_item(team: &str, node: &Value) -> Option<Listed> {
-    let id = node["id"].as_str()?;
-    let stamp = node["updatedAt"].as_str()?;
-    let mut data = node.clone();
-    data["stateId"] = node["state"]["id"].clone();
-    let body = json!({
-        "type": "Issue",
-        "action": "create",
-        "webhookTimestamp": Utc::now().timestamp_millis(),
-        "url": node["url"],
-        "data": data,
-    });
-    Some(Listed {
-        item: ListedItem {
-            delivery_id: format!("backfill:linear:{team}:{id}:{stamp}"),
-            event_type: "Issue",
-            body: serde_json::to_vec(&body).ok()?,
-        },
-        target: ExternalRef::new(SystemId::Linear, id),
-        updated_at: updated_at(&node["updatedAt"]),
-    })
 }

@@ -1,6 +1,6 @@
 //! One claimed GitHub item lookup, one attempt: read the Projects v2 item's Status
-//! through the GitHub client (the same budget, pauses, retry policy and error codes as
-//! every GitHub write), then, in one short transaction, store the value as a new
+//! through GitHub's connector (`Connector::read_back`: the same client, budget, pauses,
+//! retry policy and error codes as every GitHub write), then, in one short transaction, store the value as a new
 //! inbound update built from the original delivery and finish the lookup. An item that
 //! no longer exists ends the lookup as `gone` with its reason; it is never retried. No
 //! row lock and no pooled connection is held while the call is in flight.
@@ -17,8 +17,7 @@ use crate::store::hints::Hint;
 use crate::store::inbound::{self, NewDelivery, Stored};
 use crate::store::lookups::{self, Finish, LookupRow};
 use crate::store::StoreError;
-use crate::systems::github::client::ItemRead;
-use crate::systems::github::read_back::{self, ITEM_STATUS_READ};
+use crate::systems::connector::{ReadBackRequest, ReadValue};
 use crate::systems::outbound::{ErrorCode, OutboundError};
 
 const GITHUB: SystemId = SystemId::Github;
@@ -48,7 +47,20 @@ pub async fn perform(ctx: &DispatchContext, row: LookupRow) {
         let delay = until.saturating_duration_since(std::time::Instant::now());
         return record(ctx, &row, release(millis(delay))).await;
     }
-    let result = ctx.github.item_status(&row.item_id).await;
+    let request = ReadBackRequest {
+        object: &row.item_id,
+        delivery: &row.body,
+        delivery_id: &row.delivery_id,
+        lookup: row.id,
+    };
+    let Some(read) = ctx.registry.get(GITHUB).and_then(|c| c.read_back(request)) else {
+        let end = Finish::Dead {
+            code: ErrorCode::ValidationFailed.as_str().to_owned(),
+            error: "no connector reads back GitHub values".into(),
+        };
+        return record(ctx, &row, Attempted::Ended(end)).await;
+    };
+    let result = read.await;
     if matches!(&result, Err(e) if e.code == ErrorCode::ShuttingDown) {
         return record(ctx, &row, release(0)).await;
     }
@@ -64,7 +76,7 @@ pub async fn perform(ctx: &DispatchContext, row: LookupRow) {
         .with_label_values(&[GITHUB.as_str(), code])
         .inc();
     let attempted = match result {
-        Ok(read) => outcome_of(&row, read),
+        Ok(read) => outcome_of(read.value),
         Err(error) => Attempted::Ended(failed(ctx, &row, &error)),
     };
     record(ctx, &row, attempted).await;
@@ -75,28 +87,28 @@ enum Attempted {
     /// A value was read: `body` is the update to store.
     Read {
         body: Vec<u8>,
+        event_type: &'static str,
         outcome: String,
     },
     Ended(Finish),
 }
 
 /// A read: the update to store, or why there is nothing to store.
-fn outcome_of(row: &LookupRow, read: ItemRead) -> Attempted {
-    let Some(status) = read.status else {
-        let reason = format!("{} shows no Status value: nothing to apply", row.item_id);
-        return Attempted::Ended(Finish::Noop(reason));
-    };
-    match read_back::body(&row.body, &row.delivery_id, row.id, &status) {
-        Ok(body) => Attempted::Read {
+fn outcome_of(value: ReadValue) -> Attempted {
+    match value {
+        ReadValue::Delivery {
             body,
-            outcome: format!("{} shows `{}`", row.item_id, status.name),
+            event_type,
+            outcome,
+        } => Attempted::Read {
+            body,
+            event_type,
+            outcome,
         },
-        Err(e) => Attempted::Ended(Finish::Dead {
+        ReadValue::Nothing(reason) => Attempted::Ended(Finish::Noop(reason)),
+        ReadValue::Unusable(error) => Attempted::Ended(Finish::Dead {
             code: ErrorCode::ValidationFailed.as_str().to_owned(),
-            error: format!(
-                "delivery {} cannot carry the value read: {e}",
-                row.delivery_id
-            ),
+            error,
         }),
     }
 }
@@ -158,13 +170,17 @@ impl Outcome for Looked<'_> {
         let row = self.row;
         let (end, fed) = match &self.attempted {
             Attempted::Ended(end) => (end.clone(), None),
-            Attempted::Read { body, outcome } => {
+            Attempted::Read {
+                body,
+                event_type,
+                outcome,
+            } => {
                 let delivery_id = format!("lookup-{}", row.id);
                 let delivery = NewDelivery {
                     system: GITHUB,
                     origin: Origin::Lookup,
                     delivery_id: &delivery_id,
-                    event_type: ITEM_STATUS_READ,
+                    event_type,
                     priority: ctx.settings.engine.priorities.webhook.as_i16(),
                     body,
                 };

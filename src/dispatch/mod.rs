@@ -35,7 +35,6 @@ use crate::store::lookups::LookupRow;
 use crate::store::outbox::OutboxRow;
 use crate::store::{echoes, events, outbox, Store, StoreError};
 use crate::systems::connector::Registry;
-use crate::systems::github::client::GithubClient;
 use crate::systems::limiter::Budget;
 
 /// A queue the dispatcher claims from: the outbox rows of one system statsync writes
@@ -68,10 +67,9 @@ pub struct DispatchContext {
     pub mapper: Addr<StatusMapper>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
-    /// Every system's connector: the outbox's writes go through it.
+    /// Every system's connector: the outbox's writes and the lookups' reads go
+    /// through it.
     pub registry: Arc<Registry>,
-    /// GitHub item lookups are reads of GitHub's own.
-    pub github: Arc<GithubClient>,
     pub budgets: HashMap<SystemId, Budget>,
     pub retry: RetryPolicy,
     /// Told of every commit that logged events (a write started or ended) or wrote a
@@ -85,7 +83,7 @@ impl DispatchContext {
         mapper: Addr<StatusMapper>,
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
-        (registry, github): (Arc<Registry>, Arc<GithubClient>),
+        registry: Arc<Registry>,
         committed: Vec<Recipient<EventsCommitted>>,
     ) -> DispatchContext {
         let budgets: HashMap<SystemId, Budget> = registry
@@ -103,7 +101,6 @@ impl DispatchContext {
             settings,
             metrics,
             registry,
-            github,
             budgets,
             retry,
             committed,

@@ -13,9 +13,11 @@ use crate::config::Settings;
 use crate::systems::agentapi::{client::AgentClient, connector::AgentApi};
 use crate::systems::connector::{Built, Registration, Registry, Setup};
 use crate::systems::github::app::AppAuth;
+use crate::systems::github::backfill as github_backfill;
 use crate::systems::github::client::{Auth, GithubClient};
 use crate::systems::github::connector::Github;
 use crate::systems::limiter::Budget;
+use crate::systems::linear::backfill as linear_backfill;
 use crate::systems::linear::{client::LinearClient, connector::Linear};
 
 /// The registry, and the clients of the calls that are not status writes: GitHub item
@@ -40,55 +42,21 @@ fn connectors_with(
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .build()
         .context("building the outbound HTTP client")?;
-    let secrets = &settings.secrets;
-    let budgets = (
-        Budget::new(settings.github.requests_per_second),
-        Budget::new(settings.linear.requests_per_second),
-        Budget::new(settings.agentapi.requests_per_second),
-    );
     let github = Arc::new(GithubClient::new(
         http.clone(),
         &settings.github.api_url,
         &settings.github.graphql_url,
         github_auth(settings, &http)?,
-        budgets.0.clone(),
+        Budget::new(settings.github.requests_per_second),
     ));
     let linear = Arc::new(LinearClient::new(
         http.clone(),
         &settings.linear.api_url,
-        secrets.linear_api_key.clone(),
-        budgets.1.clone(),
+        settings.secrets.linear_api_key.clone(),
+        Budget::new(settings.linear.requests_per_second),
     ));
-    let agent = Arc::new(AgentClient::new(
-        http.clone(),
-        &settings.agentapi.url,
-        secrets.agentapi_webhook_secret.clone(),
-        budgets.2.clone(),
-    ));
-    let mut entries: Vec<Built> = vec![
-        (
-            Arc::new(Github {
-                client: github.clone(),
-                webhook_secret: secrets.github_webhook_secret.clone(),
-            }),
-            budgets.0,
-        ),
-        (
-            Arc::new(Linear {
-                client: linear.clone(),
-                webhook_secret: secrets.linear_webhook_secret.clone(),
-                tolerance_ms: settings.linear.webhook_tolerance_s as i64 * 1000,
-            }),
-            budgets.1,
-        ),
-        (
-            Arc::new(AgentApi {
-                client: agent,
-                webhook_secret: secrets.agentapi_webhook_secret.clone(),
-            }),
-            budgets.2,
-        ),
-    ];
+    let mut entries = built_in(settings, &http, &github, &linear);
+    let secrets = &settings.secrets;
     for registration in registered {
         let system = registration.system.as_str();
         let setup = Setup {
@@ -104,6 +72,57 @@ fn connectors_with(
         github,
         linear,
     })
+}
+
+/// GitHub, Linear and the agent API, from their own sections.
+fn built_in(
+    settings: &Settings,
+    http: &reqwest::Client,
+    github: &Arc<GithubClient>,
+    linear: &Arc<LinearClient>,
+) -> Vec<Built> {
+    let secrets = &settings.secrets;
+    let agent_budget = Budget::new(settings.agentapi.requests_per_second);
+    let agent = Arc::new(AgentClient::new(
+        http.clone(),
+        &settings.agentapi.url,
+        secrets.agentapi_webhook_secret.clone(),
+        agent_budget.clone(),
+    ));
+    vec![
+        (
+            Arc::new(Github {
+                client: github.clone(),
+                webhook_secret: secrets.github_webhook_secret.clone(),
+                listing: github_backfill::ListingAccess {
+                    http: http.clone(),
+                    api_url: settings.github.api_url.clone(),
+                    token: secrets.github_token.clone(),
+                },
+            }),
+            github.budget().clone(),
+        ),
+        (
+            Arc::new(Linear {
+                client: linear.clone(),
+                webhook_secret: secrets.linear_webhook_secret.clone(),
+                listing: linear_backfill::ListingAccess {
+                    http: http.clone(),
+                    url: settings.linear.api_url.clone(),
+                    api_key: secrets.linear_api_key.clone(),
+                },
+                tolerance_ms: settings.linear.webhook_tolerance_s as i64 * 1000,
+            }),
+            linear.budget().clone(),
+        ),
+        (
+            Arc::new(AgentApi {
+                client: agent,
+                webhook_secret: secrets.agentapi_webhook_secret.clone(),
+            }),
+            agent_budget,
+        ),
+    ]
 }
 
 /// The GitHub App when its credentials are set (it takes precedence), else the token.

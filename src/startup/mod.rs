@@ -138,6 +138,7 @@ impl Application {
         let backfill = Arc::new(crate::backfill::Backfill::new(
             store.clone(),
             settings.clone(),
+            connected.registry.clone(),
             vec![ws.clone().recipient()],
         )?);
         crate::backfill::start_reconciler(backfill.clone());
@@ -406,7 +407,7 @@ fn start_dispatcher(
         mapper.clone(),
         settings.clone(),
         metrics.clone(),
-        (connected.registry.clone(), connected.github.clone()),
+        connected.registry.clone(),
         // Its own commits reach subscribers here at once, and elsewhere through hints.
         vec![
             outward.ws.clone().recipient(),

@@ -1,7 +1,8 @@
 //! The seam every external system plugs into. A `Connector` is what statsync knows of
 //! one system: how its webhook deliveries are told apart and verified at the door
-//! (`Door`, `verify`, `admit`), how a stored delivery becomes updates (`parse`), and how
-//! a status is written to it (`write`, its failures classified into `OutboundError`).
+//! (`Door`, `admit`), how a stored delivery becomes updates (`parse`), how a status is
+//! written to it (`write`, its failures classified into `OutboundError`), and, for
+//! backfill, how its objects are listed (`listing`).
 //! `Registry` holds the connectors by `SystemId`; the HTTP door, the engine and the
 //! dispatcher reach a system only through it, so adding one is a folder under
 //! `systems/` and a line in `registry.rs` (the README's Layout section has the recipe).
@@ -14,10 +15,10 @@ use futures_util::future::BoxFuture;
 use secrecy::SecretString;
 
 use super::limiter::Budget;
-use super::outbound::{Delivered, OutboundError, OutboundWrite};
+use super::outbound::{Delivered, OutboundError, OutboundWrite, RateInfo};
 use super::signature::SignatureError;
 use super::{Parsed, PayloadError};
-use crate::domain::{Origin, OutboundNative, SystemId};
+use crate::domain::{ExternalRef, Origin, OutboundNative, SystemId};
 
 /// Checks a signature header's value (if present) against the body.
 pub type Verify =
@@ -95,6 +96,100 @@ pub trait Connector: Send + Sync {
     fn writes_links(&self) -> bool {
         false
     }
+
+    /// Reads back the value a stored delivery left out (a GitHub Projects item edit that
+    /// named only the field), if the system has such deliveries.
+    fn read_back<'a>(
+        &'a self,
+        _request: ReadBackRequest<'a>,
+    ) -> Option<BoxFuture<'a, Result<ReadBack, OutboundError>>> {
+        None
+    }
+
+    /// For backfill and reconciliation: a listing of one scope (a repository, a team),
+    /// if the system can list; read one page at a time, it remembers what it needs
+    /// between pages.
+    fn listing(&self) -> Option<Box<dyn Listing + '_>> {
+        None
+    }
+}
+
+/// What to read back, and the delivery the value completes.
+pub struct ReadBackRequest<'a> {
+    /// The object to read (a Projects v2 item's node id).
+    pub object: &'a str,
+    /// The stored delivery that left the value out, and its id.
+    pub delivery: &'a [u8],
+    pub delivery_id: &'a str,
+    /// This read's number (the lookup's id), named in the value stored.
+    pub lookup: i64,
+}
+
+/// What a read came to.
+pub enum ReadValue {
+    /// The delivery completed with the value read, to store with origin `lookup`.
+    Delivery {
+        body: Vec<u8>,
+        event_type: &'static str,
+        /// What was read, for the lookup's outcome.
+        outcome: String,
+    },
+    /// Nothing to apply (the object shows no value), with why.
+    Nothing(String),
+    /// The delivery cannot carry the value read: never retried.
+    Unusable(String),
+}
+
+pub struct ReadBack {
+    pub value: ReadValue,
+    pub rate: RateInfo,
+}
+
+/// Which page of a scope's listing to read.
+pub struct ListFrom<'a> {
+    /// A repository (`owner/repo`), a team key: what the system lists by.
+    pub scope: &'a str,
+    /// Only what changed after this (an incremental run); everything without it.
+    pub since: Option<DateTime<Utc>>,
+    pub page_size: u32,
+    /// Where the previous page said the next one is; `None` for the first.
+    pub position: Option<&'a str>,
+    /// The first page as last read, `(address, validator)`: when the system can tell
+    /// it is unchanged, the page is not read again (GitHub's 304, free of rate budget).
+    pub unchanged_since: Option<(&'a str, &'a str)>,
+}
+
+/// One object a listing found, stored as a delivery of origin `backfill`.
+pub struct ListedObject {
+    /// Unique per object and version (`backfill:<system>:<scope>:<id>:<updated>`): an
+    /// unchanged object listed again is a duplicate.
+    pub delivery_id: String,
+    pub event_type: &'static str,
+    pub body: Vec<u8>,
+    pub target: ExternalRef,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// One page of a listing.
+pub struct ListedPage {
+    pub items: Vec<ListedObject>,
+    /// Where the next page is, if there is one.
+    pub next: Option<String>,
+    pub rate: RateInfo,
+    /// How far through the listing this page is, when the system tells.
+    pub percent: Option<u8>,
+    /// The first page's `(address, validator)`, to ask with `unchanged_since` next time.
+    pub first_page: Option<(String, Option<String>)>,
+}
+
+/// A listing in progress.
+pub trait Listing: Send {
+    /// The page `from` names; `Ok(None)` when it is the first page and unchanged since
+    /// `from.unchanged_since`.
+    fn page<'a>(
+        &'a mut self,
+        from: ListFrom<'a>,
+    ) -> BoxFuture<'a, Result<Option<ListedPage>, OutboundError>>;
 }
 
 /// What a connector registered beyond the built-in three is built from.

@@ -194,6 +194,13 @@ pub(crate) fn timestamp(root: &Value, path: &str) -> Result<DateTime<Utc>, Paylo
         })
 }
 
+/// A value that is an RFC 3339 timestamp, if it is one.
+pub(crate) fn rfc3339(v: &Value) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// A JSON object of the entries whose value is present: metadata stays small and has
 /// no nulls in it.
 pub(crate) fn metadata<const N: usize>(entries: [(&str, Option<Value>); N]) -> Value {

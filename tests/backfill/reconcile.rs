@@ -20,7 +20,8 @@ fn service(app: &TestApp, edit: impl FnOnce(&mut Settings)) -> Arc<Backfill> {
     let mut settings = app.settings.clone();
     edit(&mut settings);
     let store = Store::connect(&app.database_url, settings.database.pool()).unwrap();
-    Arc::new(Backfill::new(store, Arc::new(settings), Vec::new()).unwrap())
+    let connectors = statsync::startup::connectors(&settings).unwrap().registry;
+    Arc::new(Backfill::new(store, Arc::new(settings), connectors, Vec::new()).unwrap())
 }
 
 /// Delivery `id` of the hook, `minutes` ago, answered `status_code`.

@@ -111,6 +111,11 @@ impl GithubClient {
         }
     }
 
+    /// The request budget its calls spend.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
     pub async fn write(
         &self,
         w: &OutboundWrite,

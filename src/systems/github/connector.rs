@@ -7,10 +7,12 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use secrecy::SecretString;
 
+use super::backfill::{ListingAccess, RepoListing};
 use super::client::GithubClient;
+use super::read_back;
 use super::webhook::{self, READ_EVENTS};
 use crate::domain::{Origin, OutboundNative, SystemId};
-use crate::systems::connector::{Connector, Door};
+use crate::systems::connector::{Connector, Door, Listing, ReadBack, ReadBackRequest};
 use crate::systems::outbound::{Delivered, OutboundError, OutboundWrite};
 use crate::systems::signature;
 use crate::systems::{Parsed, PayloadError};
@@ -29,6 +31,8 @@ static DOOR: Door = Door {
 pub struct Github {
     pub client: Arc<GithubClient>,
     pub webhook_secret: Option<SecretString>,
+    /// What backfill lists the system's objects with.
+    pub listing: ListingAccess,
 }
 
 impl Connector for Github {
@@ -57,5 +61,22 @@ impl Connector for Github {
         native: &'a OutboundNative,
     ) -> BoxFuture<'a, Result<Delivered, OutboundError>> {
         Box::pin(self.client.write(write, native))
+    }
+
+    fn read_back<'a>(
+        &'a self,
+        request: ReadBackRequest<'a>,
+    ) -> Option<BoxFuture<'a, Result<ReadBack, OutboundError>>> {
+        Some(Box::pin(async move {
+            let read = self.client.item_status(request.object).await?;
+            Ok(ReadBack {
+                value: read_back::value(&request, read.status),
+                rate: read.rate,
+            })
+        }))
+    }
+
+    fn listing(&self) -> Option<Box<dyn Listing + '_>> {
+        Some(Box::new(RepoListing::new(&self.listing)))
     }
 }

@@ -2,6 +2,8 @@
 //! GitHub-shaped leaks past this module: the rest of statsync sees `StatusUpdate`s.
 
 pub mod app;
+pub mod backfill;
+mod branches;
 pub mod client;
 pub mod connector;
 pub mod listing;

@@ -1,6 +1,7 @@
 //! Updates statsync reads back from GitHub rather than receives. A
 //! `projects_v2_item.edited` delivery that names only the field gets its value from a
-//! lookup (`client::item_status`, made by the dispatcher outside any transaction); the
+//! lookup (`Connector::read_back`: `client::item_status`, made by the dispatcher outside
+//! any transaction); the
 //! value is stored as a new inbound update of type [`ITEM_STATUS_READ`]: the original
 //! delivery's body with the option read filled in as `changes.field_value.to`, as newer
 //! GitHub deliveries carry it. It keeps the original's source timestamp
@@ -10,6 +11,7 @@
 use serde_json::{json, Value};
 
 use super::client::ItemStatus;
+use crate::systems::connector::{ReadBackRequest, ReadValue};
 use crate::systems::{parse_object, required, Parsed, PayloadError};
 
 /// The `event_type` of a stored update carrying a value read back by a lookup.
@@ -62,6 +64,31 @@ pub fn parse(root: &Value) -> Result<Parsed, PayloadError> {
         }
     }
     Ok(parsed)
+}
+
+/// What reading `request.object` came to: the delivery completed with the item's
+/// Status, or why there is nothing to store.
+pub fn value(request: &ReadBackRequest<'_>, status: Option<ItemStatus>) -> ReadValue {
+    let item = request.object;
+    let Some(status) = status else {
+        return ReadValue::Nothing(format!("{item} shows no Status value: nothing to apply"));
+    };
+    match body(
+        request.delivery,
+        request.delivery_id,
+        request.lookup,
+        &status,
+    ) {
+        Ok(body) => ReadValue::Delivery {
+            body,
+            event_type: ITEM_STATUS_READ,
+            outcome: format!("{item} shows `{}`", status.name),
+        },
+        Err(e) => ReadValue::Unusable(format!(
+            "delivery {} cannot carry the value read: {e}",
+            request.delivery_id
+        )),
+    }
 }
 
 #[cfg(test)]

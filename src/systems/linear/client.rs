@@ -98,6 +98,11 @@ impl LinearClient {
         }
     }
 
+    /// The request budget its calls spend.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
     pub async fn write(
         &self,
         w: &OutboundWrite,

@@ -7,10 +7,11 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use secrecy::SecretString;
 
+use super::backfill::{ListingAccess, TeamListing};
 use super::client::LinearClient;
 use super::webhook::{self, HANDLED_TYPES};
 use crate::domain::{Origin, OutboundNative, SystemId};
-use crate::systems::connector::{Connector, Door, Refusal};
+use crate::systems::connector::{Connector, Door, Listing, Refusal};
 use crate::systems::outbound::{Delivered, OutboundError, OutboundWrite};
 use crate::systems::signature;
 use crate::systems::{Parsed, PayloadError};
@@ -29,6 +30,8 @@ static DOOR: Door = Door {
 pub struct Linear {
     pub client: Arc<LinearClient>,
     pub webhook_secret: Option<SecretString>,
+    /// What backfill lists the system's objects with.
+    pub listing: ListingAccess,
     /// `linear.webhook_tolerance_s`, in milliseconds.
     pub tolerance_ms: i64,
 }
@@ -64,5 +67,11 @@ impl Connector for Linear {
         native: &'a OutboundNative,
     ) -> BoxFuture<'a, Result<Delivered, OutboundError>> {
         Box::pin(self.client.write(write, native))
+    }
+
+    fn listing(&self) -> Option<Box<dyn Listing + '_>> {
+        Some(Box::new(TeamListing {
+            access: &self.listing,
+        }))
     }
 }

@@ -1,6 +1,7 @@
 //! Linear: webhook parsing here; the outbound GraphQL client lives beside it. Nothing
 //! Linear-shaped leaks past this module: the rest of statsync sees `StatusUpdate`s.
 
+pub mod backfill;
 pub mod client;
 pub mod connector;
 pub mod listing;

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::systems::github::listing::Lister;
+use super::listing::Lister;
 use crate::systems::outbound::{OutboundError, RateInfo};
 
 #[derive(Default)]
-pub(super) struct Branches {
+pub struct Branches {
     /// Number → head branch, once read.
     known: Option<HashMap<u64, String>>,
 }
