@@ -220,13 +220,13 @@ fn an_unknown_statsync_variable_and_missing_secrets_are_warned_about() {
 #[test]
 fn a_connectors_section_must_name_a_system_without_a_section_of_its_own() {
     let err = load(
-        Some("[connectors.jira]\nurl = \"https://jira.example\"\n"),
+        Some("[connectors.example]\nurl = \"https://example.test\"\n"),
         &[],
     )
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("`connectors.jira`") && err.contains("registered system"),
+        err.contains("`connectors.example`") && err.contains("registered system"),
         "{err}"
     );
     let err = load(Some("[connectors.github]\napi_url = \"x\"\n"), &[])
@@ -242,16 +242,16 @@ fn a_connectors_section_must_name_a_system_without_a_section_of_its_own() {
 #[test]
 fn a_connector_reads_its_own_credentials() {
     let env = MapEnv(HashMap::from([
-        ("JIRA_WEBHOOK_SECRET".to_owned(), "s3cret".to_owned()),
+        ("EXAMPLE_WEBHOOK_SECRET".to_owned(), "s3cret".to_owned()),
         ("GITLAB_API_TOKEN".to_owned(), "not asked for".to_owned()),
     ]));
-    let secrets = Secrets::from_env(&env, &["jira"]).unwrap();
+    let secrets = Secrets::from_env(&env, &["example"]).unwrap();
     use secrecy::ExposeSecret;
-    let hook = secrets.of_connector("jira", "WEBHOOK_SECRET").unwrap();
+    let hook = secrets.of_connector("example", "WEBHOOK_SECRET").unwrap();
     assert_eq!(hook.expose_secret(), "s3cret");
-    assert!(secrets.of_connector("jira", "API_TOKEN").is_none());
+    assert!(secrets.of_connector("example", "API_TOKEN").is_none());
     assert!(secrets.of_connector("gitlab", "API_TOKEN").is_none());
-    let described = secrets.describe(&["jira"]);
-    assert_eq!(described["JIRA_WEBHOOK_SECRET"], "[redacted]");
-    assert_eq!(described["JIRA_API_TOKEN"], "(not set)");
+    let described = secrets.describe(&["example"]);
+    assert_eq!(described["EXAMPLE_WEBHOOK_SECRET"], "[redacted]");
+    assert_eq!(described["EXAMPLE_API_TOKEN"], "(not set)");
 }

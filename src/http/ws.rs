@@ -475,7 +475,7 @@ mod tests {
         assert!(ok(&["entity:6f1c2a52-8d0e-4d7e-9b9a-0d3f2b7a1c11"]).is_ok());
         let err = ok(&["entity:nope"]).unwrap_err();
         assert!(err.contains("entity:nope"), "{err}");
-        assert!(ok(&["system:jira"]).is_err());
+        assert!(ok(&["system:nosuch"]).is_err());
         assert!(ok(&["random"]).is_err());
         assert!(ok(&[]).is_err());
     }

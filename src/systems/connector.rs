@@ -5,7 +5,8 @@
 //! backfill, how its objects are listed (`listing`).
 //! `Registry` holds the connectors by `SystemId`; the HTTP door, the engine and the
 //! dispatcher reach a system only through it, so adding one is a folder under
-//! `systems/` and a line in `registry.rs` (the README's Layout section has the recipe).
+//! `systems/` and an entry in `systems::REGISTERED` (the README's Layout section has
+//! the recipe).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -138,6 +138,7 @@ async fn a_delivery_that_cannot_be_applied_is_counted_alerted_listed_and_retried
     let row = &listed.body["deliveries"][0];
     assert_eq!(row["id"], id);
     assert_eq!(row["deliveryId"], "unreadable-1");
+    assert_eq!(row["origin"], "webhook");
     assert_eq!(row["errorCode"], "UNPARSEABLE");
     assert!(
         row["error"].as_str().unwrap().contains("repository"),

@@ -449,9 +449,9 @@ fn api_cases() -> Vec<Case> {
             .malformed("UUID"),
         Case::api(
             "api unknown source system",
-            status(json!({"ref": {"system": "jira", "externalId": "X-1"}, "status": "done"})),
+            status(json!({"ref": {"system": "nosuch", "externalId": "X-1"}, "status": "done"})),
         )
-        .malformed("jira"),
+        .malformed("nosuch"),
         Case::api(
             "api sourceTimestamp not RFC 3339",
             status(json!({"ref": {"system": "linear", "externalId": "ENG-1"}, "status": "done", "sourceTimestamp": "noon"})),

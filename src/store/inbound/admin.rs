@@ -12,6 +12,8 @@ use crate::store::StoreError;
 pub struct FailedDelivery {
     pub id: i64,
     pub system: String,
+    /// `webhook`, `backfill` or `lookup`: who stored it.
+    pub origin: String,
     pub delivery_id: String,
     pub event_type: String,
     pub received_at: DateTime<Utc>,
@@ -22,7 +24,7 @@ pub struct FailedDelivery {
 }
 
 const FAILED: &str = "SELECT id, system, delivery_id, event_type, received_at, processed_at,
-        attempts, error_code, outcome
+        attempts, error_code, outcome, origin
     FROM inbound_events WHERE state = 'failed' ORDER BY id DESC LIMIT $1";
 const COUNT_FAILED: &str = "SELECT count(*) FROM inbound_events WHERE state = 'failed'";
 
@@ -45,6 +47,7 @@ pub async fn failed(
             attempts: r.get(6),
             error_code: r.get(7),
             error: r.get(8),
+            origin: r.get(9),
         })
         .collect())
 }

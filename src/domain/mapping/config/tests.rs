@@ -142,8 +142,8 @@ fn a_value_of_the_wrong_shape_says_what_to_write() {
 }
 
 /// A fifth system's vocabulary, as its section of the mappings file would give it.
-const JIRA: &str = r#"
-[jira.states]
+const EXAMPLE: &str = r#"
+[example.states]
 "To Do" = "todo"
 "In Progress" = "in_progress"
 "In Review" = "in_review"
@@ -152,7 +152,7 @@ const JIRA: &str = r#"
 "Won't Do" = "cancelled"
 "Backlog" = { compatible = ["backlog", "triage"], default = "backlog" }
 
-[jira.outbound]
+[example.outbound]
 triage = "Backlog"
 backlog = "Backlog"
 todo = "To Do"
@@ -163,14 +163,14 @@ done = "Done"
 cancelled = "Won't Do"
 "#;
 
-fn with_jira(text: &str) -> Result<MappingTable, MappingConfigError> {
-    super::load_with(&format!("{SHIPPED_MAPPINGS}\n{text}"), &|s| s == "jira")
+fn with_example(text: &str) -> Result<MappingTable, MappingConfigError> {
+    super::load_with(&format!("{SHIPPED_MAPPINGS}\n{text}"), &|s| s == "example")
 }
 
 #[test]
 fn a_section_for_a_system_statsync_has_no_connector_for_is_refused() {
-    let (path, value, problem) = invalid(with(JIRA));
-    assert_eq!((path.as_str(), value.as_str()), ("jira", "jira"));
+    let (path, value, problem) = invalid(with(EXAMPLE));
+    assert_eq!((path.as_str(), value.as_str()), ("example", "example"));
     assert!(
         problem.contains("github, linear") || problem.contains("linear, github"),
         "{problem}"
@@ -183,14 +183,14 @@ fn a_section_for_a_system_statsync_has_no_connector_for_is_refused() {
 #[test]
 fn a_registered_system_maps_its_status_names_both_ways() {
     use crate::domain::{CanonicalStatus, SystemId};
-    let table = with_jira(JIRA).expect("a complete named vocabulary loads");
+    let table = with_example(EXAMPLE).expect("a complete named vocabulary loads");
     let back = table
-        .named_state("jira", "in progress")
+        .named_state("example", "in progress")
         .expect("case-insensitive");
     assert_eq!(back.default_status(), CanonicalStatus::InProgress);
-    let done = table.named_state("jira", "Done").unwrap();
+    let done = table.named_state("example", "Done").unwrap();
     assert!(done.contains(CanonicalStatus::Cancelled), "{done:?}");
-    assert!(table.named_state("jira", "Someday").is_none());
+    assert!(table.named_state("example", "Someday").is_none());
     assert!(table.named_state("gitlab", "Done").is_none());
     // The built-in systems are untouched by it.
     assert_eq!(
@@ -201,22 +201,22 @@ fn a_registered_system_maps_its_status_names_both_ways() {
 
 #[test]
 fn a_named_outbound_value_that_would_not_come_back_as_its_status_is_refused() {
-    let text = JIRA.replace("blocked = \"Blocked\"", "blocked = \"On Hold\"");
-    let (path, value, problem) = invalid(with_jira(&text));
+    let text = EXAMPLE.replace("blocked = \"Blocked\"", "blocked = \"On Hold\"");
+    let (path, value, problem) = invalid(with_example(&text));
     assert_eq!(
         (path.as_str(), value.as_str()),
-        ("jira.outbound.blocked", "On Hold")
+        ("example.outbound.blocked", "On Hold")
     );
     assert!(problem.contains("does not map"), "{problem}");
 
-    let text = JIRA.replace("backlog = \"Backlog\"", "backlog = \"To Do\"");
-    let (path, _, problem) = invalid(with_jira(&text));
-    assert_eq!(path, "jira.outbound.backlog");
+    let text = EXAMPLE.replace("backlog = \"Backlog\"", "backlog = \"To Do\"");
+    let (path, _, problem) = invalid(with_example(&text));
+    assert_eq!(path, "example.outbound.backlog");
     assert!(problem.contains("maps back to todo"), "{problem}");
 
-    let text = JIRA.replace("cancelled = \"Won't Do\"\n", "");
+    let text = EXAMPLE.replace("cancelled = \"Won't Do\"\n", "");
     assert!(matches!(
-        with_jira(&text),
-        Err(MappingConfigError::Missing { path }) if path == "jira.outbound.cancelled"
+        with_example(&text),
+        Err(MappingConfigError::Missing { path }) if path == "example.outbound.cancelled"
     ));
 }
