@@ -4,6 +4,7 @@
 pub mod actors;
 pub mod backfill;
 pub mod config;
+pub mod demo;
 pub mod dispatch;
 pub mod domain;
 pub mod http;

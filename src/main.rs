@@ -1,4 +1,5 @@
-//! The `statsync` command: serve | migrate | backfill | check-config | mappings suggest.
+//! The `statsync` command: serve | demo | migrate | backfill | check-config | mappings
+//! suggest.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +27,13 @@ struct Cli {
 enum Command {
     /// Run the service (HTTP, webhooks, engine, outbound sync).
     Serve,
+    /// Run the service on a throwaway database beside stand-ins for GitHub and Linear,
+    /// with a small team changing issues and pull requests in them, and watch it sync.
+    Demo {
+        /// Seconds between the team's changes.
+        #[arg(long, default_value_t = 3, value_name = "SECONDS")]
+        pace: u64,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// List a GitHub repository's or a Linear team's issues and apply them (low
@@ -84,8 +92,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     statsync::telemetry::init(&settings.log);
-    for warning in &settings.warnings {
-        tracing::warn!("{warning}");
+    // The demo replaces the credentials these warnings are about.
+    if !matches!(cli.command, Command::Demo { .. }) {
+        for warning in &settings.warnings {
+            tracing::warn!("{warning}");
+        }
     }
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {
@@ -95,6 +106,7 @@ fn main() -> ExitCode {
                     .run_until_stopped()
                     .await
             }
+            Command::Demo { pace } => demo(settings, pace).await,
             Command::Migrate => {
                 let database = Database::open(&settings).await?;
                 let store = Store::connect(&database.url, settings.database.pool())?;
@@ -128,6 +140,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `demo`: on loopback only, its database beside the embedded one and removed at the end.
+async fn demo(mut settings: Settings, pace: u64) -> anyhow::Result<()> {
+    let dir = &settings.database.embedded_dir;
+    settings.database.embedded_dir = dir.parent().unwrap_or(dir).join("demo");
+    settings.http.host = "127.0.0.1".into();
+    let demo =
+        statsync::demo::Demo::start(settings, std::time::Duration::from_secs(pace.max(1))).await?;
+    let (port, token) = (demo.port(), demo.token.clone());
+    println!("statsync demo: the board is at http://127.0.0.1:{port}/");
+    println!("  a team is changing issues in stand-ins for Linear and GitHub; statsync keeps them in step");
+    println!("  API token: {token}");
+    println!("  curl -H 'Authorization: Bearer {token}' 'http://127.0.0.1:{port}/api/v1/entities?system=linear&external_id=ENG-1'");
+    println!("  curl -H 'Authorization: Bearer {token}' 'http://127.0.0.1:{port}/api/v1/conflicts?state=open'");
+    println!("  Ctrl-C ends it and removes its database");
+    demo.run_until_stopped().await
 }
 
 /// Runs one backfill in a private instance of the service (its engine applies what the

@@ -3,6 +3,8 @@
 
 #[path = "realtime/browser.rs"]
 mod browser;
+#[path = "realtime/demo.rs"]
+mod demo;
 mod support;
 
 use std::time::Duration;

@@ -1,15 +1,17 @@
 //! Webhook bodies as GitHub and Linear send them: GitHub's are the shared real fixtures
 //! (octokit/webhooks examples) with the simulated object's fields written in; Linear's
-//! follow its `IssueWebhookPayload` schema.
+//! follow its `IssueWebhookPayload` schema, built as the demo's stand-in builds them.
 
 use std::sync::LazyLock;
 
 use serde_json::{json, Value};
 
+use statsync::demo::world::{linear_payload, LinearDelivery};
+
 use super::support::fixture;
 use super::world::{
-    iso_ms, iso_s, linear_state, option_id, GhIssue, Item, LinearIssue, Pull, OWNER, PROJECT, REPO,
-    REPO_NAME, STATUS_FIELD, TEAM,
+    iso_s, option_id, GhIssue, Item, LinearIssue, Pull, OWNER, PROJECT, REPO, REPO_NAME,
+    STATUS_FIELD,
 };
 
 fn template(name: &str) -> Value {
@@ -114,32 +116,15 @@ pub fn linear_issue(
     from: Option<(&str, i64)>,
     actor: &(String, String),
 ) -> Value {
-    let (state_id, name, ty, _) = linear_state(issue.state);
-    let mut v = json!({
-        "action": action,
-        "type": "Issue",
-        "createdAt": iso_ms(issue.updated_ms),
-        "organizationId": "7c1e4a52-0000-4000-8000-00000000a11c",
-        "webhookId": "3d0b7a0e-0000-4000-8000-0000000000e1",
-        "webhookTimestamp": 0,
-        "url": format!("https://linear.app/acme/issue/{}", issue.identifier),
-        "actor": {"id": actor.0, "name": actor.1, "type": "user"},
-        "data": {
-            "id": issue.id,
-            "identifier": issue.identifier,
-            "number": issue.identifier.split('-').nth(1).and_then(|n| n.parse::<u64>().ok()),
-            "title": format!("Simulated work {}", issue.identifier),
-            "priority": 0,
-            "stateId": state_id,
-            "state": {"id": state_id, "name": name, "type": ty, "color": "#f2c94c"},
-            "team": {"id": "team-eng", "key": TEAM, "name": "Engineering"},
-            "teamId": "team-eng",
-            "createdAt": iso_ms(issue.updated_ms),
-            "updatedAt": iso_ms(issue.updated_ms),
-        },
-    });
-    if let Some((state, updated)) = from {
-        v["updatedFrom"] = json!({"stateId": state, "updatedAt": iso_ms(updated)});
-    }
-    v
+    let title = format!("Simulated work {}", issue.identifier);
+    linear_payload(LinearDelivery {
+        action,
+        id: &issue.id,
+        identifier: &issue.identifier,
+        title: &title,
+        state: issue.state,
+        updated_ms: issue.updated_ms,
+        from,
+        actor: (&actor.0, &actor.1),
+    })
 }

@@ -289,13 +289,8 @@ async fn linear_graphql(
     let data = match op {
         "viewer" => json!({"viewer": {"id": LINEAR_SELF, "name": "statsync"}}),
         "workflowStates" => {
-            let nodes: Vec<Value> = match vars["team"].as_str() {
-                Some(TEAM) => LINEAR_STATES
-                    .iter()
-                    .map(|(id, name, ty, position)| {
-                        json!({"id": id, "name": name, "type": ty, "position": position})
-                    })
-                    .collect(),
+            let nodes = match vars["team"].as_str() {
+                Some(TEAM) => statsync::demo::world::workflow_state_nodes(),
                 _ => Vec::new(),
             };
             json!({"workflowStates": {"nodes": nodes}})

@@ -30,18 +30,8 @@ pub const OPTIONS: [&str; 6] = [
     "Blocked",
     "Done",
 ];
-/// Team ENG's workflow: (id, name, type, position).
-pub const LINEAR_STATES: [(&str, &str, &str, f64); 9] = [
-    ("st-triage", "Triage", "triage", 0.0),
-    ("st-backlog", "Backlog", "backlog", 1.0),
-    ("st-todo", "Todo", "unstarted", 2.0),
-    ("st-doing", "In Progress", "started", 3.0),
-    ("st-review", "In Review", "started", 4.0),
-    ("st-blocked", "Blocked", "started", 5.0),
-    ("st-done", "Done", "completed", 6.0),
-    ("st-canceled", "Canceled", "canceled", 7.0),
-    ("st-duplicate", "Duplicate", "duplicate", 8.0),
-];
+/// Team ENG's workflow, as the demo's Linear stand-in has it.
+pub use statsync::demo::world::LINEAR_STATES;
 pub const GITHUB_PEOPLE: [&str; 3] = ["octocat", "hubot-dev", "monalisa"];
 pub const LINEAR_PEOPLE: [(&str, &str); 2] = [
     ("8a1c3f20-5b7e-4d0a-9e2f-0c1d2e3f4a5b", "Ada"),
