@@ -150,7 +150,7 @@ async fn demo(mut settings: Settings, pace: u64) -> anyhow::Result<()> {
     let demo =
         statsync::demo::Demo::start(settings, std::time::Duration::from_secs(pace.max(1))).await?;
     let (port, token) = (demo.port(), demo.token.clone());
-    println!("statsync demo: the board is at http://127.0.0.1:{port}/");
+    println!("statsync demo: the board is at http://127.0.0.1:{port}/#token={token}");
     println!("  a team is changing issues in stand-ins for Linear and GitHub; statsync keeps them in step");
     println!("  API token: {token}");
     println!("  curl -H 'Authorization: Bearer {token}' 'http://127.0.0.1:{port}/api/v1/entities?system=linear&external_id=ENG-1'");

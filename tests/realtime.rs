@@ -612,3 +612,49 @@ async fn sse_streams_share_the_connection_budget() {
     })
     .await;
 }
+
+#[actix_web::test]
+async fn the_board_loads_each_entity_with_what_each_system_shows_and_the_seq_to_resume_from() {
+    let app = spawn_app_with(&[]).await;
+    let linked = app
+        .link_new(json!({"kind": "issue", "refs": [
+            {"system": "github", "externalId": "acme/app#7"},
+            {"system": "agentapi", "externalId": "t-board"},
+        ]}))
+        .await;
+    let report = json!({"taskId": "t-board", "state": "working",
+                        "timestamp": chrono::Utc::now().to_rfc3339()});
+    let r = app
+        .agent(Some("board-1"), report.to_string().as_bytes())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    app.drained().await;
+
+    let board = app.api("GET", "/api/v1/board", None).await;
+    assert_eq!(board.status, 200, "{}", board.body);
+    let row = &board.body["entities"][0];
+    assert_eq!(row["id"], linked["id"], "{}", board.body);
+    assert_eq!(row["status"], "in_progress");
+    let shows = |system: &str| {
+        row["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["system"] == system)
+            .map(|l| l["shows"].clone())
+            .unwrap_or_else(|| panic!("a {system} link in {row}"))
+    };
+    // The agent said it; nothing has been written to GitHub (it is unreachable here).
+    assert_eq!(shows("agentapi"), json!("in_progress"));
+    assert_eq!(shows("github"), Value::Null);
+    // The log's end as of the rows: what came after it is what a subscriber resumes.
+    let seq = board.body["seq"].as_i64().expect("seq");
+    assert!(seq > 0 && seq <= last_seq(&app).await, "{seq}");
+    assert_eq!(board.body["truncated"], false);
+
+    let bad = app.api("GET", "/api/v1/board?limit=0", None).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.to_string().contains("limit"), "{}", bad.body);
+    let anonymous = app.get("/api/v1/board").await;
+    assert_eq!(anonymous.status, 401);
+}

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod backfill;
+pub mod board;
 pub mod body_deadline;
 pub mod connections;
 pub mod deliveries;
@@ -59,6 +60,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, api_enabled: bool) {
     // Before `api`: its `/api/v1` scope would answer 404 for these paths.
     deliveries::routes(cfg);
     outbox::routes(cfg);
+    board::routes(cfg);
     backfill::routes(cfg);
     api::routes(cfg);
 }

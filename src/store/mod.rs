@@ -2,6 +2,7 @@
 //! the module named for it. SQL lives here and in `sql/`, nowhere else.
 
 pub mod alerts;
+pub mod board;
 mod connections;
 pub mod echoes;
 pub mod embedded;

@@ -1,6 +1,7 @@
-//! The live page at `/` in a real headless Chromium (Debian's `chromium`), driven over
-//! the DevTools protocol: it connects, subscribes, shows a status change that arrives by
-//! webhook, and a screenshot is saved for a person to look at.
+//! The board at `/` in a real headless Chromium (Debian's `chromium`), driven over the
+//! DevTools protocol against `statsync demo`: it connects from the demo's link, sees a
+//! change in GitHub and then statsync's write of it in Linear, opens a history and
+//! resolves a conflict; screenshots of each step are kept for a person to look at.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,7 +12,9 @@ use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 
-use crate::support::{spawn_app_with, wait_for, API_TOKEN};
+use statsync::demo::Demo;
+
+use crate::support::{test_settings, wait_for};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -88,23 +91,11 @@ async fn devtools_port(profile: &Path) -> u16 {
     .await
 }
 
-#[actix_web::test]
-async fn the_live_page_shows_a_status_change_that_arrives_by_webhook() {
-    let Some(chromium) = chromium() else {
-        // .ci/run installs it; a developer machine without it is told, not failed. Written
-        // to the process's stderr directly: the test harness captures `eprintln!` of a
-        // passing test, and a skip nobody sees reads as a pass.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "\nSKIPPED the_live_page_shows_a_status_change_that_arrives_by_webhook: Chromium is \
-             not installed (apt-get install -y chromium; .ci/run installs it)"
-        );
-        return;
-    };
-    let app = spawn_app_with(&[]).await;
+/// Chromium showing `url`, and its page's DevTools; killed (and its profile removed)
+/// with the test.
+async fn open_page(chromium: PathBuf, url: &str) -> (Browser, Profile, DevTools) {
     let profile = tempdir();
-    let _browser = Browser(
+    let browser = Browser(
         Command::new(chromium)
             .args([
                 "--headless",
@@ -115,19 +106,18 @@ async fn the_live_page_shows_a_status_change_that_arrives_by_webhook() {
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
-                "--window-size=1100,600",
+                "--window-size=1400,900",
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.0.display()))
-            .arg(format!("{}/", app.address))
+            .arg(url)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start Chromium"),
     );
     let port = devtools_port(&profile.0).await;
-    let targets: Value = app
-        .http
+    let targets: Value = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/json/list"))
         .send()
         .await
@@ -145,64 +135,172 @@ async fn the_live_page_shows_a_status_change_that_arrives_by_webhook() {
         .connect()
         .await
         .expect("DevTools WebSocket");
-    let mut tools = DevTools { conn, next_id: 0 };
+    (browser, profile, DevTools { conn, next_id: 0 })
+}
 
-    let deadline = std::time::Instant::now() + WAIT;
-    let loaded = "document.readyState === 'complete' && !!document.getElementById('connect')";
-    while tools.eval(loaded).await != json!(true) {
-        assert!(std::time::Instant::now() < deadline, "the page loads");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    tools
-        .eval(&format!(
-            "document.getElementById('token').value = {};
-             document.getElementById('connect').requestSubmit(); true",
-            json!(API_TOKEN)
-        ))
-        .await;
-    let state_is_live = "document.getElementById('state').textContent.startsWith('live')";
-    while tools.eval(state_is_live).await != json!(true) {
-        let state = tools
-            .eval("document.getElementById('state').textContent")
-            .await;
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the page subscribes: {state}"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    let report = json!({"taskId": "browser-1", "state": "working",
-                        "timestamp": chrono::Utc::now().to_rfc3339()});
-    let r = app
-        .agent(Some("browser-1"), report.to_string().as_bytes())
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let table = "document.getElementById('events').innerText";
-    loop {
-        let text = tools.eval(table).await;
-        let text = text.as_str().unwrap_or_default();
-        // The change and the system it came from.
-        if text.contains("status_changed") && text.contains("in_progress (agentapi)") {
-            break;
+impl DevTools {
+    /// Waits until `expression` is true in the page; `what` and `shown` (evaluated on
+    /// failure) say what was awaited and what the page showed instead.
+    async fn until(&mut self, what: &str, expression: &str, shown: &str) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while self.eval(expression).await != json!(true) {
+            if std::time::Instant::now() > deadline {
+                let seen = self.eval(shown).await;
+                panic!("{what}: not seen within {WAIT:?}; the page shows {seen}");
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the change appears on the page: {text:?}"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let shot = tools
-        .call("Page.captureScreenshot", json!({"format": "png"}))
+    /// Saves a screenshot under the tests' temporary directory, for a person to see.
+    async fn screenshot(&mut self, name: &str) {
+        let shot = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot data"))
+            .expect("base64 PNG");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("board-{name}.png"));
+        std::fs::write(&out, &png).expect("save the screenshot");
+        eprintln!("screenshot: {}", out.display());
+    }
+}
+
+/// The board's rows as the page shows them: identifiers, status, and what each linked
+/// object shows (`system:externalId=status`).
+const ROWS: &str = "JSON.stringify([...document.querySelectorAll('#board tr')].map(tr => ({
+    id: tr.id, ids: tr.cells[1].innerText, status: tr.cells[2].dataset.status,
+    shows: [...tr.cells[3].querySelectorAll('span[data-system]')]
+        .map(s => s.dataset.system + '=' + s.lastChild.textContent.trim())})))";
+
+/// True when ENG-1's row shows `system` at `status` (every object of that system).
+fn eng1_shows(system: &str, status: &str) -> String {
+    format!(
+        "(() => {{ const r = JSON.parse({ROWS}).find(r => /ENG-1\\b/.test(r.ids));
+            if (!r) return false;
+            const of = r.shows.filter(s => s.startsWith('{system}='));
+            return of.length > 0 && of.every(s => s === '{system}={status}'); }})()"
+    )
+}
+
+#[actix_web::test]
+async fn the_board_shows_the_demo_syncing_its_history_and_resolves_a_conflict() {
+    let Some(chromium) = chromium() else {
+        // .ci/run installs it; a developer machine without it is told, not failed. Written
+        // to the process's stderr directly: the test harness captures `eprintln!` of a
+        // passing test, and a skip nobody sees reads as a pass.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "\nSKIPPED the_board_shows_the_demo_syncing_its_history_and_resolves_a_conflict: \
+             Chromium is not installed (apt-get install -y chromium; .ci/run installs it)"
+        );
+        return;
+    };
+    let mut settings = test_settings("unused", &[]);
+    settings.database.embedded_dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("demo-browser-{}", std::process::id()));
+    let demo = Demo::start(settings, Duration::from_millis(1500))
+        .await
+        .expect("the demo starts");
+    let (base, token) = (
+        format!("http://127.0.0.1:{}", demo.port()),
+        demo.token.clone(),
+    );
+    let handle = demo.handle();
+    let running = actix_web::rt::spawn(demo.run_until_stopped());
+
+    // The demo's own link: the token in the fragment connects at once.
+    let (_browser, _profile, mut tools) =
+        open_page(chromium, &format!("{base}/#token={token}")).await;
+    // Until the page has loaded, there is no such element (the tab opens on about:blank).
+    let state = "String((document.getElementById('state') || {}).textContent)";
+    tools
+        .until(
+            "the board subscribes",
+            &format!("{state}.startsWith('live')"),
+            state,
+        )
         .await;
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(shot["data"].as_str().expect("screenshot data"))
-        .expect("base64 PNG");
-    assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-page.png");
-    std::fs::write(&out, &png).expect("save the screenshot");
-    eprintln!("screenshot: {}", out.display());
+
+    // The pull request merges in GitHub; statsync then writes Done to ENG-1 in Linear.
+    tools
+        .until(
+            "ENG-1's GitHub objects show done",
+            &eng1_shows("github", "done"),
+            ROWS,
+        )
+        .await;
+    tools
+        .until(
+            "then ENG-1 shows done in Linear too",
+            &eng1_shows("linear", "done"),
+            ROWS,
+        )
+        .await;
+    tools.screenshot("synced").await;
+
+    // Its history, with each decision's reason.
+    tools
+        .eval("[...document.querySelectorAll('#board tr')].find(tr => /ENG-1\\b/.test(tr.cells[1].innerText)).click(); true")
+        .await;
+    let history = "document.getElementById('history').innerText";
+    tools
+        .until(
+            "ENG-1's history with reasons",
+            &format!("/applied/.test({history}) && /done/.test({history}) && document.querySelectorAll('#history .reason').length > 2"),
+            history,
+        )
+        .await;
+    tools.screenshot("history").await;
+
+    // Grace and octocat edit ENG-1 at once: the board offers the open conflict.
+    let conflicts = "document.getElementById('conflicts').innerText";
+    tools
+        .until(
+            "an open conflict",
+            "document.querySelectorAll('#conflicts li.conflict button').length > 0",
+            conflicts,
+        )
+        .await;
+    tools.screenshot("conflict").await;
+    let id = tools
+        .eval(
+            "(() => { const li = document.querySelector('#conflicts li.conflict');
+                li.querySelector('select').value = 'blocked';
+                li.querySelector('button').click(); return li.dataset.id; })()",
+        )
+        .await;
+    let id = id.as_str().expect("the conflict's id").to_owned();
+    let http = reqwest::Client::new();
+    wait_for("the conflict resolved through the board", WAIT, || {
+        let (http, base, token, id) = (&http, &base, &token, &id);
+        async move {
+            let open: Value = http
+                .get(format!("{base}/api/v1/conflicts?state=open"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let listed = open["conflicts"]
+                .as_array()?
+                .iter()
+                .any(|c| c["id"] == json!(id));
+            (!listed).then_some(())
+        }
+    })
+    .await;
+    tools.screenshot("resolved").await;
+
+    handle.stop(true).await;
+    running
+        .await
+        .expect("the demo task")
+        .expect("the demo ends cleanly");
 }
 
 /// Chromium's profile directory, removed with the test (declared before the browser, so

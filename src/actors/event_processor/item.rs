@@ -110,6 +110,17 @@ pub struct WorkItem {
     pub catch_up: bool,
 }
 
+impl WorkItem {
+    /// The external id of the object the update came from, when it came from one
+    /// (events name it, so a page can tell a system's issue from its pull request).
+    pub fn source_external_id(&self) -> Option<&str> {
+        match &self.target {
+            Target::Ref(r) => Some(&r.external_id),
+            Target::Entity(_) => None,
+        }
+    }
+}
+
 /// What became of one item, by the name the API and the delivery's outcome give it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
