@@ -95,7 +95,7 @@ pub struct LinkRequest {
 }
 
 /// An entity as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EntityView {
     pub id: Uuid,

@@ -5,20 +5,25 @@ use actix_web::{web, HttpResponse};
 
 use super::json::Json;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::Authenticated;
 use super::errors::ApiError;
 use super::query::Query;
 use super::AppState;
-use crate::actors::synchronizer::{BackfillError, LinkRequest, SubmitStatus};
+use crate::actors::event_processor::ItemOutcome;
+use crate::actors::synchronizer::{BackfillError, EntityView, LinkRequest, SubmitStatus};
 use crate::domain::{CanonicalStatus, EntityKind, ExternalRef, SystemId};
+use crate::store::events::Event;
+use crate::store::history::{Conflict, Transition};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
+            .default_service(web::to(super::openapi::unrouted))
             .route("/status", web::post().to(submit_status))
             .route("/entities", web::get().to(lookup_entity))
             .route("/entities/{id}", web::get().to(get_entity))
@@ -67,10 +72,13 @@ fn uuid(value: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::NotFound(format!("no entity `{value}`: not a UUID")))
 }
 
-#[derive(Deserialize)]
+/// An object in a system: `{"system":"github","externalId":"owner/repo#12"}`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RefBody {
+pub struct RefBody {
+    #[schema(value_type = SystemId)]
     system: String,
+    #[schema(min_length = 1)]
     external_id: String,
 }
 
@@ -98,21 +106,30 @@ const MAX_NAME_LEN: usize = 200;
 /// `metadata` as JSON text: at most this long.
 const MAX_METADATA_LEN: usize = 64 * 1024;
 
-#[derive(Deserialize)]
+/// Exactly one of `entityId` or `ref`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct StatusBody {
+pub struct StatusBody {
     entity_id: Option<Uuid>,
     #[serde(rename = "ref")]
     reference: Option<RefBody>,
+    /// A canonical status (422 lists them).
+    #[schema(value_type = CanonicalStatus)]
     status: String,
+    /// The system the change comes from (default `postgresql`).
+    #[schema(value_type = Option<SystemId>)]
     source: Option<String>,
-    /// Text, parsed after: serde's own error would give a column, not the field.
+    /// RFC 3339; text, parsed after: serde's own error would give a column, not the field.
+    #[schema(format = DateTime)]
     source_timestamp: Option<String>,
+    #[schema(value_type = Option<EntityKind>)]
     kind: Option<String>,
     metadata: Option<serde_json::Value>,
 }
 
-async fn submit_status(
+#[utoipa::path(post, path = "/api/v1/status", tag = "entities", request_body = StatusBody,
+    responses((status = 200, description = "the decision and its reason", body = ItemOutcome)))]
+pub async fn submit_status(
     _: Authenticated,
     state: web::Data<AppState>,
     body: Json<StatusBody>,
@@ -186,13 +203,19 @@ async fn submit_status(
     Ok(HttpResponse::Ok().json(outcome))
 }
 
-#[derive(Deserialize)]
-struct LookupQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LookupQuery {
+    #[param(value_type = SystemId)]
     system: String,
+    /// `owner/repo#12` (`#` as `%23`), a Linear identifier (`ENG-123`) or id, a task id.
+    #[param(min_length = 1)]
     external_id: String,
 }
 
-async fn lookup_entity(
+#[utoipa::path(get, path = "/api/v1/entities", tag = "entities", params(LookupQuery),
+    responses((status = 200, body = EntityView)))]
+pub async fn lookup_entity(
     _: Authenticated,
     state: web::Data<AppState>,
     q: Query<LookupQuery>,
@@ -207,7 +230,11 @@ async fn lookup_entity(
     Ok(HttpResponse::Ok().json(entity))
 }
 
-async fn get_entity(
+#[utoipa::path(get, path = "/api/v1/entities/{id}", tag = "entities",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = EntityView),
+        (status = 308, description = "absorbed into another entity (`Location`); its own row", body = EntityView)))]
+pub async fn get_entity(
     _: Authenticated,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -229,12 +256,25 @@ async fn get_entity(
     Ok(HttpResponse::Ok().json(entity))
 }
 
-#[derive(Deserialize)]
-struct LimitQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LimitQuery {
+    /// 1 to 1000 (default 100).
     limit: Option<i64>,
 }
 
-async fn entity_history(
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    entity_id: Uuid,
+    /// Newest first.
+    transitions: Vec<Transition>,
+}
+
+#[utoipa::path(get, path = "/api/v1/entities/{id}/history", tag = "entities",
+    params(("id" = Uuid, Path), LimitQuery),
+    responses((status = 200, body = History)))]
+pub async fn entity_history(
     _: Authenticated,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -243,16 +283,22 @@ async fn entity_history(
     let id = uuid(&id)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let history = state.sync.history(id, limit).await?;
-    Ok(HttpResponse::Ok().json(json!({ "entityId": id, "transitions": history })))
+    Ok(HttpResponse::Ok().json(History {
+        entity_id: id,
+        transitions: history,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RollbackBody {
+pub struct RollbackBody {
     version: i64,
 }
 
-async fn rollback(
+#[utoipa::path(post, path = "/api/v1/entities/{id}/rollback", tag = "entities",
+    params(("id" = Uuid, Path)), request_body = RollbackBody,
+    responses((status = 200, body = ItemOutcome)))]
+pub async fn rollback(
     _: Authenticated,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -263,16 +309,22 @@ async fn rollback(
     Ok(HttpResponse::Ok().json(outcome))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct LinkBody {
+pub struct LinkBody {
     entity_id: Option<Uuid>,
+    #[schema(value_type = Option<EntityKind>)]
     kind: Option<String>,
+    #[schema(value_type = Option<CanonicalStatus>)]
     status: Option<String>,
+    #[schema(min_items = 1)]
     refs: Vec<RefBody>,
 }
 
-async fn link(
+#[utoipa::path(post, path = "/api/v1/links", tag = "entities", request_body = LinkBody,
+    responses((status = 200, description = "linked to an existing entity", body = EntityView),
+        (status = 201, description = "a new entity", body = EntityView)))]
+pub async fn link(
     _: Authenticated,
     state: web::Data<AppState>,
     body: Json<LinkBody>,
@@ -314,13 +366,24 @@ async fn link(
     })
 }
 
-#[derive(Deserialize)]
-struct ConflictQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConflictQuery {
+    /// `open` or `resolved`.
+    #[param(pattern = "^(open|resolved)$")]
     state: Option<String>,
+    /// 1 to 1000 (default 100).
     limit: Option<i64>,
 }
 
-async fn list_conflicts(
+#[derive(Serialize, ToSchema)]
+pub struct Conflicts {
+    conflicts: Vec<Conflict>,
+}
+
+#[utoipa::path(get, path = "/api/v1/conflicts", tag = "conflicts", params(ConflictQuery),
+    responses((status = 200, body = Conflicts)))]
+pub async fn list_conflicts(
     _: Authenticated,
     state: web::Data<AppState>,
     q: Query<ConflictQuery>,
@@ -334,17 +397,21 @@ async fn list_conflicts(
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let conflicts = state.sync.conflicts(q.state.as_deref(), limit).await?;
-    Ok(HttpResponse::Ok().json(json!({ "conflicts": conflicts })))
+    Ok(HttpResponse::Ok().json(Conflicts { conflicts }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ResolveBody {
+pub struct ResolveBody {
+    #[schema(value_type = CanonicalStatus)]
     status: String,
     resolved_by: Option<String>,
 }
 
-async fn resolve_conflict(
+#[utoipa::path(post, path = "/api/v1/conflicts/{id}/resolve", tag = "conflicts",
+    params(("id" = Uuid, Path)), request_body = ResolveBody,
+    responses((status = 200, body = ItemOutcome)))]
+pub async fn resolve_conflict(
     _: Authenticated,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -359,14 +426,27 @@ async fn resolve_conflict(
     Ok(HttpResponse::Ok().json(outcome))
 }
 
-#[derive(Deserialize)]
-struct EventsQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Events after this seq (default 0).
     after: Option<i64>,
+    /// Comma-separated rooms (default all).
     rooms: Option<String>,
+    /// 1 to 5000 (default 500).
     limit: Option<i64>,
 }
 
-async fn replay_events(
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Events {
+    events: Vec<Event>,
+    last_seq: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery),
+    responses((status = 200, body = Events)))]
+pub async fn replay_events(
     _: Authenticated,
     state: web::Data<AppState>,
     q: Query<EventsQuery>,
@@ -384,5 +464,8 @@ async fn replay_events(
         .events(q.after.unwrap_or(0), rooms.as_deref(), limit)
         .await?;
     let last = events.last().map(|e| e.seq);
-    Ok(HttpResponse::Ok().json(json!({ "events": events, "lastSeq": last })))
+    Ok(HttpResponse::Ok().json(Events {
+        events,
+        last_seq: last,
+    }))
 }

@@ -4,8 +4,10 @@
 use actix_web::{web, HttpResponse};
 
 use super::json::Json;
-use serde::Deserialize;
-use serde_json::json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use super::auth::Authenticated;
 use super::errors::ApiError;
@@ -14,7 +16,7 @@ use super::query::Query;
 use super::AppState;
 use crate::backfill::{BackfillError, Mode, Scope, Trigger};
 use crate::domain::SystemId;
-use crate::store::sync_runs;
+use crate::store::sync_runs::{self, Run};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/sync/backfill", web::post().to(backfill))
@@ -33,6 +35,16 @@ fn sync_error(e: BackfillError) -> ApiError {
     }
 }
 
+/// The systems that can be listed (backfilled, reconciled, paused): the description's
+/// name for what `system` below accepts.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum Backfillable {
+    Github,
+    Linear,
+}
+
 /// A backfillable system: `github` or `linear`.
 fn system(name: &str) -> Result<SystemId, ApiError> {
     match name.parse::<SystemId>() {
@@ -43,16 +55,34 @@ fn system(name: &str) -> Result<SystemId, ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct BackfillRequest {
+pub struct BackfillRequest {
+    /// `github` (with `repo`) or `linear` (with `team`).
+    #[schema(value_type = Backfillable)]
     system: String,
+    /// owner/name
     repo: Option<String>,
+    /// A Linear team key.
     team: Option<String>,
+    /// `full` (default) or `incremental`.
+    #[schema(pattern = "^(full|incremental)$")]
     mode: Option<String>,
 }
 
-async fn backfill(
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackfillStarted {
+    operation_id: Uuid,
+    system: String,
+    scope: String,
+    mode: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/sync/backfill", tag = "sync",
+    request_body = BackfillRequest,
+    responses((status = 202, description = "started", body = BackfillStarted)))]
+pub async fn backfill(
     _: Authenticated,
     state: web::Data<AppState>,
     body: Json<BackfillRequest>,
@@ -83,15 +113,30 @@ async fn backfill(
         .start(scope.clone(), mode, Trigger::Api)
         .await
         .map_err(sync_error)?;
-    Ok(HttpResponse::Accepted().json(json!({
-        "operationId": id,
-        "system": scope.system,
-        "scope": scope.key,
-        "mode": mode.as_str(),
-    })))
+    Ok(HttpResponse::Accepted().json(BackfillStarted {
+        operation_id: id,
+        system: scope.system.to_string(),
+        scope: scope.key.to_string(),
+        mode: mode.as_str().to_owned(),
+    }))
 }
 
-async fn status(_: Authenticated, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    running: Vec<Run>,
+    last_run_per_scope: Vec<Run>,
+    paused: Vec<String>,
+    reconcile_interval_s: u64,
+    next_reconciliation: Option<DateTime<Utc>>,
+}
+
+#[utoipa::path(get, path = "/api/v1/sync/status", tag = "sync",
+    responses((status = 200, body = SyncStatus)))]
+pub async fn status(
+    _: Authenticated,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let client = state.store.client().await.map_err(store_error)?;
     let running = sync_runs::history(&client, 100, true)
         .await
@@ -101,21 +146,31 @@ async fn status(_: Authenticated, state: web::Data<AppState>) -> Result<HttpResp
         .map_err(store_error)?;
     let paused = sync_runs::paused(&client).await.map_err(store_error)?;
     let next = state.backfill.next_reconcile.lock().ok().and_then(|n| *n);
-    Ok(HttpResponse::Ok().json(json!({
-        "running": running,
-        "lastRunPerScope": last,
-        "paused": paused,
-        "reconcileIntervalS": state.settings.sync.reconcile_interval_s,
-        "nextReconciliation": next,
-    })))
+    Ok(HttpResponse::Ok().json(SyncStatus {
+        running,
+        last_run_per_scope: last,
+        paused,
+        reconcile_interval_s: state.settings.sync.reconcile_interval_s,
+        next_reconciliation: next,
+    }))
 }
 
-#[derive(Deserialize)]
-struct HistoryQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// 1 to 1000 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
-async fn history(
+#[derive(Serialize, ToSchema)]
+pub struct Runs {
+    runs: Vec<Run>,
+}
+
+#[utoipa::path(get, path = "/api/v1/sync/history", tag = "sync", params(HistoryQuery),
+    responses((status = 200, body = Runs)))]
+pub async fn history(
     _: Authenticated,
     state: web::Data<AppState>,
     q: Query<HistoryQuery>,
@@ -135,13 +190,22 @@ async fn history(
     let runs = sync_runs::history(&client, limit, false)
         .await
         .map_err(store_error)?;
-    Ok(HttpResponse::Ok().json(json!({ "runs": runs })))
+    Ok(HttpResponse::Ok().json(Runs { runs }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SystemRequest {
+pub struct SystemRequest {
+    #[schema(value_type = Backfillable)]
     system: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Paused {
+    system: String,
+    paused: bool,
+    paused_systems: Vec<String>,
 }
 
 async fn set_paused(
@@ -155,13 +219,16 @@ async fn set_paused(
         .await
         .map_err(store_error)?;
     let now = sync_runs::paused(&client).await.map_err(store_error)?;
-    Ok(
-        HttpResponse::Ok()
-            .json(json!({ "system": system, "paused": paused, "pausedSystems": now })),
-    )
+    Ok(HttpResponse::Ok().json(Paused {
+        system: system.to_string(),
+        paused,
+        paused_systems: now,
+    }))
 }
 
-async fn pause(
+#[utoipa::path(post, path = "/api/v1/sync/pause", tag = "sync", request_body = SystemRequest,
+    responses((status = 200, body = Paused)))]
+pub async fn pause(
     _: Authenticated,
     state: web::Data<AppState>,
     body: Json<SystemRequest>,
@@ -169,7 +236,9 @@ async fn pause(
     set_paused(state, body, true).await
 }
 
-async fn resume(
+#[utoipa::path(post, path = "/api/v1/sync/resume", tag = "sync", request_body = SystemRequest,
+    responses((status = 200, body = Paused)))]
+pub async fn resume(
     _: Authenticated,
     state: web::Data<AppState>,
     body: Json<SystemRequest>,

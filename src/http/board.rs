@@ -2,15 +2,15 @@
 //! changed entities with what each linked system shows, and the seq to subscribe from.
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authenticated;
 use super::errors::ApiError;
 use super::outbox::store_error;
 use super::query::Query;
 use super::AppState;
-use crate::store::board;
+use crate::store::board::{self, Row};
 
 /// A board is for people to scan; beyond this, look entities up.
 const MAX_ROWS: i64 = 5000;
@@ -19,13 +19,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/board", web::get().to(show));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct BoardQuery {
+pub struct BoardQuery {
+    /// 1 to 5000 (default 1000).
+    #[param(minimum = 1, maximum = 5000)]
     limit: Option<i64>,
 }
 
-async fn show(
+#[derive(Serialize, ToSchema)]
+pub struct Board {
+    /// The event log's end as of these rows: subscribe with `resumeFrom` set to it.
+    seq: i64,
+    entities: Vec<Row>,
+    /// As many rows as the limit: older ones were left out.
+    truncated: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/board", tag = "board", params(BoardQuery),
+    responses((status = 200, body = Board)))]
+pub async fn show(
     _: Authenticated,
     state: web::Data<AppState>,
     q: Query<BoardQuery>,
@@ -42,5 +56,9 @@ async fn show(
     let client = state.store.client().await.map_err(store_error)?;
     let (seq, rows) = board::rows(&client, limit).await.map_err(store_error)?;
     let truncated = rows.len() as i64 == limit;
-    Ok(HttpResponse::Ok().json(json!({ "seq": seq, "entities": rows, "truncated": truncated })))
+    Ok(HttpResponse::Ok().json(Board {
+        seq,
+        entities: rows,
+        truncated,
+    }))
 }

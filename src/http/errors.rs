@@ -4,7 +4,8 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -24,6 +25,8 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("the request body did not arrive within {ms} ms (http.body_timeout_ms)")]
     BodyTimeout { ms: u64 },
+    #[error("{method} is not allowed here; allowed: {allow}")]
+    MethodNotAllowed { method: String, allow: String },
     #[error("{0}")]
     Conflict(String),
     #[error("{message}")]
@@ -45,6 +48,7 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::TooLarge { .. } => "PAYLOAD_TOO_LARGE",
             ApiError::BodyTimeout { .. } => "REQUEST_TIMEOUT",
+            ApiError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::Unprocessable { code, .. } => code,
             ApiError::Unavailable { .. } => "SERVICE_UNAVAILABLE",
@@ -71,6 +75,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,16 +87,45 @@ impl ResponseError for ApiError {
         if let ApiError::Unexpected(cause) = self {
             tracing::error!(error = ?cause, "request failed");
         }
-        let mut body = json!({
-            "code": self.code(),
-            "message": self.to_string(),
-            "retryable": matches!(self, ApiError::Unavailable { .. } | ApiError::BodyTimeout { .. }),
-        });
+        let retry_after = self.retry_after();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+                retryable: matches!(
+                    self,
+                    ApiError::Unavailable { .. } | ApiError::BodyTimeout { .. }
+                ),
+                retry_after,
+            },
+        };
         let mut response = HttpResponse::build(self.status_code());
-        if let Some(secs) = self.retry_after() {
-            body["retryAfter"] = json!(secs);
+        if let Some(secs) = retry_after {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        response.json(json!({ "error": body }))
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, allow.clone()));
+        }
+        response.json(body)
     }
+}
+
+/// Every error's body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    /// `UNAUTHORIZED`, `MALFORMED_REQUEST`, `NOT_FOUND`, `INVALID_STATUS`, …
+    pub code: String,
+    /// What was wrong, naming the field or key.
+    pub message: String,
+    /// Whether the same request may succeed later.
+    pub retryable: bool,
+    /// Seconds to wait before retrying (also the `Retry-After` header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }

@@ -12,6 +12,7 @@ pub mod errors;
 pub mod health;
 pub mod json;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod page;
 pub mod query;
@@ -47,6 +48,7 @@ pub struct AppState {
 /// Health and metrics always; the rest only where `server.api_enabled` (a worker-only
 /// replica takes no webhooks, API calls or streams, and its Service sends it none).
 pub fn routes(cfg: &mut web::ServiceConfig, api_enabled: bool) {
+    cfg.default_service(web::to(openapi::unrouted));
     health::routes(cfg);
     metrics::routes(cfg);
     if !api_enabled {
@@ -61,6 +63,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, api_enabled: bool) {
     deliveries::routes(cfg);
     outbox::routes(cfg);
     board::routes(cfg);
+    openapi::routes(cfg);
     backfill::routes(cfg);
     api::routes(cfg);
 }

@@ -2,14 +2,16 @@
 //! and dead letters; requeues a dead letter. Never deletes a row.
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authenticated;
 use super::errors::ApiError;
 use super::query::Query;
 use super::AppState;
-use crate::store::outbox::{self, Requeue};
+use crate::store::outbox::{self, DeadLetter, Requeue, StateCount};
 use crate::store::StoreError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -31,12 +33,26 @@ pub(super) fn store_error(e: StoreError) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
-struct SummaryQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// Dead letters listed, 1 to 1000 (default 100).
     limit: Option<i64>,
 }
 
-async fn outbox_summary(
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxView {
+    /// system → state → rows
+    by_system: BTreeMap<String, BTreeMap<String, i64>>,
+    counts: Vec<StateCount>,
+    oldest_pending_age_seconds: Option<f64>,
+    dead_letters: Vec<DeadLetter>,
+}
+
+#[utoipa::path(get, path = "/api/v1/sync/outbox", tag = "sync", params(SummaryQuery),
+    responses((status = 200, body = OutboxView)))]
+pub async fn outbox_summary(
     _: Authenticated,
     state: web::Data<AppState>,
     q: Query<SummaryQuery>,
@@ -47,22 +63,33 @@ async fn outbox_summary(
     let dead = outbox::dead_letters(&client, limit)
         .await
         .map_err(store_error)?;
-    let mut by_system = serde_json::Map::new();
+    let mut by_system: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     for c in &summary.counts {
-        let entry = by_system
+        by_system
             .entry(c.system.clone())
-            .or_insert_with(|| json!({}));
-        entry[&c.state] = json!(c.count);
+            .or_default()
+            .insert(c.state.clone(), c.count);
     }
-    Ok(HttpResponse::Ok().json(json!({
-        "bySystem": by_system,
-        "counts": summary.counts,
-        "oldestPendingAgeSeconds": summary.oldest_pending_age_seconds,
-        "deadLetters": dead,
-    })))
+    Ok(HttpResponse::Ok().json(OutboxView {
+        by_system,
+        counts: summary.counts,
+        oldest_pending_age_seconds: summary.oldest_pending_age_seconds,
+        dead_letters: dead,
+    }))
 }
 
-async fn retry_dead_letter(
+/// A row made pending again.
+#[derive(Serialize, ToSchema)]
+pub struct Requeued {
+    pub id: i64,
+    /// `pending`
+    pub state: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/sync/outbox/{id}/retry", tag = "sync",
+    params(("id" = i64, Path, description = "the dead letter's id")),
+    responses((status = 202, description = "requeued", body = Requeued)))]
+pub async fn retry_dead_letter(
     _: Authenticated,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -76,10 +103,10 @@ async fn retry_dead_letter(
         .map_err(store_error)?
     {
         // The dispatcher's poll picks it up (on whichever worker replica looks first).
-        Requeue::Requeued => Ok(HttpResponse::Accepted().json(json!({
-            "id": id,
-            "state": "pending",
-        }))),
+        Requeue::Requeued => Ok(HttpResponse::Accepted().json(Requeued {
+            id,
+            state: "pending".to_owned(),
+        })),
         Requeue::NotFound => Err(ApiError::NotFound(format!("no outbox row {id}"))),
         Requeue::NotDead => Err(ApiError::Conflict(format!(
             "outbox row {id} is not a dead letter; only dead letters are retried"

@@ -21,13 +21,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/events/stream", web::get().to(stream));
 }
 
-#[derive(Debug, Deserialize)]
-struct StreamQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Comma-separated rooms (default all).
     rooms: Option<String>,
+    /// Events after this seq (or the `Last-Event-ID` header).
     after: Option<i64>,
 }
 
-async fn stream(
+#[utoipa::path(get, path = "/api/v1/events/stream", tag = "events", params(StreamQuery),
+    responses((status = 200, description = "`id:` seq, `event:` type, `data:` the event, \
+        until the client goes", content_type = "text/event-stream", body = String)))]
+pub async fn stream(
     _: Authenticated,
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -8,7 +8,6 @@ use actix_web::http::header::HeaderMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::body_deadline;
@@ -79,6 +78,21 @@ async fn delivery(
     accept(&state, connector, &delivery_id, event, &body, parsed).await
 }
 
+/// A webhook's 200: `accepted` (committed), `duplicate` (that delivery id was already
+/// committed) or `ignored` (nothing to do; `reason` says why).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct WebhookAnswer {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl WebhookAnswer {
+    fn new(status: &'static str, reason: Option<String>) -> Self {
+        WebhookAnswer { status, reason }
+    }
+}
+
 static REFUSED_LOG: crate::telemetry::Throttle = crate::telemetry::Throttle::new();
 static UNSTORED_LOG: crate::telemetry::Throttle = crate::telemetry::Throttle::new();
 
@@ -107,12 +121,12 @@ async fn accept(
         Ok(Stored::New(id)) => {
             state.sync.monitor_webhook(system, label, "accepted");
             tracing::info!(%system, delivery_id, inbound_id = id, event, "delivery committed");
-            Ok(HttpResponse::Ok().json(json!({ "status": "accepted" })))
+            Ok(HttpResponse::Ok().json(WebhookAnswer::new("accepted", None)))
         }
         Ok(Stored::Duplicate) => {
             state.sync.monitor_webhook(system, label, "duplicate");
             tracing::info!(%system, delivery_id, "duplicate delivery");
-            Ok(HttpResponse::Ok().json(json!({ "status": "duplicate" })))
+            Ok(HttpResponse::Ok().json(WebhookAnswer::new("duplicate", None)))
         }
         Err(e) => {
             state.sync.monitor_webhook(system, label, "unavailable");
@@ -150,7 +164,7 @@ fn ignored(
         .sync
         .monitor_webhook(system, event_label(connector, event), "ignored");
     tracing::debug!(%system, %reason, "delivery ignored");
-    HttpResponse::Ok().json(json!({ "status": "ignored", "reason": reason }))
+    HttpResponse::Ok().json(WebhookAnswer::new("ignored", Some(reason)))
 }
 
 /// The `event` label of a delivery: its event header names it, but the header is not

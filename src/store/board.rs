@@ -35,7 +35,7 @@ const ROWS: &str = "WITH recent AS (
 /// The event log's end alone, for an empty board.
 const SEQ: &str = "SELECT last_seq FROM event_seq";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
     pub id: Uuid,

@@ -76,7 +76,7 @@ const COLUMNS: &str = "id, kind, status, version, last_system, last_source_ts, l
                        merged_at";
 
 /// A link as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Link {
     pub system: SystemId,

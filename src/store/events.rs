@@ -25,7 +25,7 @@ pub struct NewEvent {
 }
 
 /// An event as logged and sent to subscribers (DESIGN.md, Events).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub seq: i64,

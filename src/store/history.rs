@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::StoreError;
 
 /// One decision on one update.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Transition {
     pub entity_id: Uuid,
@@ -108,7 +108,7 @@ pub async fn status_at_version(
 }
 
 /// A conflict as stored and shown by the API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Conflict {
     pub id: Uuid,

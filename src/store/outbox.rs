@@ -9,6 +9,7 @@ mod admin;
 pub use super::queue::Finish;
 pub use admin::{
     dead_letters, oldest_pending_age, requeue_dead, summary, DeadLetter, OutboxSummary, Requeue,
+    StateCount,
 };
 
 use std::sync::LazyLock;

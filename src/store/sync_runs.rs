@@ -78,7 +78,7 @@ pub async fn save_cursor(
 }
 
 /// One backfill or reconciliation, as the history shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Run {
     pub operation_id: Uuid,
@@ -150,7 +150,7 @@ pub async fn start(
 }
 
 /// What a run has done so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Counts {
     pub pages: i32,

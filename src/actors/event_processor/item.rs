@@ -122,7 +122,7 @@ impl WorkItem {
 }
 
 /// What became of one item, by the name the API and the delivery's outcome give it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionKind {
     Applied,
@@ -164,7 +164,7 @@ impl std::fmt::Display for DecisionKind {
 }
 
 /// What became of one item: the API's answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemOutcome {
     pub decision: DecisionKind,
