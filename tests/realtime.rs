@@ -652,6 +652,11 @@ async fn the_board_loads_each_entity_with_what_each_system_shows_and_the_seq_to_
     assert!(seq > 0 && seq <= last_seq(&app).await, "{seq}");
     assert_eq!(board.body["truncated"], false);
 
+    // Exactly as many entities as the limit: none left out.
+    let exact = app.api("GET", "/api/v1/board?limit=1", None).await;
+    assert_eq!(exact.body["entities"].as_array().map(Vec::len), Some(1));
+    assert_eq!(exact.body["truncated"], false, "{}", exact.body);
+
     let bad = app.api("GET", "/api/v1/board?limit=0", None).await;
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert!(bad.body.to_string().contains("limit"), "{}", bad.body);

@@ -33,7 +33,7 @@ pub struct Board {
     /// The event log's end as of these rows: subscribe with `resumeFrom` set to it.
     seq: i64,
     entities: Vec<Row>,
-    /// As many rows as the limit: older ones were left out.
+    /// More entities than the limit: the older ones were left out.
     truncated: bool,
 }
 
@@ -54,8 +54,10 @@ pub async fn show(
         }
     };
     let client = state.store.client().await.map_err(store_error)?;
-    let (seq, rows) = board::rows(&client, limit).await.map_err(store_error)?;
-    let truncated = rows.len() as i64 == limit;
+    // One more than asked tells whether there are more.
+    let (seq, mut rows) = board::rows(&client, limit + 1).await.map_err(store_error)?;
+    let truncated = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
     Ok(HttpResponse::Ok().json(Board {
         seq,
         entities: rows,
