@@ -154,7 +154,7 @@ mod tests {
     use crate::domain::{Origin, OutboundNative, SystemId};
     use crate::systems::connector::{Built, Connector, Door, Registration, Setup};
     use crate::systems::limiter::Budget;
-    use crate::systems::outbound::{Delivered, OutboundError, OutboundWrite};
+    use crate::systems::outbound::{Delivered, ErrorCode, OutboundError, OutboundWrite};
     use crate::systems::{signature, Parsed, PayloadError};
 
     struct NoEnv;
@@ -206,7 +206,13 @@ mod tests {
             _: &'a OutboundWrite,
             _: &'a OutboundNative,
         ) -> BoxFuture<'a, Result<Delivered, OutboundError>> {
-            unimplemented!("not called here")
+            // The registration test never writes; a write would be refused, not panic.
+            Box::pin(async {
+                Err(OutboundError::new(
+                    ErrorCode::ValidationFailed,
+                    "the example connector writes nowhere",
+                ))
+            })
         }
     }
 

@@ -12,9 +12,8 @@ use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 
-use statsync::demo::Demo;
-
-use crate::support::{test_settings, wait_for};
+use crate::demo::Running;
+use crate::support::wait_for;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -198,18 +197,8 @@ async fn the_board_shows_the_demo_syncing_its_history_and_resolves_a_conflict() 
         );
         return;
     };
-    let mut settings = test_settings("unused", &[]);
-    settings.database.embedded_dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("demo-browser-{}", std::process::id()));
-    let demo = Demo::start(settings, Duration::from_millis(1500))
-        .await
-        .expect("the demo starts");
-    let (base, token) = (
-        format!("http://127.0.0.1:{}", demo.port()),
-        demo.token.clone(),
-    );
-    let handle = demo.handle();
-    let running = actix_web::rt::spawn(demo.run_until_stopped());
+    let demo = Running::start("demo-browser").await;
+    let (base, token) = (demo.base.clone(), demo.token.clone());
 
     // The demo's own link: the token in the fragment connects at once.
     let (_browser, _profile, mut tools) =
@@ -296,11 +285,7 @@ async fn the_board_shows_the_demo_syncing_its_history_and_resolves_a_conflict() 
     .await;
     tools.screenshot("resolved").await;
 
-    handle.stop(true).await;
-    running
-        .await
-        .expect("the demo task")
-        .expect("the demo ends cleanly");
+    demo.stop().await;
 }
 
 /// Chromium's profile directory, removed with the test (declared before the browser, so

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use statsync::demo::Demo;
+use statsync::demo::{Demo, View};
 
 use crate::support::{test_settings, wait_for};
 
@@ -21,22 +21,45 @@ async fn api(http: &reqwest::Client, base: &str, token: &str, path: &str) -> Opt
     r.json().await.ok()
 }
 
+/// The demo, serving in this test's actix system, its database under `target/tmp/<name>`.
+pub struct Running {
+    pub base: String,
+    pub token: String,
+    pub view: View,
+    handle: actix_web::dev::ServerHandle,
+    running: actix_web::rt::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub async fn start(name: &str) -> Running {
+        let mut settings = test_settings("unused", &[]);
+        settings.database.embedded_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{name}-{}", std::process::id()));
+        let demo = Demo::start(settings, Duration::from_millis(1500))
+            .await
+            .expect("the demo starts");
+        Running {
+            base: format!("http://127.0.0.1:{}", demo.port()),
+            token: demo.token.clone(),
+            view: demo.view(),
+            handle: demo.handle(),
+            running: actix_web::rt::spawn(demo.run_until_stopped()),
+        }
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.running
+            .await
+            .expect("the demo task")
+            .expect("the demo ends cleanly");
+    }
+}
+
 #[actix_web::test]
 async fn the_demo_team_s_changes_sync_both_ways_and_end_in_an_open_conflict() {
-    let mut settings = test_settings("unused", &[]);
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("demo-{}", std::process::id()));
-    settings.database.embedded_dir = dir;
-    let demo = Demo::start(settings, Duration::from_millis(1500))
-        .await
-        .expect("the demo starts");
-    let (base, token) = (
-        format!("http://127.0.0.1:{}", demo.port()),
-        demo.token.clone(),
-    );
-    let handle = demo.handle();
-    let watch = demo.view();
-    let running = actix_web::rt::spawn(demo.run_until_stopped());
+    let demo = Running::start("demo").await;
+    let (base, token, watch) = (demo.base.clone(), demo.token.clone(), demo.view.clone());
     let http = reqwest::Client::new();
 
     // Nobody in Linear moves ENG-1 to review or done: statsync does, after the pull
@@ -87,10 +110,5 @@ async fn the_demo_team_s_changes_sync_both_ways_and_end_in_an_open_conflict() {
     })
     .await;
     assert_eq!(conflict["strategy"], "manual", "{conflict}");
-
-    handle.stop(true).await;
-    running
-        .await
-        .expect("the demo task")
-        .expect("the demo ends cleanly");
+    demo.stop().await;
 }
