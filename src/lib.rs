@@ -6,6 +6,7 @@ pub mod backfill;
 pub mod config;
 pub mod demo;
 pub mod dispatch;
+pub mod doctor;
 pub mod domain;
 pub mod http;
 pub mod metrics;

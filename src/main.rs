@@ -1,5 +1,5 @@
-//! The `statsync` command: serve | demo | migrate | backfill | check-config | mappings
-//! suggest.
+//! The `statsync` command: serve | demo | migrate | backfill | check-config | doctor |
+//! webhooks register | mappings suggest.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,10 +54,33 @@ enum Command {
     },
     /// Print the effective settings, secrets redacted; fail naming any bad key.
     CheckConfig,
+    /// One checklist: database, credentials and permissions, webhooks and their recent
+    /// deliveries, live states against the mappings, clocks. Exit 1 when a check fails.
+    Doctor {
+        /// The checklist as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Webhooks: `webhooks register [--dry-run]`.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksCommand,
+    },
     /// Status vocabularies: `mappings suggest --team KEY | --project OWNER/NUMBER`.
     Mappings {
         #[command(subcommand)]
         action: MappingsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Creates the GitHub and Linear webhooks doctor finds missing (and mends wrong
+    /// ones), sending to server.public_url, signed with statsync's secrets.
+    Register {
+        /// Print what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -112,7 +135,9 @@ fn main() -> ExitCode {
                 let store = Store::connect(&database.url, settings.database.pool())?;
                 let outcome = startup::migrate(&store).await;
                 store.close();
-                database.close().await;
+                // Stops the embedded cluster only if this command started it: a
+                // running service's database stays up.
+                drop(database);
                 let applied = outcome?;
                 if applied.is_empty() {
                     println!("database schema is up to date");
@@ -128,6 +153,10 @@ fn main() -> ExitCode {
                 incremental,
             } => backfill(settings, &system, repo, team, incremental).await,
             Command::CheckConfig => Ok(()),
+            Command::Doctor { json } => doctor(&settings, json).await,
+            Command::Webhooks {
+                action: WebhooksCommand::Register { dry_run },
+            } => register(&settings, dry_run).await,
             Command::Mappings {
                 action: MappingsCommand::Suggest { team, project },
             } => suggest(&settings, team, project).await,
@@ -213,6 +242,58 @@ async fn backfill(
     }
 }
 
+/// Prints the checklist; fails (exit 1) when a check failed.
+async fn doctor(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let connectors = statsync::startup::connectors(settings)?;
+    let report = statsync::doctor::run(settings, &connectors).await;
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&report)?),
+        false => print!("{}", report.render()),
+    }
+    match report.ok {
+        true => Ok(()),
+        false => Err(anyhow::anyhow!(
+            "{} checks failed",
+            report.count(statsync::doctor::Level::Fail)
+        )),
+    }
+}
+
+/// `webhooks register`: prints each step as it is (or would be) made.
+async fn register(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+    use statsync::doctor::register;
+    let connectors = statsync::startup::connectors(settings)?;
+    let plan = register::plan(settings, &connectors).await?;
+    for note in &plan.blocked {
+        println!("cannot: {note}");
+    }
+    if plan.steps.is_empty() {
+        println!("every webhook statsync needs is in place");
+        return Ok(());
+    }
+    if dry_run {
+        for step in &plan.steps {
+            println!("would {}", step.describe);
+        }
+        return Ok(());
+    }
+    let failed = register::apply(&plan, settings, &connectors).await;
+    for step in &plan.steps {
+        match failed.iter().find(|(d, _)| d == &step.describe) {
+            Some((_, why)) => println!("failed to {}: {why}", step.describe),
+            None => println!("done: {}", step.describe),
+        }
+    }
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(anyhow::anyhow!(
+            "{} of {} steps failed",
+            failed.len(),
+            plan.steps.len()
+        )),
+    }
+}
+
 /// `mappings suggest`: reads the team's states or the board's options and prints the
 /// section.
 async fn suggest(
@@ -233,17 +314,14 @@ async fn suggest(
             suggest::render_linear(&team.to_uppercase(), &states)
         }
         (None, Some(project)) => {
-            let parsed = project
-                .rsplit_once('/')
-                .and_then(|(owner, n)| Some((owner, n.parse::<u64>().ok()?)));
-            let Some((owner, number)) = parsed.filter(|(o, _)| !o.is_empty()) else {
+            let Ok(p) = statsync::domain::names::ProjectRef::parse(&project) else {
                 anyhow::bail!("--project takes OWNER/NUMBER (acme/7), not `{project}`");
             };
             let (title, options) = connectors
                 .github
-                .project_status_options(owner, number)
+                .project_status_options(&p.owner, p.number)
                 .await?;
-            suggest::render_project(&format!("{owner}/{number} \"{title}\""), &options)
+            suggest::render_project(&format!("{p} \"{title}\""), &options)
         }
         _ => anyhow::bail!("give one of --team KEY or --project OWNER/NUMBER"),
     };

@@ -3,10 +3,14 @@
 
 #[path = "outbound/app.rs"]
 mod app;
+#[path = "outbound/doctor.rs"]
+mod doctor;
 #[path = "outbound/echoes.rs"]
 mod echoes;
 #[path = "outbound/failures.rs"]
 mod failures;
+#[path = "outbound/fake_admin.rs"]
+mod fake_admin;
 #[path = "outbound/fakes.rs"]
 mod fakes;
 #[path = "outbound/item_lookup.rs"]
@@ -27,6 +31,7 @@ mod sync;
 #[path = "outbound/timing.rs"]
 mod timing;
 
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
@@ -70,6 +75,33 @@ fn outbound_env(
         env.push((k, v.clone()));
     }
     env
+}
+
+/// Runs the statsync binary with exactly `env` (and PATH); its exit code and output.
+async fn statsync(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    actix_web::rt::task::spawn_blocking(move || {
+        let output = Command::new(env!("CARGO_BIN_EXE_statsync"))
+            .args(&args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            // An empty value stands for an unset variable.
+            .envs(env.into_iter().filter(|(_, v)| !v.is_empty()))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the statsync binary");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
 }
 
 async fn spawn_outbound(github: &Fake, linear: &Fake, extra: &[(&'static str, String)]) -> TestApp {

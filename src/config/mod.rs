@@ -106,6 +106,7 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("ws.allowed_origins")
                 .with_list_parse_key("github.repos")
+                .with_list_parse_key("github.projects")
                 .with_list_parse_key("linear.teams")
                 .source(Some(overrides)),
         );

@@ -28,6 +28,19 @@ pub struct ServerSettings {
     pub shutdown_grace_s: u64,
     pub api_enabled: bool,
     pub worker_enabled: bool,
+    /// The address GitHub and Linear reach this service at (`https://sync.acme.dev`):
+    /// webhooks point at `{public_url}/webhooks/{system}`. Empty: not known, and
+    /// `doctor` cannot tell whether a webhook points here.
+    #[serde(default)]
+    pub public_url: String,
+}
+
+impl ServerSettings {
+    /// Where `system`'s webhook deliveries must be sent, when the public URL is set.
+    pub fn webhook_url(&self, system: &str) -> Option<String> {
+        let base = self.public_url.trim_end_matches('/');
+        (!base.is_empty()).then(|| format!("{base}/webhooks/{system}"))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -181,6 +194,10 @@ pub struct GithubSettings {
     /// Repositories (`owner/name`) reconciliation keeps in step.
     #[serde(default)]
     pub repos: Vec<String>,
+    /// Projects v2 boards (`owner/number`) whose Status options `doctor` checks and
+    /// whose organisation `webhooks register` sends `projects_v2_item` events from.
+    #[serde(default)]
+    pub projects: Vec<String>,
     /// Repository (`owner/name`) → id of its webhook: its failed deliveries are
     /// redelivered during reconciliation.
     #[serde(default)]

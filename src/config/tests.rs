@@ -255,3 +255,33 @@ fn a_connector_reads_its_own_credentials() {
     assert_eq!(described["EXAMPLE_WEBHOOK_SECRET"], "[redacted]");
     assert_eq!(described["EXAMPLE_API_TOKEN"], "(not set)");
 }
+
+#[test]
+fn the_public_url_and_projects_are_checked_and_webhook_urls_built_from_it() {
+    let s = load(
+        Some("[server]\npublic_url = \"https://sync.acme.dev/statsync/\"\n[github]\nprojects = [\"acme/7\"]\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        s.server.webhook_url("github").as_deref(),
+        Some("https://sync.acme.dev/statsync/webhooks/github")
+    );
+    assert_eq!(load(None, &[]).unwrap().server.webhook_url("linear"), None);
+    for bad in ["sync.acme.dev", "https://", "https://x/?a=1", "ftp://x"] {
+        let err = load(None, &[("STATSYNC__SERVER__PUBLIC_URL", bad)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.public_url") && err.contains(bad),
+            "{bad}: {err}"
+        );
+    }
+    let err = load(Some("[github]\nprojects = [\"acme\"]\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("github.projects") && err.contains("OWNER/NUMBER"),
+        "{err}"
+    );
+}

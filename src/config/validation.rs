@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{ConfigError, Secrets, Settings, GITHUB_REDELIVERY_DAYS};
-use crate::domain::names::{RepoName, TeamKey};
+use crate::domain::names::{ProjectRef, RepoName, TeamKey};
 use crate::domain::{CanonicalStatus, Strategy, SystemId};
 
 /// `github.hook_ids` from the environment: its keys (`owner/name`) cannot be spelled in
@@ -78,6 +78,15 @@ pub fn parse_hook_ids(value: &str) -> Result<BTreeMap<String, u64>, ConfigError>
         }
     }
     Ok(out)
+}
+
+/// An absolute http(s) address with a host, and no query or fragment (webhook paths
+/// are appended to it).
+fn public_url_ok(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(['?', '#', ' ']))
 }
 
 fn invalid(key: &str, why: &str) -> Result<(), ConfigError> {
@@ -349,6 +358,21 @@ impl Settings {
             if let Err(e) = RepoName::parse(repo) {
                 return invalid("github.repos", &e.to_string());
             }
+        }
+        for project in &self.github.projects {
+            if let Err(e) = ProjectRef::parse(project) {
+                return invalid("github.projects", &e.to_string());
+            }
+        }
+        let url = &self.server.public_url;
+        if !url.is_empty() && !public_url_ok(url) {
+            return invalid(
+                "server.public_url",
+                &format!(
+                    "`{url}` is not an http(s) address without query or fragment \
+                     (https://sync.acme.dev)"
+                ),
+            );
         }
         for team in &self.linear.teams {
             if let Err(e) = TeamKey::parse(team) {

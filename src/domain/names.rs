@@ -11,6 +11,10 @@ pub enum NameError {
     Repo(String),
     #[error("team `{0}` is not a Linear team key (1-10 letters or digits)")]
     Team(String),
+    #[error(
+        "project `{0}` is not of the form OWNER/NUMBER (acme/7: the board's owner and its number)"
+    )]
+    Project(String),
 }
 
 /// A GitHub user or organization login: 1 to 39 alphanumerics or single hyphens,
@@ -83,6 +87,33 @@ impl fmt::Display for TeamKey {
     }
 }
 
+/// A Projects v2 board, `owner/number`, as its address shows it
+/// (`github.com/orgs/acme/projects/7` is `acme/7`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProjectRef {
+    pub owner: String,
+    pub number: u64,
+}
+
+impl ProjectRef {
+    pub fn parse(text: &str) -> Result<ProjectRef, NameError> {
+        let parsed = text.split_once('/').and_then(|(owner, n)| {
+            let number = n.parse::<u64>().ok().filter(|n| *n > 0)?;
+            valid_owner(owner).then(|| ProjectRef {
+                owner: owner.to_owned(),
+                number,
+            })
+        });
+        parsed.ok_or_else(|| NameError::Project(text.to_owned()))
+    }
+}
+
+impl fmt::Display for ProjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.owner, self.number)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +139,22 @@ mod tests {
                 RepoName::parse(bad),
                 Err(NameError::Repo(bad.to_owned())),
                 "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn projects_are_owner_slash_number() {
+        let p = ProjectRef::parse("acme/7").unwrap();
+        assert_eq!(
+            (p.owner.as_str(), p.number, p.to_string()),
+            ("acme", 7, "acme/7".into())
+        );
+        for bad in ["acme", "acme/", "acme/0", "acme/x", "/7", "-a/7", "a/b/7"] {
+            assert_eq!(
+                ProjectRef::parse(bad),
+                Err(NameError::Project(bad.into())),
+                "{bad}"
             );
         }
     }

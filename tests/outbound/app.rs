@@ -7,10 +7,10 @@ use std::process::Command;
 
 use super::*;
 
-const APP_ID: &str = "12345";
+pub(super) const APP_ID: &str = "12345";
 
 /// A fresh RSA key pair (private PKCS#1 as GitHub issues it, public PEM), by openssl.
-fn key_pair() -> (String, String) {
+pub(super) fn key_pair() -> (String, String) {
     let dir = std::env::temp_dir().join(format!("statsync-app-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let private = dir.join("app.pem");

@@ -88,6 +88,8 @@ pub struct FakeState {
     pub tokens_issued: usize,
     /// App JWTs this fake verified (and accepted).
     pub jwts_verified: usize,
+    /// What the endpoints of `doctor` and `webhooks register` know.
+    pub admin: super::fake_admin::AdminState,
 }
 
 /// The user id the fake Linear's `viewer` query answers: statsync's identity there.
@@ -187,7 +189,7 @@ async fn start(routes: fn(&mut web::ServiceConfig)) -> Fake {
 }
 
 /// Records the request and picks its scripted answer, if any.
-fn arrive(
+pub fn arrive(
     state: &Mutex<FakeState>,
     req: &HttpRequest,
     body: &[u8],
@@ -251,24 +253,39 @@ async fn wait(reply: &Option<Reply>, latency: Duration) {
 // ------------------------------------------------------------------------ GitHub
 
 pub async fn github() -> Fake {
-    start(|cfg| {
-        cfg.route(
-            "/repos/{owner}/{repo}/issues/{number}",
-            web::patch().to(github_patch),
-        )
-        .route("/graphql", web::post().to(github_graphql))
-        .route("/app", web::get().to(github_app))
-        .route("/app/installations", web::get().to(github_app))
-        .route(
-            "/repos/{owner}/{repo}/installation",
-            web::get().to(github_app),
-        )
-        .route(
-            "/app/installations/{id}/access_tokens",
-            web::post().to(github_app),
-        );
+    start(github_routes).await
+}
+
+/// GitHub with the endpoints `doctor` and `webhooks register` use, accepting `token`.
+pub async fn github_admin(token: &str) -> Fake {
+    let fake = start(|cfg| {
+        github_routes(cfg);
+        super::fake_admin::github_routes(cfg);
     })
-    .await
+    .await;
+    let mut s = fake.state.lock().unwrap();
+    s.admin.token = token.to_owned();
+    s.admin.scopes = "repo, project, admin:repo_hook, admin:org_hook".to_owned();
+    drop(s);
+    fake
+}
+
+fn github_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/repos/{owner}/{repo}/issues/{number}",
+        web::patch().to(github_patch),
+    )
+    .route("/graphql", web::post().to(github_graphql))
+    .route("/app", web::get().to(github_app))
+    .route("/app/installations", web::get().to(github_app))
+    .route(
+        "/repos/{owner}/{repo}/installation",
+        web::get().to(github_app),
+    )
+    .route(
+        "/app/installations/{id}/access_tokens",
+        web::post().to(github_app),
+    );
 }
 
 /// GitHub's answer to a bad credential.
@@ -281,7 +298,7 @@ fn bad_credentials() -> HttpResponse {
 
 /// Whether `req` carries a JWT of the App, signed with its key, unexpired, issued at
 /// most ten minutes before it expires (as GitHub checks them).
-fn app_jwt_ok(req: &HttpRequest, state: &Mutex<FakeState>) -> bool {
+pub fn app_jwt_ok(req: &HttpRequest, state: &Mutex<FakeState>) -> bool {
     let Some((public, app_id)) = state.lock().unwrap().app.clone() else {
         return false;
     };
@@ -322,14 +339,18 @@ async fn github_app(
     }
     let path = req.path().to_owned();
     if path == "/app" {
-        return HttpResponse::Ok()
-            .json(json!({"id": 12345, "slug": "statsync-test", "name": "statsync test"}));
+        return HttpResponse::Ok().json(json!({
+            "id": 12345, "slug": "statsync-test", "name": "statsync test",
+            "permissions": {"issues": "write", "pull_requests": "read", "metadata": "read"},
+            "events": ["issues", "pull_request"]
+        }));
     }
     if path == "/app/installations" {
         return HttpResponse::Ok().json(json!([{"id": 42, "account": {"login": "Codertocat"}}]));
     }
     if path.ends_with("/installation") {
-        return HttpResponse::Ok().json(json!({"id": 42, "app_id": 12345}));
+        return HttpResponse::Ok().json(json!({"id": 42, "app_id": 12345,
+            "permissions": {"issues": "write", "pull_requests": "read", "metadata": "read"}}));
     }
     if path != "/app/installations/42/access_tokens" {
         return HttpResponse::NotFound().json(json!({"message": "Not Found"}));
@@ -550,7 +571,15 @@ async fn linear_graphql(
     if query.contains("viewer") {
         // statsync asks once at start who its API key is; not one of the calls tests
         // count.
-        return HttpResponse::Ok().json(json!({"data": {"viewer": {"id": LINEAR_VIEWER}}}));
+        let mut viewer = json!({"id": LINEAR_VIEWER});
+        if query.contains("admin") {
+            viewer = json!({"id": LINEAR_VIEWER, "name": "statsync", "email": "statsync@acme.dev", "admin": true});
+        }
+        return HttpResponse::Ok().json(json!({"data": { "viewer": viewer }}));
+    }
+    if let Some(answer) = super::fake_admin::linear(&query, &vars, &state) {
+        arrive(&state, &req, &body, "admin");
+        return HttpResponse::Ok().json(answer);
     }
     let (reply, latency) = arrive(&state, &req, &body, &key);
     wait(&reply, latency).await;

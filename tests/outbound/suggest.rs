@@ -1,36 +1,26 @@
 //! `statsync mappings suggest`: the real binary reads a team's workflow states or a
 //! board's Status options from the fakes and prints a section that loads.
 
-use std::process::{Command, Stdio};
-
 use super::*;
 
 /// Runs `statsync mappings suggest ARGS` against the fakes; its exit code and output.
-fn suggest(args: &[&str], github: &Fake, linear: &Fake) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_statsync"))
-        .args(["mappings", "suggest"])
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("GITHUB_TOKEN", GITHUB_TOKEN)
-        .env("LINEAR_API_KEY", LINEAR_KEY)
-        .env(
+async fn suggest(args: &[&str], github: &Fake, linear: &Fake) -> (Option<i32>, String, String) {
+    let mut all = vec!["mappings", "suggest"];
+    all.extend_from_slice(args);
+    let env = [
+        ("GITHUB_TOKEN", GITHUB_TOKEN.to_owned()),
+        ("LINEAR_API_KEY", LINEAR_KEY.to_owned()),
+        (
             "STATSYNC__GITHUB__GRAPHQL_URL",
             format!("{}/graphql", github.url),
-        )
-        .env(
+        ),
+        (
             "STATSYNC__LINEAR__API_URL",
             format!("{}/graphql", linear.url),
-        )
-        .env("STATSYNC__LOG__LEVEL", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the statsync binary");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+        ),
+        ("STATSYNC__LOG__LEVEL", "warn".to_owned()),
+    ];
+    statsync(&all, &env).await
 }
 
 /// The shipped mappings with `section` appended, loaded as statsync loads a file.
@@ -45,11 +35,7 @@ fn loads(section: &str) {
 #[actix_web::test]
 async fn mappings_suggest_prints_a_loadable_section_for_a_teams_states_and_a_boards_options() {
     let (gh, lin) = (fakes::github().await, fakes::linear().await);
-    let (gh2, lin2) = (gh.clone(), lin.clone());
-    let (code, out, err) =
-        actix_web::rt::task::spawn_blocking(move || suggest(&["--team", "eng"], &gh2, &lin2))
-            .await
-            .unwrap();
+    let (code, out, err) = suggest(&["--team", "eng"], &gh, &lin).await;
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("[linear.teams.ENG.states]"), "{out}");
     assert!(out.contains("\"In Review\" = \"in_review\""), "{out}");
@@ -62,24 +48,16 @@ async fn mappings_suggest_prints_a_loadable_section_for_a_teams_states_and_a_boa
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].body["variables"]["team"], "ENG");
 
-    let (gh2, lin2) = (gh.clone(), lin.clone());
-    let (code, out, err) =
-        actix_web::rt::task::spawn_blocking(move || suggest(&["--project", "acme/7"], &gh2, &lin2))
-            .await
-            .unwrap();
+    let (code, out, err) = suggest(&["--project", "acme/7"], &gh, &lin).await;
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("acme/7 \"Roadmap\""), "{out}");
     assert!(out.contains("# \"Parking lot\""), "{out}");
     loads(&out.replace("[github.project.", "[github.repos.\"acme/web\".project."));
 
-    let (gh2, lin2) = (gh.clone(), lin.clone());
-    let (code, _, err) =
-        actix_web::rt::task::spawn_blocking(move || suggest(&["--project", "acme/8"], &gh2, &lin2))
-            .await
-            .unwrap();
+    let (code, _, err) = suggest(&["--project", "acme/8"], &gh, &lin).await;
     assert_eq!(code, Some(1));
     assert!(err.contains("acme has no project 8"), "{err}");
-    let (code, _, err) = suggest(&["--project", "acme"], &gh, &lin);
+    let (code, _, err) = suggest(&["--project", "acme"], &gh, &lin).await;
     assert_eq!(code, Some(1));
     assert!(err.contains("OWNER/NUMBER"), "{err}");
 }

@@ -84,26 +84,30 @@ impl AppAuth {
         })
     }
 
-    /// A call authenticated as the App itself.
-    async fn as_app(&self, method: reqwest::Method, path: &str) -> Result<Value, OutboundError> {
-        let request = as_github(
+    /// A call authenticated as the App itself; a non-2xx answer is its classified error.
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Exchange, OutboundError> {
+        let mut request = as_github(
             self.http.request(method, format!("{}{path}", self.api_url)),
             &self.jwt(Utc::now())?,
         );
-        let Exchange {
-            status,
-            headers,
-            body,
-        } = exchange(request).await?;
-        if classify_status(status).is_some() {
-            return Err(classify(status, &headers, &body));
+        if let Some(body) = body {
+            request = request.json(body);
         }
-        serde_json::from_slice(&body).map_err(|e| {
-            OutboundError::new(
-                ErrorCode::Upstream5xx,
-                format!("{path} answered with no JSON ({e}): {}", excerpt(&body)),
-            )
-        })
+        let answer = exchange(request).await?;
+        if classify_status(answer.status).is_some() {
+            return Err(classify(answer.status, &answer.headers, &answer.body));
+        }
+        Ok(answer)
+    }
+
+    async fn as_app(&self, method: reqwest::Method, path: &str) -> Result<Value, OutboundError> {
+        let answer = self.call(method, path, None).await?;
+        json_of(path, &answer.body)
     }
 
     /// The App's bot login, statsync's identity on GitHub.
@@ -200,6 +204,16 @@ impl AppAuth {
     ) -> std::sync::MutexGuard<'_, HashMap<u64, (SecretString, DateTime<Utc>)>> {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A 2xx answer's body as JSON.
+pub(crate) fn json_of(path: &str, body: &[u8]) -> Result<Value, OutboundError> {
+    serde_json::from_slice(body).map_err(|e| {
+        OutboundError::new(
+            ErrorCode::Upstream5xx,
+            format!("{path} answered with no JSON ({e}): {}", excerpt(body)),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 //! [`OutboundError`]; it never retries by itself (the dispatcher owns retries and rate
 //! limits) and never logs or returns the token.
 
+mod admin;
 mod item_status;
+
+pub use admin::{Hook, HookDelivery, HookOwner, Identity};
 
 pub use item_status::{ItemRead, ItemStatus, ITEM_STATUS_QUERY};
 

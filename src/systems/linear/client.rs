@@ -14,11 +14,18 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+mod admin;
+
+pub use admin::{
+    LinearWebhook, Viewer, WebhookFailure, VIEWER_DETAIL_QUERY, WEBHOOKS_QUERY,
+    WEBHOOK_CREATE_MUTATION, WEBHOOK_UPDATE_MUTATION,
+};
+
 use crate::domain::OutboundNative;
 use crate::systems::limiter::Budget;
 use crate::systems::outbound::{
     classify_status, excerpt, exchange, retry_after, time_at, until, Delivered, ErrorCode,
-    OutboundError, OutboundWrite, RateInfo, Written,
+    Exchange, OutboundError, OutboundWrite, RateInfo, Written,
 };
 
 /// Every workflow state of one team (by team key). 250 is Linear's page maximum; a team
@@ -219,11 +226,17 @@ impl LinearClient {
         query: &str,
         variables: Value,
     ) -> Result<(Value, RateInfo), OutboundError> {
+        let answer = self.post(query, variables).await?;
+        interpret(answer.status, &answer.headers, &answer.body)
+    }
+
+    /// One GraphQL request, answered as it came.
+    async fn post(&self, query: &str, variables: Value) -> Result<Exchange, OutboundError> {
         let key = self.api_key.as_ref().ok_or_else(|| {
             OutboundError::new(ErrorCode::Unauthorized, "LINEAR_API_KEY is not set")
         })?;
         self.budget.acquire().await?;
-        let answer = exchange(
+        exchange(
             self.http
                 .post(&self.url)
                 // Linear takes a personal API key as the bare header value (no `Bearer`).
@@ -234,8 +247,7 @@ impl LinearClient {
                 )
                 .json(&json!({ "query": query, "variables": variables })),
         )
-        .await?;
-        interpret(answer.status, &answer.headers, &answer.body)
+        .await
     }
 }
 

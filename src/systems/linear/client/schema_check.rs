@@ -350,6 +350,10 @@ fn every_document_the_linear_connector_sends_is_valid_against_linears_schema() {
         super::ISSUE_TEAM_QUERY,
         super::ISSUE_UPDATE_MUTATION,
         super::VIEWER_QUERY,
+        super::VIEWER_DETAIL_QUERY,
+        super::WEBHOOKS_QUERY,
+        super::WEBHOOK_CREATE_MUTATION,
+        super::WEBHOOK_UPDATE_MUTATION,
         crate::systems::linear::listing::ISSUES_PAGE_QUERY,
     ] {
         schema.check(doc);
