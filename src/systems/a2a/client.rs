@@ -18,15 +18,44 @@ use crate::systems::outbound::{
 };
 
 /// The JSON-RPC binding an agent speaks: its method names differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
     /// A2A 1.0: PascalCase methods (`CancelTask`), `A2A-Version: 1.0`.
     #[default]
-    #[serde(rename = "1.0")]
     V1,
     /// A2A 0.3: `tasks/cancel`.
-    #[serde(rename = "0.3")]
     V03,
+}
+
+impl<'de> serde::Deserialize<'de> for Protocol {
+    // By hand: `"1.0"` in a file, but `1.0` (a number) from an environment variable,
+    // which the settings loader parses.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Version;
+        impl serde::de::Visitor<'_> for Version {
+            type Value = Protocol;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an A2A version: \"1.0\" or \"0.3\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Protocol, E> {
+                match v.trim() {
+                    "1.0" | "1" => Ok(Protocol::V1),
+                    "0.3" => Ok(Protocol::V03),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Protocol, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Protocol, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Protocol, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_any(Version)
+    }
 }
 
 /// One agent statsync may call.

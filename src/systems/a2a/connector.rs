@@ -185,6 +185,18 @@ mod tests {
         let one = json!({"agents": {"coder": {"url": "https://coder.example/a2a"}}});
         assert!(build(setup(&one)).is_ok());
         let settings: A2aSettings = setup(&one).settings(SystemId::A2a).unwrap();
+        // From the environment, a version arrives as a number.
+        let numbers = json!({"agents": {"a": {"url": "https://a", "protocol": 0.3},
+                                        "b": {"url": "https://b", "protocol": 1.0}}});
+        let parsed: A2aSettings = setup(&numbers).settings(SystemId::A2a).unwrap();
+        assert_eq!(
+            parsed.agents["a"].protocol,
+            super::super::client::Protocol::V03
+        );
+        assert_eq!(
+            parsed.agents["b"].protocol,
+            super::super::client::Protocol::V1
+        );
         assert_eq!(default_agent(&settings).unwrap().as_deref(), Some("coder"));
         assert_eq!(
             settings.cancel_on,
