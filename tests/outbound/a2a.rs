@@ -143,7 +143,9 @@ async fn spawn_with_agents(gh: &Fake, lin: &Fake, agents: &[(&str, &str, &str)])
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
     for (name, url, protocol) in agents {
-        let var = |key: &str| format!("STATSYNC__CONNECTORS__A2A__AGENTS__{name}__{key}");
+        // As an operator writes it: upper case, the settings' keys are lower case.
+        let agent = name.to_uppercase();
+        let var = |key: &str| format!("STATSYNC__CONNECTORS__A2A__AGENTS__{agent}__{key}");
         env.push((var("URL"), (*url).to_owned()));
         env.push((var("PROTOCOL"), (*protocol).to_owned()));
     }
@@ -188,6 +190,8 @@ async fn a_cancelled_issue_cancels_its_agents_task_and_the_agents_notice_is_its_
     let app = spawn_with_agents(&gh, &lin, &[("coder", &agent.url, "1.0")]).await;
 
     linear_moves(&app, "l-doing", ("In Progress", "started"), 120).await;
+    // statsync knows the issue before the agent names it, as when a person hands it over.
+    app.drained().await;
     let at = (Utc::now() - TimeDelta::seconds(60)).to_rfc3339();
     let working = status_update(
         TASK,
