@@ -148,7 +148,7 @@ const ERRORS: [(&str, &str); 8] = [
     ),
 ];
 
-/// The description, with the webhooks of every door in `registry`.
+/// The description, with the webhooks of every door in `registry` that is served.
 pub fn document(registry: &Registry) -> Document {
     let mut doc = ApiDoc::openapi();
     let components = doc.components.get_or_insert_with(Default::default);
@@ -164,9 +164,11 @@ pub fn document(registry: &Registry) -> Document {
             )]);
         }
     }
+    // Only the doors served: one whose credential is not configured answers 404.
     let mut doors: Vec<&Door> = registry
         .systems()
         .filter_map(|s| registry.get(s))
+        .filter(|c| c.webhook_secret().is_some())
         .map(|c| c.door())
         .collect();
     doors.sort_by_key(|d| d.name);

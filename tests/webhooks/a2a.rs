@@ -204,12 +204,20 @@ async fn bad_a2a_notifications_answer_400_naming_the_field_and_others_are_ignore
 }
 
 #[actix_web::test]
-async fn without_a_notification_token_the_a2a_endpoint_answers_404() {
+async fn without_a_notification_token_the_a2a_endpoint_answers_404_and_is_not_described() {
     let app = spawn_app().await;
     let body = status_update("TASK_STATE_WORKING", chrono::Utc::now());
     let r = notify(&app, &[("A2A-Notification-Token", TOKEN)], &body).await;
     assert_eq!(r.status, 404, "{}", r.body);
-    // The OpenAPI description lists the door with every credential header it reads.
+    // Nor is it described.
+    let doc = app.get("/api/v1/openapi.json").await.body;
+    assert!(doc["paths"]["/webhooks/a2a"].is_null());
+    assert!(doc["paths"]["/webhooks/github"].is_object());
+}
+
+#[actix_web::test]
+async fn the_a2a_door_is_described_with_every_credential_header_it_reads() {
+    let app = spawn_a2a().await;
     let doc = app.get("/api/v1/openapi.json").await.body;
     let door = &doc["paths"]["/webhooks/a2a"]["post"];
     let names: Vec<&str> = door["parameters"]
@@ -222,8 +230,11 @@ async fn without_a_notification_token_the_a2a_endpoint_answers_404() {
         "A2A-Notification-Token",
         "X-A2A-Notification-Token",
         "Authorization",
+        "X-Statsync-Delivery",
     ] {
         assert!(names.contains(&header), "{names:?}");
     }
-    assert!(door["requestBody"]["content"]["application/a2a+json"].is_object());
+    let content = &door["requestBody"]["content"];
+    assert!(content["application/a2a+json"].is_object(), "{content}");
+    assert!(content["application/json"].is_object(), "{content}");
 }
