@@ -46,8 +46,8 @@ pub struct Reading {
 
 /// The object a notification is about, wherever its form puts it.
 struct Found<'a> {
-    /// The dotted path of `object` in the body, for errors (`statusUpdate`, or `payload`
-    /// for the 0.3 form whose object is the body itself).
+    /// The dotted path of `object` in the body, for errors: `statusUpdate`, `task`, or
+    /// empty for the 0.3 form, whose object is the body itself.
     at: &'static str,
     object: &'a Value,
     /// `taskId` of a status update, `id` of a task.
