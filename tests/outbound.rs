@@ -1,6 +1,8 @@
 //! Outbound sync end to end: the outbox dispatcher and the GitHub and Linear connectors
 //! against local fakes that speak the real wire formats, on real PostgreSQL.
 
+#[path = "outbound/a2a.rs"]
+mod a2a;
 #[path = "outbound/app.rs"]
 mod app;
 #[path = "outbound/doctor.rs"]

@@ -1,6 +1,8 @@
 //! Durable webhook intake over real HTTP against real PostgreSQL: every answer code of
 //! DESIGN.md, signatures, duplicates, restarts.
 
+#[path = "webhooks/a2a.rs"]
+mod a2a;
 #[path = "webhooks/corpus.rs"]
 mod corpus;
 #[path = "webhooks/redeliveries.rs"]

@@ -119,18 +119,22 @@ impl Settings {
         if let Some((_, value)) = vars.iter().find(|(k, _)| k == HOOK_IDS_VAR) {
             settings.github.hook_ids.extend(parse_hook_ids(value)?);
         }
-        settings.secrets = Secrets::from_env(env, &settings.connector_names())?;
+        settings.secrets = Secrets::from_env(env, &Settings::connector_vars())?;
         settings.validate()?;
         settings.warnings = settings.warn(vars);
         Ok(settings)
     }
 
-    /// The systems registered beyond the built-in three: each may have a
-    /// `[connectors.<name>]` section and `<NAME>_…` credentials.
-    pub fn connector_names(&self) -> Vec<&'static str> {
+    /// The credential variables of the systems registered beyond the built-in three
+    /// (each may also have a `[connectors.<name>]` section): `<NAME>_WEBHOOK_SECRET` (or
+    /// its registration's own name for it) and `<NAME>_API_TOKEN`.
+    pub fn connector_vars() -> Vec<String> {
         crate::systems::REGISTERED
             .iter()
-            .map(|r| r.system.as_str())
+            .flat_map(|r| {
+                let system = r.system.as_str();
+                [r.webhook_credential, "API_TOKEN"].map(|what| secrets::connector_var(system, what))
+            })
             .collect()
     }
 
@@ -140,7 +144,7 @@ impl Settings {
             .unwrap_or_else(|e| format!("# could not render settings: {e}\n"));
         let mut out = body;
         out.push_str("\n# secrets (from the environment)\n[secrets]\n");
-        for (name, state) in self.secrets.describe(&self.connector_names()) {
+        for (name, state) in self.secrets.describe(&Settings::connector_vars()) {
             out.push_str(&format!("{name} = \"{state}\"\n"));
         }
         out

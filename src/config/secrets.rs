@@ -22,12 +22,10 @@ pub struct Secrets {
     pub linear_api_key: Option<SecretString>,
     pub api_tokens: Vec<SecretString>,
     /// The credentials of the systems configured in `[connectors.<name>]`, by variable
-    /// name: `<NAME>_WEBHOOK_SECRET` and `<NAME>_API_TOKEN`.
+    /// name: `<NAME>_WEBHOOK_SECRET` (or the name of its registration's
+    /// `webhook_credential`) and `<NAME>_API_TOKEN`.
     pub connectors: BTreeMap<String, SecretString>,
 }
-
-/// What each `[connectors.<name>]` system's credentials are read from.
-pub const CONNECTOR_SECRETS: [&str; 2] = ["WEBHOOK_SECRET", "API_TOKEN"];
 
 /// `<NAME>_<what>`: the variable holding one of a connector's credentials.
 pub fn connector_var(system: &str, what: &str) -> String {
@@ -70,7 +68,8 @@ impl Secrets {
 
     /// `NAME`, else the contents of the file named by `NAME_FILE` (Kubernetes secrets
     /// mounted as files). Empty values count as unset.
-    pub fn from_env(env: &dyn Env, connectors: &[&str]) -> Result<Secrets, ConfigError> {
+    /// `connector_vars`: the variables of the registered connectors' credentials.
+    pub fn from_env(env: &dyn Env, connector_vars: &[String]) -> Result<Secrets, ConfigError> {
         let read = |name: &str| -> Result<Option<SecretString>, ConfigError> {
             let value = match env.var(name) {
                 Some(v) => Some(v),
@@ -134,20 +133,20 @@ impl Secrets {
             github_app_private_key,
             linear_api_key: read("LINEAR_API_KEY")?,
             api_tokens,
-            connectors: connectors
+            connectors: connector_vars
                 .iter()
-                .flat_map(|system| CONNECTOR_SECRETS.map(|what| connector_var(system, what)))
-                .filter_map(|var| read(&var).map(|v| v.map(|v| (var, v))).transpose())
+                .filter_map(|var| read(var).map(|v| v.map(|v| (var.clone(), v))).transpose())
                 .collect::<Result<_, _>>()?,
         })
     }
 
-    /// A `[connectors.<name>]` system's credential (`what` one of `CONNECTOR_SECRETS`).
+    /// A `[connectors.<name>]` system's credential (`what`: `API_TOKEN`, or its
+    /// registration's `webhook_credential`).
     pub fn of_connector(&self, system: &str, what: &str) -> Option<SecretString> {
         self.connectors.get(&connector_var(system, what)).cloned()
     }
 
-    pub(super) fn describe(&self, connectors: &[&str]) -> BTreeMap<String, &'static str> {
+    pub(super) fn describe(&self, connector_vars: &[String]) -> BTreeMap<String, &'static str> {
         let state = |s: &Option<SecretString>| {
             if s.is_some() {
                 "[redacted]"
@@ -155,12 +154,9 @@ impl Secrets {
                 "(not set)"
             }
         };
-        let named = connectors.iter().flat_map(|system| {
-            CONNECTOR_SECRETS.map(|what| {
-                let var = connector_var(system, what);
-                let set = self.connectors.contains_key(&var);
-                (var, if set { "[redacted]" } else { "(not set)" })
-            })
+        let named = connector_vars.iter().map(|var| {
+            let set = self.connectors.contains_key(var);
+            (var.clone(), if set { "[redacted]" } else { "(not set)" })
         });
         let built_in = BTreeMap::from([
             (

@@ -245,13 +245,17 @@ fn a_connector_reads_its_own_credentials() {
         ("EXAMPLE_WEBHOOK_SECRET".to_owned(), "s3cret".to_owned()),
         ("GITLAB_API_TOKEN".to_owned(), "not asked for".to_owned()),
     ]));
-    let secrets = Secrets::from_env(&env, &["example"]).unwrap();
+    let vars = [
+        "EXAMPLE_WEBHOOK_SECRET".to_owned(),
+        "EXAMPLE_API_TOKEN".to_owned(),
+    ];
+    let secrets = Secrets::from_env(&env, &vars).unwrap();
     use secrecy::ExposeSecret;
     let hook = secrets.of_connector("example", "WEBHOOK_SECRET").unwrap();
     assert_eq!(hook.expose_secret(), "s3cret");
     assert!(secrets.of_connector("example", "API_TOKEN").is_none());
     assert!(secrets.of_connector("gitlab", "API_TOKEN").is_none());
-    let described = secrets.describe(&["example"]);
+    let described = secrets.describe(&vars);
     assert_eq!(described["EXAMPLE_WEBHOOK_SECRET"], "[redacted]");
     assert_eq!(described["EXAMPLE_API_TOKEN"], "(not set)");
 }

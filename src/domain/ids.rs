@@ -60,6 +60,7 @@ closed_vocabulary!(
         Linear => "linear",
         Github => "github",
         Agentapi => "agentapi",
+        A2a => "a2a",
     }
 );
 
@@ -105,7 +106,8 @@ impl CanonicalStatus {
 }
 
 /// An object in an external system: `github` + `owner/repo#12`, `linear` + issue UUID
-/// (or its identifier `ENG-123`), `agentapi` + task id.
+/// (or its identifier `ENG-123`), `agentapi` + task id, `a2a` + task id (`agent/id`
+/// for a task of an agent other than the default one).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalRef {

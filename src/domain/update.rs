@@ -90,6 +90,13 @@ pub enum UpdateAction {
     Linked,
 }
 
+impl StatusUpdate {
+    /// The source time of an update whose system did not say when the change happened
+    /// (an A2A status without its optional timestamp): the engine takes the time the
+    /// delivery was received instead, which parsing (no clock) cannot know.
+    pub const UNTIMED: DateTime<Utc> = DateTime::<Utc>::MIN_UTC;
+}
+
 /// One update from one system about one external object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusUpdate {

@@ -19,7 +19,7 @@ use utoipa::OpenApi;
 use super::errors::{ApiError, ErrorBody};
 use super::webhooks::WebhookAnswer;
 use super::{api, backfill, board, deliveries, outbox, sse, AppState};
-use crate::systems::connector::{Door, Registry};
+use crate::systems::connector::{CredentialSource, Door, Registry};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -148,7 +148,7 @@ const ERRORS: [(&str, &str); 8] = [
     ),
 ];
 
-/// The description, with the webhooks of every door in `registry`.
+/// The description, with the webhooks of every door in `registry` that is served.
 pub fn document(registry: &Registry) -> Document {
     let mut doc = ApiDoc::openapi();
     let components = doc.components.get_or_insert_with(Default::default);
@@ -164,9 +164,11 @@ pub fn document(registry: &Registry) -> Document {
             )]);
         }
     }
+    // Only the doors served: one whose credential is not configured answers 404.
     let mut doors: Vec<&Door> = registry
         .systems()
         .filter_map(|s| registry.get(s))
+        .filter(|c| c.webhook_secret().is_some())
         .map(|c| c.door())
         .collect();
     doors.sort_by_key(|d| d.name);
@@ -215,6 +217,15 @@ fn header(name: &str, required: bool, description: &str) -> utoipa::openapi::pat
         .build()
 }
 
+/// Where a door looks for a delivery's credential, in order.
+fn credential_places(door: &Door) -> Vec<&'static str> {
+    let also = door.credential_also.iter().map(|source| match source {
+        CredentialSource::Header(name) => *name,
+        CredentialSource::Bearer => "Authorization: Bearer",
+    });
+    std::iter::once(door.signature_header).chain(also).collect()
+}
+
 /// `POST /webhooks/{door}`: the raw body, signed; the door's headers.
 fn webhook(door: &Door) -> PathItem {
     let mut op = OperationBuilder::new()
@@ -224,34 +235,45 @@ fn webhook(door: &Door) -> PathItem {
         .description(Some(format!(
             "Verified with `{}` on the raw body, then committed to PostgreSQL before the \
              200: a 200 means it will be applied exactly once.",
-            door.signature_header
+            credential_places(door).join("`, `")
         )))
         // Required for every event statsync reads; one it does not read is answered
         // `ignored` from its event header alone, unverified (it achieves nothing).
         .parameter(header(
             door.signature_header,
             false,
-            "the body's HMAC-SHA256 signature (a read event without it: 401)",
+            "the delivery's credential: the body's HMAC-SHA256 signature, or the shared \
+             token (a read event without one: 401)",
         ))
         .parameter(header(
             door.delivery_header,
             false,
             "the sender's delivery id (a redelivery answers `duplicate`)",
         ));
+    for source in door.credential_also {
+        let (name, what) = match source {
+            CredentialSource::Header(name) => (*name, "the credential, under another name"),
+            CredentialSource::Bearer => ("Authorization", "the credential as `Bearer <token>`"),
+        };
+        op = op.parameter(header(name, false, what));
+    }
     if let Some((name, required)) = door.event_header {
         op = op.parameter(header(name, required, "the event the body describes"));
     }
+    let mut body = RequestBodyBuilder::new();
+    for media_type in door.media_types {
+        body = body.content(
+            *media_type,
+            // Any JSON: a read event's body must be an object (else 400); an unread
+            // one's is never looked at.
+            ContentBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(SchemaType::AnyValue)))
+                .build(),
+        );
+    }
     let op = op
         .request_body(Some(
-            RequestBodyBuilder::new()
-                .content(
-                    "application/json",
-                    // Any JSON: a read event's body must be an object (else 400); an
-                    // unread one's is never looked at.
-                    ContentBuilder::new()
-                        .schema(Some(ObjectBuilder::new().schema_type(SchemaType::AnyValue)))
-                        .build(),
-                )
+            body
                 // An event the connector does not read is answered `ignored` from its
                 // header alone, its body never read.
                 .required(Some(Required::False))

@@ -17,7 +17,7 @@ use crate::actors::synchronizer::IntakeError;
 use crate::config::HttpSettings;
 use crate::domain::{Origin, SystemId};
 use crate::store::inbound::{NewDelivery, Stored};
-use crate::systems::connector::{Connector, Refusal};
+use crate::systems::connector::{Connector, CredentialSource, Door, Refusal};
 use crate::systems::{signature, Parsed};
 
 /// Delivery ids are echoed into logs and keys; anything longer is not a real one.
@@ -64,9 +64,13 @@ async fn delivery(
         return Ok(ignored(&state, connector, event, reason));
     }
     let body = read_body(&req, payload, &state.settings.http).await?;
-    signature_header(req.headers(), door.signature_header)
-        .and_then(|provided| (door.verify)(secret.expose_secret().as_bytes(), &body, provided))
-        .map_err(|e| bad_signature(&state, system, door.signature_header, e))?;
+    verify(
+        req.headers(),
+        door,
+        secret.expose_secret().as_bytes(),
+        &body,
+    )
+    .map_err(|(header, e)| bad_signature(&state, system, &header, e))?;
     let parsed =
         connector
             .admit(event, &body, chrono::Utc::now())
@@ -182,7 +186,7 @@ fn event_label(connector: &dyn Connector, event: &str) -> &'static str {
 fn configured(secret: Option<&SecretString>, system: SystemId) -> Result<&SecretString, ApiError> {
     secret.ok_or_else(|| {
         ApiError::NotFound(format!(
-            "the {system} webhook is not enabled on this server (no webhook secret configured)"
+            "the {system} webhook is not enabled on this server (its webhook credential is not configured)"
         ))
     })
 }
@@ -225,6 +229,63 @@ fn signature_header<'a>(
     name: &str,
 ) -> Result<Option<&'a str>, signature::SignatureError> {
     visible(headers, name).map_err(signature::SignatureError::Malformed)
+}
+
+/// Checks every credential the delivery presents where its door looks for one
+/// (`signature_header`, then `credential_also`): the first that verifies admits it.
+/// Refused: the first one's error, named by where it came; none presented: `Missing`,
+/// naming every place one may come.
+fn verify(
+    headers: &HeaderMap,
+    door: &Door,
+    secret: &[u8],
+    body: &[u8],
+) -> Result<(), (String, signature::SignatureError)> {
+    let sources = std::iter::once(CredentialSource::Header(door.signature_header))
+        .chain(door.credential_also.iter().copied());
+    let mut refused = None;
+    let mut places = Vec::new();
+    for source in sources {
+        let (place, presented) = match source {
+            CredentialSource::Header(name) => (name.to_owned(), signature_header(headers, name)),
+            CredentialSource::Bearer => ("Authorization: Bearer".to_owned(), bearer(headers)),
+        };
+        let outcome = match presented {
+            Ok(None) => {
+                places.push(place);
+                continue;
+            }
+            Ok(Some(value)) => (door.verify)(secret, body, Some(value)),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                refused.get_or_insert((place, e));
+            }
+        }
+    }
+    match refused {
+        Some(first) => Err(first),
+        None => Err((
+            places.join(" or "),
+            (door.verify)(secret, body, None)
+                .err()
+                .unwrap_or(signature::SignatureError::Missing),
+        )),
+    }
+}
+
+/// The credential of an `Authorization: Bearer <credential>` header (the scheme is
+/// case-insensitive); any other scheme presents none.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, signature::SignatureError> {
+    let Some(value) = signature_header(headers, "authorization")? else {
+        return Ok(None);
+    };
+    let (scheme, credential) = value.split_once(' ').unwrap_or((value, ""));
+    Ok(scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credential.trim()))
 }
 
 /// The sender's delivery id, else a digest of the body, so a resend of the same bytes

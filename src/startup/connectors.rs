@@ -61,7 +61,7 @@ fn connectors_with(
         let system = registration.system.as_str();
         let setup = Setup {
             section: settings.connectors.get(system),
-            webhook_secret: secrets.of_connector(system, "WEBHOOK_SECRET"),
+            webhook_secret: secrets.of_connector(system, registration.webhook_credential),
             api_token: secrets.of_connector(system, "API_TOKEN"),
             http: http.clone(),
         };
@@ -171,6 +171,8 @@ mod tests {
         name: "example",
         verify: signature::verify_prefixed,
         signature_header: "X-Example-Signature",
+        credential_also: &[],
+        media_types: crate::systems::connector::JSON,
         delivery_header: "X-Example-Delivery",
         event_header: None,
         default_event: "report",
@@ -230,6 +232,7 @@ mod tests {
 
     static EXAMPLE: Registration = Registration {
         system: SystemId::Postgresql,
+        webhook_credential: crate::systems::connector::WEBHOOK_SECRET,
         build,
     };
 

@@ -25,13 +25,35 @@ use crate::domain::{ExternalRef, Origin, OutboundNative, SystemId};
 pub type Verify =
     fn(secret: &[u8], body: &[u8], provided: Option<&str>) -> Result<(), SignatureError>;
 
+/// Another place a delivery's credential may come in, besides `signature_header`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// Another header (an older name of the same one).
+    Header(&'static str),
+    /// `Authorization: Bearer <credential>`.
+    Bearer,
+}
+
+/// What most senders post: `application/json`.
+pub const JSON: &[&str] = &["application/json"];
+
+/// The suffix of most systems' webhook credential variable: `<SYSTEM>_WEBHOOK_SECRET`.
+pub const WEBHOOK_SECRET: &str = "WEBHOOK_SECRET";
+
 /// What a system's deliveries carry, and how their signature is checked.
 pub struct Door {
     pub system: SystemId,
     /// The path segment of its webhook: `POST /webhooks/{name}`.
     pub name: &'static str,
     pub signature_header: &'static str,
+    /// Where else the credential may come, after `signature_header`: a delivery is
+    /// verified when any credential it presents verifies (a sender may send a token in
+    /// two headers, each checked in constant time).
+    pub credential_also: &'static [CredentialSource],
     pub verify: Verify,
+    /// The media types its deliveries are posted as (the body is read as JSON whatever
+    /// the header says; these are what the OpenAPI description lists).
+    pub media_types: &'static [&'static str],
     /// The sender's delivery id; without one, a digest of the body stands in.
     pub delivery_header: &'static str,
     /// The header naming the event, if the system sends one, and whether a delivery
@@ -197,7 +219,8 @@ pub trait Listing: Send {
 pub struct Setup<'a> {
     /// Its `[connectors.<system>]` section, if the settings have one (else its defaults).
     pub section: Option<&'a serde_json::Value>,
-    /// `<SYSTEM>_WEBHOOK_SECRET`: without it, its webhook is not served.
+    /// `<SYSTEM>_<webhook_credential>` (`_WEBHOOK_SECRET`): without it, its webhook is
+    /// not served.
     pub webhook_secret: Option<SecretString>,
     /// `<SYSTEM>_API_TOKEN`: what its writes authenticate with.
     pub api_token: Option<SecretString>,
@@ -228,6 +251,9 @@ pub type Built = (Arc<dyn Connector>, Budget);
 /// `systems::REGISTERED`.
 pub struct Registration {
     pub system: SystemId,
+    /// Its webhook credential is `<SYSTEM>_<this>`: `WEBHOOK_SECRET` for a signing
+    /// secret, or the name its protocol gives it (A2A's `NOTIFICATION_TOKEN`).
+    pub webhook_credential: &'static str,
     /// The connector and the request budget its calls spend, or why the settings
     /// cannot build it (named by key).
     pub build: fn(Setup<'_>) -> Result<Built, String>,

@@ -6,6 +6,7 @@
 //! connectors registered beyond the built-in three. Parsing does no I/O, reads no
 //! clock, and never panics on any input; only the clients call out.
 
+pub mod a2a;
 pub mod agentapi;
 pub mod connector;
 #[cfg(test)]
@@ -27,7 +28,7 @@ use crate::domain::StatusUpdate;
 /// own settings sections in `startup/connectors.rs`). A new system is declared above
 /// (`pub mod jira;`) and registered here (`jira::REGISTRATION`); the README's Layout
 /// section has the whole recipe.
-pub const REGISTERED: &[&connector::Registration] = &[];
+pub const REGISTERED: &[&connector::Registration] = &[&a2a::REGISTRATION];
 
 /// What a verified, well-formed delivery means to statsync.
 #[derive(Debug, Clone, PartialEq)]
@@ -471,7 +472,7 @@ mod tests {
 
     mod no_input_panics {
         use super::super::test_support::jsonish;
-        use super::super::{agentapi, github, linear};
+        use super::super::{a2a, agentapi, github, linear};
         use proptest::prelude::*;
 
         fn parse_all(body: &[u8]) {
@@ -480,6 +481,11 @@ mod tests {
             }
             let _ = linear::webhook::parse(body);
             let _ = agentapi::webhook::parse(body);
+            let reading = a2a::notification::Reading {
+                default_agent: Some("coder".into()),
+                teams: vec!["ENG".into()],
+            };
+            let _ = a2a::notification::parse(body, &reading);
         }
 
         proptest! {

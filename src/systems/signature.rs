@@ -1,5 +1,6 @@
 //! HMAC-SHA256 webhook signatures: checking the ones GitHub, Linear and the agent API
-//! send, and making the ones statsync sends to the agent API.
+//! send, and making the ones statsync sends to the agent API; and the shared tokens
+//! some senders present instead of a signature (A2A push notifications).
 //! Compares only in constant time, never accepts a signature that is not exactly 64 hex
 //! digits, and never puts the secret or the expected value in an error.
 
@@ -88,6 +89,28 @@ pub fn verify_agentapi(
     header: Option<&str>,
 ) -> Result<(), SignatureError> {
     verify_prefixed(secret, body, header)
+}
+
+/// A shared token presented as it is (A2A's notification token, a Bearer credential):
+/// the body is not signed. Both sides are reduced to an HMAC of a fixed text under
+/// each as key before they are compared, so the comparison is constant-time and its
+/// time says nothing of either length.
+pub fn verify_token(
+    secret: &[u8],
+    _body: &[u8],
+    provided: Option<&str>,
+) -> Result<(), SignatureError> {
+    const PROBE: &[u8] = b"statsync token check";
+    let provided = provided.ok_or(SignatureError::Missing)?;
+    if provided.is_empty() {
+        return Err(SignatureError::Malformed("the token is empty".into()));
+    }
+    let mut theirs = mac(provided.as_bytes());
+    theirs.update(PROBE);
+    let mut ours = mac(secret);
+    ours.update(PROBE);
+    ours.verify_slice(&theirs.finalize().into_bytes())
+        .map_err(|_| SignatureError::Mismatch)
 }
 
 /// Lower-case hex HMAC-SHA256 of `body` under `secret`.
@@ -244,6 +267,30 @@ mod tests {
             verify_agentapi(b"agent secret", b"{}", Some(&header)),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn a_token_verifies_only_when_it_is_the_secret() {
+        let secret = b"a2a notification token";
+        assert_eq!(
+            verify_token(secret, b"{}", Some("a2a notification token")),
+            Ok(())
+        );
+        for wrong in ["a2a notification toke", "a2a notification token ", "A2A"] {
+            assert_eq!(
+                verify_token(secret, b"{}", Some(wrong)),
+                Err(SignatureError::Mismatch),
+                "{wrong}"
+            );
+        }
+        assert_eq!(
+            verify_token(secret, b"{}", None),
+            Err(SignatureError::Missing)
+        );
+        assert!(matches!(
+            verify_token(secret, b"{}", Some("")),
+            Err(SignatureError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -128,15 +128,20 @@ fn work_items(engine: &Engine, claimed: &[Claimed]) -> (Vec<WorkItem>, Vec<Outco
     let mut marks = Vec::new();
     for c in claimed {
         match parse(engine, c) {
-            Ok(Parsed::Updates(updates)) => items.extend(updates.into_iter().map(|u| WorkItem {
-                inbound_id: Some(c.id),
-                received_at: Some(c.received_at),
-                target: Target::Ref(u.target.clone()),
-                update: u,
-                forced: false,
-                resolves: None,
-                direct_write_from: None,
-                catch_up: c.origin == Origin::Backfill,
+            Ok(Parsed::Updates(updates)) => items.extend(updates.into_iter().map(|mut u| {
+                if u.source_timestamp == StatusUpdate::UNTIMED {
+                    u.source_timestamp = c.received_at;
+                }
+                WorkItem {
+                    inbound_id: Some(c.id),
+                    received_at: Some(c.received_at),
+                    target: Target::Ref(u.target.clone()),
+                    update: u,
+                    forced: false,
+                    resolves: None,
+                    direct_write_from: None,
+                    catch_up: c.origin == Origin::Backfill,
+                }
             })),
             Ok(Parsed::Ignored { reason }) => marks.push(Outcome {
                 id: c.id,

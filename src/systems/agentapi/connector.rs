@@ -23,6 +23,8 @@ static DOOR: Door = Door {
     name: "agentapi",
     verify: signature::verify_prefixed,
     signature_header: "X-Statsync-Signature",
+    credential_also: &[],
+    media_types: crate::systems::connector::JSON,
     delivery_header: "X-Statsync-Delivery",
     event_header: None,
     default_event: REPORT,

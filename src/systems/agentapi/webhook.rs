@@ -83,12 +83,16 @@ fn agent_state(text: &str) -> Result<AgentState, PayloadError> {
         })
 }
 
-/// `owner/repo#12` is a GitHub issue or pull request; anything else without `/` or `#`
-/// is a Linear issue (its identifier `ENG-123`, or its UUID).
 fn issue_ref(text: &str) -> Result<ExternalRef, PayloadError> {
+    issue_ref_at("issue", text)
+}
+
+/// `owner/repo#12` is a GitHub issue or pull request; anything else without `/` or `#`
+/// is a Linear issue (its identifier `ENG-123`, or its UUID). An error names `field`.
+pub(crate) fn issue_ref_at(field: &str, text: &str) -> Result<ExternalRef, PayloadError> {
     const WHY: &str = "expected a GitHub `owner/repo#12` or a Linear identifier like `ENG-123`";
     if text.trim().is_empty() || text.contains(char::is_whitespace) {
-        return Err(PayloadError::invalid("issue", WHY));
+        return Err(PayloadError::invalid(field, WHY));
     }
     if !text.contains(['/', '#']) {
         return Ok(ExternalRef::new(SystemId::Linear, text));
@@ -105,11 +109,11 @@ fn issue_ref(text: &str) -> Result<ExternalRef, PayloadError> {
     });
     github
         .map(|id| ExternalRef::new(SystemId::Github, id))
-        .ok_or_else(|| PayloadError::invalid("issue", format!("`{text}`: {WHY}")))
+        .ok_or_else(|| PayloadError::invalid(field, format!("`{text}`: {WHY}")))
 }
 
 /// The `project:` room of the linked issue: `owner/repo`, or a Linear team key.
-fn project_of(issue: &ExternalRef) -> Option<String> {
+pub(crate) fn project_of(issue: &ExternalRef) -> Option<String> {
     match issue.system {
         SystemId::Github => issue
             .external_id

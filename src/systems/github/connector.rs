@@ -22,6 +22,8 @@ static DOOR: Door = Door {
     name: "github",
     verify: signature::verify_github,
     signature_header: "X-Hub-Signature-256",
+    credential_also: &[],
+    media_types: crate::systems::connector::JSON,
     delivery_header: "X-GitHub-Delivery",
     event_header: Some(("X-GitHub-Event", true)),
     default_event: "",

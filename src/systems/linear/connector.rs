@@ -21,6 +21,8 @@ static DOOR: Door = Door {
     name: "linear",
     verify: signature::verify_linear,
     signature_header: "Linear-Signature",
+    credential_also: &[],
+    media_types: crate::systems::connector::JSON,
     delivery_header: "Linear-Delivery",
     event_header: Some(("Linear-Event", false)),
     default_event: "Issue",

@@ -164,7 +164,9 @@ cancelled = "Won't Do"
 "#;
 
 fn with_example(text: &str) -> Result<MappingTable, MappingConfigError> {
-    super::load_with(&format!("{SHIPPED_MAPPINGS}\n{text}"), &|s| s == "example")
+    // Beside the systems the shipped file names.
+    let known = |s: &str| s == "example" || super::named::known_system(s);
+    super::load_with(&format!("{SHIPPED_MAPPINGS}\n{text}"), &known)
 }
 
 #[test]
@@ -219,4 +221,30 @@ fn a_named_outbound_value_that_would_not_come_back_as_its_status_is_refused() {
         with_example(&text),
         Err(MappingConfigError::Missing { path }) if path == "example.outbound.cancelled"
     ));
+}
+
+#[test]
+fn the_shipped_a2a_vocabulary_maps_every_state() {
+    use crate::domain::{CanonicalStatus as S, NativeStatus, SystemId};
+    let table = super::load(SHIPPED_MAPPINGS).expect("shipped mappings load");
+    let status = |name: &str| {
+        let native = NativeStatus::Named {
+            system: SystemId::A2a,
+            name: name.into(),
+        };
+        table.inbound(&native, None).expect(name).default_status()
+    };
+    let cases = [
+        ("submitted", S::Todo),
+        ("working", S::InProgress),
+        ("input-required", S::Blocked),
+        ("auth-required", S::Blocked),
+        ("completed", S::InReview),
+        ("failed", S::Blocked),
+        ("canceled", S::Cancelled),
+        ("rejected", S::Cancelled),
+    ];
+    for (name, want) in cases {
+        assert_eq!(status(name), want, "{name}");
+    }
 }
