@@ -79,7 +79,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end()
         .map_err(|e| ApiError::Malformed(format!("invalid JSON body: {e}")))?;
-    if body.windows(NUL_ESCAPE.len()).any(|w| w == NUL_ESCAPE) {
+    if memchr::memmem::find(body, NUL_ESCAPE).is_some() {
         if let Some(path) = serde_json::from_slice(body).ok().and_then(|v| nul_at(&v)) {
             return Err(ApiError::Malformed(format!(
                 "invalid JSON body: `{path}`: must not contain U+0000 (NUL)"

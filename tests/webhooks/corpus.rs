@@ -192,10 +192,11 @@ fn with(mut base: Value, path: &str, value: Option<Value>) -> Vec<u8> {
     serde_json::to_vec(&base).unwrap()
 }
 
-/// `{"a": [[[…]]]}`, `depth` levels deep.
+/// `{"action": [[[…]]]}`, `depth` levels deep, in a field every parser reads (GitHub's
+/// skips what it does not read without building it, however deep).
 fn deeply_nested(depth: usize) -> Vec<u8> {
     format!(
-        "{{\"action\":\"opened\",\"a\":{}{}}}",
+        "{{\"action\":{}{}}}",
         "[".repeat(depth),
         "]".repeat(depth)
     )
@@ -218,7 +219,7 @@ fn common(make: fn(String, Vec<u8>) -> Case, valid: &[u8]) -> Vec<Case> {
         make("a bare string".into(), b"\"hello\"".to_vec()).malformed("expected a JSON object"),
         make(
             "a number too large for any type".into(),
-            b"{\"a\":1e400}".to_vec(),
+            b"{\"action\":1e400}".to_vec(),
         )
         .malformed("number out of range"),
         make("trailing bytes".into(), [valid, b"}"].concat()).malformed("trailing characters"),

@@ -370,3 +370,49 @@ proptest! {
         let _ = edit(FIXTURES[which].0, &[(path, replacement)]);
     }
 }
+
+/// A delivery read from the whole tree, as before `READS`.
+fn parse_whole(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
+    parse_root(event, &parse_object(body)?)
+}
+
+#[test]
+fn keeping_only_what_is_read_parses_every_fixture_as_the_whole_tree_does() {
+    for (name, body) in FIXTURES {
+        for event in READ_EVENTS {
+            assert_eq!(
+                parse(event, body),
+                parse_whole(event, body),
+                "{name} as {event}"
+            );
+        }
+    }
+    // What is skipped is still checked: a body that is not UTF-8 is refused.
+    let mut body = FIXTURES[0].1.to_vec();
+    let at = body.windows(4).position(|w| w == b"http").unwrap();
+    body[at] = 0xff;
+    assert!(parse("issues", &body).is_err());
+    assert!(parse_whole("issues", &body).is_err());
+}
+
+proptest! {
+    #[test]
+    fn keeping_only_what_is_read_parses_any_edit_as_the_whole_tree_does(
+        which in 0usize..FIXTURES.len(),
+        event in prop::sample::select(READ_EVENTS.to_vec()),
+        path in prop::sample::select(vec![
+            "action", "issue", "issue.number", "issue.updated_at", "issue.state_reason",
+            "issue.pull_request", "issue.title", "issue.body", "pull_request",
+            "pull_request.number", "pull_request.merged", "pull_request.merged_at",
+            "pull_request.state", "pull_request.draft", "pull_request.head",
+            "pull_request.head.ref", "repository", "repository.full_name", "sender",
+            "sender.login", "changes", "changes.field_value", "changes.field_value.to",
+            "changes.new_issue", "projects_v2_item", "projects_v2_item.updated_at",
+        ]),
+        replacement in prop::option::of(arb_json()),
+    ) {
+        let (_, body) = FIXTURES[which];
+        let body = serde_json::to_vec(&edited(serde_json::from_slice(body).unwrap(), &[(path, replacement)])).unwrap();
+        prop_assert_eq!(parse(event, &body), parse_whole(event, &body));
+    }
+}
