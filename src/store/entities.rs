@@ -95,16 +95,21 @@ impl Link {
     }
 }
 
-// Two index lookups, not one join with OR: an OR across the two keys cannot use either
-// index, and scanned every link of the system for each ref (112 ms a batch at 10,000
-// links instead of 2 ms).
+// Per ref, two index lookups (its external id, its alias). Not one join with OR: an
+// OR across the two keys cannot use either index. And not a plain join of the refs
+// with the table either: at a few thousand links the planner hashes the whole table
+// for every batch (0.6 ms a call at 2,000 links, growing with them); the lateral
+// subquery, fenced by OFFSET 0 so it is not flattened into such a join, probes the
+// indexes once per ref whatever the table's size.
 const FIND: &str = "SELECT l.system, q.external_id, l.entity_id
     FROM unnest($1::text[], $2::text[]) AS q(system, external_id)
-    JOIN entity_links l ON l.system = q.system AND l.external_id = q.external_id
-    UNION ALL
-    SELECT l.system, q.external_id, l.entity_id
-    FROM unnest($1::text[], $2::text[]) AS q(system, external_id)
-    JOIN entity_links l ON l.system = q.system AND l.alias = q.external_id";
+    CROSS JOIN LATERAL (
+        SELECT system, entity_id FROM entity_links
+        WHERE system = q.system AND external_id = q.external_id
+        UNION ALL
+        SELECT system, entity_id FROM entity_links
+        WHERE system = q.system AND alias = q.external_id
+        OFFSET 0) AS l";
 
 /// Which of `refs` are linked, and to which entity (by external id or alias).
 pub async fn find(
