@@ -52,7 +52,7 @@ impl From<BackfillError> for ApiError {
 }
 
 /// Parses a canonical status, answering 422 with the valid ones.
-fn status(value: &str) -> Result<CanonicalStatus, ApiError> {
+pub(super) fn status(value: &str) -> Result<CanonicalStatus, ApiError> {
     value
         .parse()
         .map_err(|e: crate::domain::ParseError| ApiError::Unprocessable {
@@ -61,7 +61,7 @@ fn status(value: &str) -> Result<CanonicalStatus, ApiError> {
         })
 }
 
-fn system(value: &str) -> Result<SystemId, ApiError> {
+pub(super) fn system(value: &str) -> Result<SystemId, ApiError> {
     value
         .parse()
         .map_err(|e: crate::domain::ParseError| ApiError::Malformed(e.to_string()))
@@ -77,9 +77,9 @@ fn uuid(value: &str) -> Result<Uuid, ApiError> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefBody {
     #[schema(value_type = SystemId)]
-    system: String,
+    pub(super) system: String,
     #[schema(min_length = 1)]
-    external_id: String,
+    pub(super) external_id: String,
 }
 
 impl RefBody {
@@ -95,7 +95,11 @@ impl RefBody {
     }
 }
 
-fn checked_ref(system: SystemId, external_id: &str, field: &str) -> Result<ExternalRef, ApiError> {
+pub(super) fn checked_ref(
+    system: SystemId,
+    external_id: &str,
+    field: &str,
+) -> Result<ExternalRef, ApiError> {
     let r = ExternalRef::new(system, external_id);
     crate::systems::check_ref(&r).map_err(|why| ApiError::Malformed(format!("`{field}` {why}")))?;
     Ok(r)
@@ -107,24 +111,24 @@ const MAX_NAME_LEN: usize = 200;
 const MAX_METADATA_LEN: usize = 64 * 1024;
 
 /// Exactly one of `entityId` or `ref`.
-#[derive(Deserialize, ToSchema)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StatusBody {
-    entity_id: Option<Uuid>,
+    pub(super) entity_id: Option<Uuid>,
     #[serde(rename = "ref")]
-    reference: Option<RefBody>,
+    pub(super) reference: Option<RefBody>,
     /// A canonical status (422 lists them).
     #[schema(value_type = CanonicalStatus)]
-    status: String,
+    pub(super) status: String,
     /// The system the change comes from (default `postgresql`).
     #[schema(value_type = Option<SystemId>)]
-    source: Option<String>,
+    pub(super) source: Option<String>,
     /// RFC 3339; text, parsed after: serde's own error would give a column, not the field.
     #[schema(format = DateTime)]
-    source_timestamp: Option<String>,
+    pub(super) source_timestamp: Option<String>,
     #[schema(value_type = Option<EntityKind>)]
-    kind: Option<String>,
-    metadata: Option<serde_json::Value>,
+    pub(super) kind: Option<String>,
+    pub(super) metadata: Option<serde_json::Value>,
 }
 
 #[utoipa::path(post, path = "/api/v1/status", tag = "entities", request_body = StatusBody,
@@ -134,7 +138,11 @@ pub async fn submit_status(
     state: web::Data<AppState>,
     body: Json<StatusBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    Ok(HttpResponse::Ok().json(submit(&state, body.into_inner()).await?))
+}
+
+/// `POST /api/v1/status` and MCP's `set_status`: the body checked, then the decision.
+pub(super) async fn submit(state: &AppState, body: StatusBody) -> Result<ItemOutcome, ApiError> {
     let status = status(&body.status)?;
     let source = body
         .source
@@ -189,7 +197,7 @@ pub async fn submit_status(
                 .map_err(|e| ApiError::Malformed(e.to_string()))
         })
         .transpose()?;
-    let outcome = state
+    Ok(state
         .sync
         .submit(SubmitStatus {
             target,
@@ -199,8 +207,7 @@ pub async fn submit_status(
             kind,
             metadata: body.metadata.unwrap_or(json!({})),
         })
-        .await?;
-    Ok(HttpResponse::Ok().json(outcome))
+        .await?)
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -222,12 +229,16 @@ pub async fn lookup_entity(
 ) -> Result<HttpResponse, ApiError> {
     let system = system(&q.system).map_err(|e| ApiError::Malformed(format!("`system`: {e}")))?;
     let r = checked_ref(system, &q.external_id, "external_id")?;
-    let entity = state
+    Ok(HttpResponse::Ok().json(linked_to(&state, &r).await?))
+}
+
+/// The entity `r` is linked to, or 404 naming `r`.
+pub(super) async fn linked_to(state: &AppState, r: &ExternalRef) -> Result<EntityView, ApiError> {
+    state
         .sync
-        .lookup(&r)
+        .lookup(r)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no entity is linked to {r}")))?;
-    Ok(HttpResponse::Ok().json(entity))
+        .ok_or_else(|| ApiError::NotFound(format!("no entity is linked to {r}")))
 }
 
 #[utoipa::path(get, path = "/api/v1/entities/{id}", tag = "entities",
@@ -239,12 +250,7 @@ pub async fn get_entity(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = uuid(&id)?;
-    let entity = state
-        .sync
-        .entity(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no entity {id}")))?;
+    let entity = entity(&state, uuid(&id)?).await?;
     // An entity absorbed by a late link lives on as its survivor: a permanent redirect
     // there (clients following it read the survivor, whose `mergedFrom` names this id),
     // with this one's own row (`mergedInto`, no links) as the body for those that do not.
@@ -254,6 +260,15 @@ pub async fn get_entity(
             .json(entity));
     }
     Ok(HttpResponse::Ok().json(entity))
+}
+
+/// The entity `id`, or 404.
+pub(super) async fn entity(state: &AppState, id: Uuid) -> Result<EntityView, ApiError> {
+    state
+        .sync
+        .entity(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no entity {id}")))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -280,13 +295,20 @@ pub async fn entity_history(
     id: web::Path<String>,
     q: Query<LimitQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = uuid(&id)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let history = state.sync.history(id, limit).await?;
-    Ok(HttpResponse::Ok().json(History {
+    Ok(HttpResponse::Ok().json(history(&state, uuid(&id)?, q.limit).await?))
+}
+
+/// Its transitions, newest first: `limit` 1 to 1000 (default 100).
+pub(super) async fn history(
+    state: &AppState,
+    id: Uuid,
+    limit: Option<i64>,
+) -> Result<History, ApiError> {
+    let limit = limit.unwrap_or(100).clamp(1, 1000);
+    Ok(History {
         entity_id: id,
-        transitions: history,
-    }))
+        transitions: state.sync.history(id, limit).await?,
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -388,16 +410,26 @@ pub async fn list_conflicts(
     state: web::Data<AppState>,
     q: Query<ConflictQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(s) = q.state.as_deref() {
+    Ok(HttpResponse::Ok().json(conflicts(&state, q.state.as_deref(), q.limit).await?))
+}
+
+/// The conflicts in `filter` (`open`, `resolved`, default both): `limit` 1 to 1000
+/// (default 100).
+pub(super) async fn conflicts(
+    state: &AppState,
+    filter: Option<&str>,
+    limit: Option<i64>,
+) -> Result<Conflicts, ApiError> {
+    if let Some(s) = filter {
         if s != "open" && s != "resolved" {
             return Err(ApiError::Malformed(format!(
                 "`state` must be `open` or `resolved`, not `{s}`"
             )));
         }
     }
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let conflicts = state.sync.conflicts(q.state.as_deref(), limit).await?;
-    Ok(HttpResponse::Ok().json(Conflicts { conflicts }))
+    let limit = limit.unwrap_or(100).clamp(1, 1000);
+    let conflicts = state.sync.conflicts(filter, limit).await?;
+    Ok(Conflicts { conflicts })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -417,13 +449,23 @@ pub async fn resolve_conflict(
     id: web::Path<String>,
     body: Json<ResolveBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound(format!("no conflict `{id}`")))?;
-    let status = status(&body.status)?;
-    let by = body.resolved_by.clone().unwrap_or_else(|| "api".to_owned());
-    super::text::acceptable(&by, MAX_NAME_LEN)
-        .map_err(|why| ApiError::Malformed(format!("`resolvedBy` {why}")))?;
-    let outcome = state.sync.resolve_conflict(id, status, &by).await?;
+    let by = body.resolved_by.as_deref().unwrap_or("api");
+    let outcome = resolve(&state, &id, &body.status, by).await?;
     Ok(HttpResponse::Ok().json(outcome))
+}
+
+/// A person's (or an agent's) decision on conflict `id`, made by `by`.
+pub(super) async fn resolve(
+    state: &AppState,
+    id: &str,
+    status: &str,
+    by: &str,
+) -> Result<ItemOutcome, ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::NotFound(format!("no conflict `{id}`")))?;
+    let status = self::status(status)?;
+    super::text::acceptable(by, MAX_NAME_LEN)
+        .map_err(|why| ApiError::Malformed(format!("`resolvedBy` {why}")))?;
+    Ok(state.sync.resolve_conflict(id, status, by).await?)
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -458,14 +500,26 @@ pub async fn replay_events(
             .map(str::to_owned)
             .collect()
     });
-    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
-    let events = state
-        .sync
-        .events(q.after.unwrap_or(0), rooms.as_deref(), limit)
-        .await?;
+    let events = events(&state, q.after.unwrap_or(0), rooms.as_deref(), q.limit).await?;
+    Ok(HttpResponse::Ok().json(events))
+}
+
+/// `limit` for a replay: 1 to 5000 (default 500).
+pub(super) fn events_limit(limit: Option<i64>) -> i64 {
+    limit.unwrap_or(500).clamp(1, 5000)
+}
+
+/// The events after seq `after` in `rooms` (default all), oldest first.
+pub(super) async fn events(
+    state: &AppState,
+    after: i64,
+    rooms: Option<&[String]>,
+    limit: Option<i64>,
+) -> Result<Events, ApiError> {
+    let events = state.sync.events(after, rooms, events_limit(limit)).await?;
     let last = events.last().map(|e| e.seq);
-    Ok(HttpResponse::Ok().json(Events {
+    Ok(Events {
         events,
         last_seq: last,
-    }))
+    })
 }

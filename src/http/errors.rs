@@ -56,6 +56,21 @@ impl ApiError {
         }
     }
 
+    /// The one error body; also what an MCP tool answers as its error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+                retryable: matches!(
+                    self,
+                    ApiError::Unavailable { .. } | ApiError::BodyTimeout { .. }
+                ),
+                retry_after: self.retry_after(),
+            },
+        }
+    }
+
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::Unavailable { retry_after_s, .. } => Some(*retry_after_s),
@@ -87,20 +102,9 @@ impl ResponseError for ApiError {
         if let ApiError::Unexpected(cause) = self {
             tracing::error!(error = ?cause, "request failed");
         }
-        let retry_after = self.retry_after();
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_owned(),
-                message: self.to_string(),
-                retryable: matches!(
-                    self,
-                    ApiError::Unavailable { .. } | ApiError::BodyTimeout { .. }
-                ),
-                retry_after,
-            },
-        };
+        let body = self.body();
         let mut response = HttpResponse::build(self.status_code());
-        if let Some(secs) = retry_after {
+        if let Some(secs) = body.error.retry_after {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         if let ApiError::MethodNotAllowed { allow, .. } = self {

@@ -11,6 +11,7 @@ pub mod deliveries;
 pub mod errors;
 pub mod health;
 pub mod json;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
@@ -65,5 +66,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, api_enabled: bool) {
     board::routes(cfg);
     openapi::routes(cfg);
     backfill::routes(cfg);
+    mcp::routes(cfg);
     api::routes(cfg);
 }

@@ -60,9 +60,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/openapi.json", web::get().to(describe));
 }
 
-/// The routes the description leaves out (probes, metrics, the page, streams), with
-/// their methods: a request with another method is answered 405 like any.
-const UNDESCRIBED: [(&str, &str); 7] = [
+/// The routes the description leaves out (probes, metrics, the page, streams, MCP,
+/// which describes itself), with their methods: a request with another method is
+/// answered 405 like any.
+const UNDESCRIBED: [(&str, &str); 8] = [
     ("/health", "GET"),
     ("/ready", "GET"),
     ("/metrics", "GET"),
@@ -70,6 +71,7 @@ const UNDESCRIBED: [(&str, &str); 7] = [
     ("/", "GET"),
     ("/ws", "GET"),
     ("/api/v1/openapi.json", "GET"),
+    ("/mcp", "POST"),
 ];
 
 /// What no route took: 405 with `Allow` where the path is served with other methods,

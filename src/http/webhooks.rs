@@ -302,7 +302,7 @@ fn delivery_id(headers: &HeaderMap, name: &str, body: &[u8]) -> Result<String, A
 
 /// Reads the whole body, refusing (413) as soon as it passes the limit, so an oversized
 /// request never sits in memory; a body slower than `http.body_timeout_ms` is 408.
-async fn read_body(
+pub(super) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     http: &HttpSettings,
