@@ -195,12 +195,7 @@ fn with(mut base: Value, path: &str, value: Option<Value>) -> Vec<u8> {
 /// `{"action": [[[…]]]}`, `depth` levels deep, in a field every parser reads (GitHub's
 /// skips what it does not read without building it, however deep).
 fn deeply_nested(depth: usize) -> Vec<u8> {
-    format!(
-        "{{\"action\":{}{}}}",
-        "[".repeat(depth),
-        "]".repeat(depth)
-    )
-    .into_bytes()
+    format!("{{\"action\":{}{}}}", "[".repeat(depth), "]".repeat(depth)).into_bytes()
 }
 
 /// The same malformations for every endpoint whose body is signed JSON.
