@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use common::{connect, drain};
 use futures_util::StreamExt;
-use statsync::config::Settings;
-use statsync::startup::Application;
 use statsync::systems::signature;
 
 #[derive(Parser)]
@@ -55,17 +53,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let postmaster = cluster
         .as_ref()
         .and_then(|c| common::postmaster_pid(c.pg.data_dir()));
-    std::env::set_var("DATABASE_URL", &url);
-    std::env::set_var("AGENTAPI_WEBHOOK_SECRET", SECRET);
-    std::env::set_var("STATSYNC__HTTP__PORT", "0");
-    std::env::set_var("STATSYNC__LOG__LEVEL", "warn");
-    std::env::set_var("STATSYNC__ENGINE__QUEUE_CAPACITY", "10000000");
-    let settings = Settings::load(None)?;
-    statsync::telemetry::init(&settings.log);
-    let app = Application::build(settings).await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    let served = actix_web::rt::spawn(app.run_until_stopped());
+    let (base, handle, served) = common::serve(&url, "AGENTAPI_WEBHOOK_SECRET", SECRET).await?;
 
     let db = connect(&url).await?;
     let acked = Arc::new(AtomicU64::new(0));

@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use serde_json::{json, Value};
-use statsync::config::Settings;
-use statsync::startup::{ensure_database, Application};
+use statsync::startup::ensure_database;
 
 #[derive(Parser)]
 struct Args {
@@ -72,7 +71,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ensure_database(&admin, "nodebase").await?;
 
     let mut node = start_node(root, &node_url).await?;
-    let (statsync, handle, served) = start_statsync(&statsync_url).await?;
+    let (statsync, handle, served) =
+        common::serve(&statsync_url, "GITHUB_WEBHOOK_SECRET", SECRET).await?;
     let db = common::connect(&statsync_url).await?;
     let wrk = Wrk {
         script: &script,
@@ -178,27 +178,6 @@ async fn start_node(root: &Path, database_url: &str) -> anyhow::Result<(Child, S
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
     Ok((child, url))
-}
-
-async fn start_statsync(
-    database_url: &str,
-) -> anyhow::Result<(
-    String,
-    actix_web::dev::ServerHandle,
-    actix_web::rt::task::JoinHandle<anyhow::Result<()>>,
-)> {
-    std::env::set_var("DATABASE_URL", database_url);
-    std::env::set_var("GITHUB_WEBHOOK_SECRET", SECRET);
-    std::env::set_var("STATSYNC__HTTP__PORT", "0");
-    std::env::set_var("STATSYNC__LOG__LEVEL", "warn");
-    std::env::set_var("STATSYNC__ENGINE__QUEUE_CAPACITY", "10000000");
-    let settings = Settings::load(None)?;
-    statsync::telemetry::init(&settings.log);
-    let app = Application::build(settings).await?;
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    let served = actix_web::rt::spawn(app.run_until_stopped());
-    Ok((url, handle, served))
 }
 
 struct Wrk<'a> {

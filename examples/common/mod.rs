@@ -42,6 +42,32 @@ pub async fn database(dir: &str, name: &str) -> anyhow::Result<(String, Option<C
     Ok((pg.url(name), Some(Cluster { pg, root })))
 }
 
+/// The service in this process on `database_url`, on a free loopback port, logging
+/// warnings only, its queue unbounded (a benchmark measures, it is not refused), with
+/// the webhook secret `variable` = `secret`. Its base URL, its handle, its task.
+pub async fn serve(
+    database_url: &str,
+    variable: &str,
+    secret: &str,
+) -> anyhow::Result<(
+    String,
+    actix_web::dev::ServerHandle,
+    actix_web::rt::task::JoinHandle<anyhow::Result<()>>,
+)> {
+    std::env::set_var("DATABASE_URL", database_url);
+    std::env::set_var(variable, secret);
+    std::env::set_var("STATSYNC__HTTP__PORT", "0");
+    std::env::set_var("STATSYNC__LOG__LEVEL", "warn");
+    std::env::set_var("STATSYNC__ENGINE__QUEUE_CAPACITY", "10000000");
+    let settings = statsync::config::Settings::load(None)?;
+    statsync::telemetry::init(&settings.log);
+    let app = statsync::startup::Application::build(settings).await?;
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    let served = actix_web::rt::spawn(app.run_until_stopped());
+    Ok((url, handle, served))
+}
+
 pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     actix_web::rt::spawn(async move {

@@ -7,7 +7,6 @@
 //! and Linear never show a secret, so a refused signature is how a wrong one shows).
 
 use chrono::Utc;
-use secrecy::SecretString;
 
 use super::github::{hook_needs, newer, HookNeed};
 use super::linear::{covering, wrong_with};
@@ -195,12 +194,6 @@ async fn linear_steps(settings: &Settings, connectors: &Connectors, url: &str, p
     }
 }
 
-fn secret(value: &Option<SecretString>, variable: &str) -> anyhow::Result<SecretString> {
-    value.clone().ok_or_else(|| {
-        anyhow::anyhow!("{variable} is not set: statsync verifies every delivery with it, so a webhook without it would be refused")
-    })
-}
-
 /// Makes each step; every step is tried, and the failures are returned.
 pub async fn apply(
     plan: &Plan,
@@ -209,45 +202,52 @@ pub async fn apply(
 ) -> Vec<(String, String)> {
     let mut failed = Vec::new();
     for step in &plan.steps {
-        let outcome = match &step.change {
-            Change::Github {
-                owner,
-                existing,
-                events,
-            } => match (
-                secret(
-                    &settings.secrets.github_webhook_secret,
-                    "GITHUB_WEBHOOK_SECRET",
-                ),
-                settings.server.webhook_url("github"),
-            ) {
-                (Ok(secret), Some(url)) => connectors
-                    .github
-                    .put_hook(owner, existing.as_ref(), &url, &secret, events)
-                    .await
-                    .map_err(|e| e.message),
-                (Err(e), _) => Err(e.to_string()),
-                (_, None) => Err("server.public_url is not set".to_owned()),
-            },
-            Change::Linear { existing, team } => match (
-                secret(
-                    &settings.secrets.linear_webhook_secret,
-                    "LINEAR_WEBHOOK_SECRET",
-                ),
-                settings.server.webhook_url("linear"),
-            ) {
-                (Ok(secret), Some(url)) => connectors
-                    .linear
-                    .put_webhook(existing.as_deref(), team, &url, &HANDLED_TYPES, &secret)
-                    .await
-                    .map_err(|e| e.message),
-                (Err(e), _) => Err(e.to_string()),
-                (_, None) => Err("server.public_url is not set".to_owned()),
-            },
-        };
-        if let Err(why) = outcome {
+        if let Err(why) = make(step, settings, connectors).await {
             failed.push((step.describe.clone(), why));
         }
     }
     failed
+}
+
+/// One step, sending to the system's webhook address, signed with its secret.
+async fn make(step: &Step, settings: &Settings, connectors: &Connectors) -> Result<(), String> {
+    let secrets = &settings.secrets;
+    let (system, variable, secret) = match step.change {
+        Change::Github { .. } => (
+            "github",
+            "GITHUB_WEBHOOK_SECRET",
+            &secrets.github_webhook_secret,
+        ),
+        Change::Linear { .. } => (
+            "linear",
+            "LINEAR_WEBHOOK_SECRET",
+            &secrets.linear_webhook_secret,
+        ),
+    };
+    let Some(secret) = secret else {
+        return Err(format!("{variable} is not set: statsync verifies every delivery with it, so a webhook without it would be refused"));
+    };
+    let url = settings
+        .server
+        .webhook_url(system)
+        .ok_or("server.public_url is not set")?;
+    let made = match &step.change {
+        Change::Github {
+            owner,
+            existing,
+            events,
+        } => {
+            connectors
+                .github
+                .put_hook(owner, existing.as_ref(), &url, secret, events)
+                .await
+        }
+        Change::Linear { existing, team } => {
+            connectors
+                .linear
+                .put_webhook(existing.as_deref(), team, &url, &HANDLED_TYPES, secret)
+                .await
+        }
+    };
+    made.map_err(|e| e.message)
 }

@@ -237,6 +237,14 @@ pub async fn exchange(request: reqwest::RequestBuilder) -> Result<Exchange, Outb
     })
 }
 
+/// The answer's `Date` header: the API's clock (`doctor` compares it with this one).
+pub fn date_of(headers: &HeaderMap) -> Option<DateTime<Utc>> {
+    let value = headers.get("date")?.to_str().ok()?;
+    DateTime::parse_from_rfc2822(value)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
 /// `Retry-After` in seconds (the HTTP-date form is turned into seconds from `now`).
 pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
     let value = headers.get("retry-after")?.to_str().ok()?.trim();

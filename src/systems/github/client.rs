@@ -26,8 +26,8 @@ pub use super::rest::{as_github, classify, API_VERSION};
 use crate::domain::{CanonicalStatus, EntityKind, GithubState, GithubStateReason, OutboundNative};
 use crate::systems::limiter::Budget;
 use crate::systems::outbound::{
-    classify_status, excerpt, exchange, time_at, until, Delivered, ErrorCode, Exchange,
-    OutboundError, OutboundWrite, RateInfo, Written,
+    classify_status, exchange, time_at, until, Delivered, ErrorCode, Exchange, OutboundError,
+    OutboundWrite, RateInfo, Written,
 };
 
 /// Reads a Projects v2 item's project and its single-select "Status" field.
@@ -270,27 +270,13 @@ impl GithubClient {
         if let Auth::App(app) = &self.auth {
             return app.bot_login().await;
         }
-        let url = format!("{}/user", self.api_url);
-        self.budget.acquire().await?;
-        let Exchange {
-            status,
-            headers,
-            body,
-        } = self
-            .send(reqwest::Method::GET, &url, Scope::Any, None)
-            .await?;
-        if classify_status(status).is_some() {
-            return Err(classify(status, &headers, &body));
+        match self.identity().await?.0 {
+            Identity::User { login, .. } if !login.is_empty() => Ok(login),
+            _ => Err(OutboundError::new(
+                ErrorCode::ValidationFailed,
+                "GET /user answered without a login",
+            )),
         }
-        serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v["login"].as_str().map(str::to_owned))
-            .ok_or_else(|| {
-                OutboundError::new(
-                    ErrorCode::ValidationFailed,
-                    format!("GET /user answered without a login: {}", excerpt(&body)),
-                )
-            })
     }
 
     async fn set_option(&self, w: &OutboundWrite, name: &str) -> Result<Delivered, OutboundError> {

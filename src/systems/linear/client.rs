@@ -48,8 +48,6 @@ pub const ISSUE_UPDATE_MUTATION: &str = "mutation SetState($id: String!, $stateI
   }
 }";
 
-pub const VIEWER_QUERY: &str = "query Viewer { viewer { id } }";
-
 /// Without a reset time, wait this long after a rate-limit answer.
 const DEFAULT_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -194,16 +192,7 @@ impl LinearClient {
 
     /// The user this API key acts as: statsync's identity in Linear.
     pub async fn viewer_id(&self) -> Result<String, OutboundError> {
-        let (data, _) = self.graphql(VIEWER_QUERY, json!({})).await?;
-        data["viewer"]["id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                OutboundError::new(
-                    ErrorCode::ValidationFailed,
-                    "query { viewer { id } } answered without an id",
-                )
-            })
+        Ok(self.viewer().await?.0.id)
     }
 
     async fn team_of(&self, issue: &str) -> Result<String, OutboundError> {

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use reqwest::header::HeaderMap;
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
@@ -17,7 +16,7 @@ use serde_json::{json, Value};
 use super::super::app::{json_of, Scope};
 use super::super::refs::segment;
 use super::{classify, Auth, GithubClient};
-use crate::systems::outbound::{classify_status, time_at, ErrorCode, OutboundError};
+use crate::systems::outbound::{classify_status, date_of, time_at, ErrorCode, OutboundError};
 
 /// Where a webhook is configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,13 +94,6 @@ pub enum Identity {
 
 /// An answer's body and its `Date` header (for the clock check).
 type Dated = (Value, Option<DateTime<Utc>>);
-
-fn date_of(headers: &HeaderMap) -> Option<DateTime<Utc>> {
-    let value = headers.get("date")?.to_str().ok()?;
-    DateTime::parse_from_rfc2822(value)
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
-}
 
 fn permissions_of(value: &Value) -> BTreeMap<String, String> {
     value

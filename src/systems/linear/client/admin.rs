@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::{interpret, LinearClient};
-use crate::systems::outbound::{time_at, ErrorCode, OutboundError};
+use crate::systems::outbound::{date_of, time_at, ErrorCode, OutboundError};
 
 pub const VIEWER_DETAIL_QUERY: &str = "query Viewer { viewer { id name email admin } }";
 
@@ -102,12 +102,7 @@ impl LinearClient {
     /// Who the API key acts as, and Linear's clock (its `Date` header).
     pub async fn viewer(&self) -> Result<(Viewer, Option<DateTime<Utc>>), OutboundError> {
         let answer = self.post(VIEWER_DETAIL_QUERY, json!({})).await?;
-        let date = answer
-            .headers
-            .get("date")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
-            .map(|d| d.with_timezone(&Utc));
+        let date = date_of(&answer.headers);
         let (data, _) = interpret(answer.status, &answer.headers, &answer.body)?;
         let v = &data["viewer"];
         let Some(id) = v["id"].as_str() else {

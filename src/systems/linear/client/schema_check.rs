@@ -349,7 +349,6 @@ fn every_document_the_linear_connector_sends_is_valid_against_linears_schema() {
         super::WORKFLOW_STATES_QUERY,
         super::ISSUE_TEAM_QUERY,
         super::ISSUE_UPDATE_MUTATION,
-        super::VIEWER_QUERY,
         super::VIEWER_DETAIL_QUERY,
         super::WEBHOOKS_QUERY,
         super::WEBHOOK_CREATE_MUTATION,
