@@ -6,7 +6,9 @@
 //! cargo run --release --example apply_bench -- --rate 5000 --seconds 20 --entities 10000
 //!
 //! With DATABASE_URL set it uses that server; otherwise a private durable cluster
-//! (fsync on) under target/bench-pg, removed afterwards.
+//! (fsync on) under target/bench-pg, removed afterwards. `--replicas 2` runs two
+//! replicas of the service (in this process, each with its own pool and appliers) on
+//! that one database and sends the deliveries to them in turn.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -36,6 +38,10 @@ struct Args {
     /// (one delivery per entity, applied before the measured load starts).
     #[arg(long)]
     no_warmup: bool,
+    /// Replicas of the service on the one database, each applying, the deliveries sent
+    /// to them in turn.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
 }
 
 const SECRET: &str = "bench-secret";
@@ -53,7 +59,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let postmaster = cluster
         .as_ref()
         .and_then(|c| common::postmaster_pid(c.pg.data_dir()));
-    let (base, handle, served) = common::serve(&url, "AGENTAPI_WEBHOOK_SECRET", SECRET).await?;
+    let mut replicas = Vec::new();
+    for _ in 0..args.replicas.max(1) {
+        replicas.push(common::serve(&url, "AGENTAPI_WEBHOOK_SECRET", SECRET).await?);
+    }
+    let bases: Vec<String> = replicas.iter().map(|(base, _, _)| base.clone()).collect();
 
     let db = connect(&url).await?;
     let acked = Arc::new(AtomicU64::new(0));
@@ -66,7 +76,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             acked: Arc::new(AtomicU64::new(0)),
             refused: Arc::new(AtomicU64::new(0)),
         };
-        run_load(&args, &base, warm).await?;
+        run_load(&args, &bases, warm).await?;
         drain(&db, Duration::from_secs(300)).await?;
     }
     let upkeep_before = upkeep(&db).await?;
@@ -81,7 +91,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         acked: acked.clone(),
         refused: refused.clone(),
     };
-    run_load(&args, &base, measured).await?;
+    run_load(&args, &bases, measured).await?;
     let send_secs = started.elapsed().as_secs_f64();
     drain(&db, Duration::from_secs(300)).await?;
 
@@ -151,8 +161,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&report)?);
     // The server, then the engine and the dispatcher, then the database: stopped in
     // that order, no pooled connection sees the cluster go away.
-    handle.stop(true).await;
-    served.await??;
+    for (_, handle, served) in replicas {
+        handle.stop(true).await;
+        served.await??;
+    }
     if let Some(c) = cluster {
         c.stop().await?;
     }
@@ -183,16 +195,19 @@ struct Load {
 
 /// Offers `load` from its own thread and runtime, like a separate client process, and
 /// never blocks this thread (the service's actors and pooled connections run on it).
-async fn run_load(args: &Args, base: &str, load: Load) -> anyhow::Result<()> {
+async fn run_load(args: &Args, bases: &[String], load: Load) -> anyhow::Result<()> {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let (rate, entities, connections) = (args.rate, args.entities, args.connections);
-    let url = format!("{base}/webhooks/agentapi");
+    let urls: Vec<String> = bases
+        .iter()
+        .map(|base| format!("{base}/webhooks/agentapi"))
+        .collect();
     std::thread::spawn(move || {
         let result = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(offer(rate, entities, connections, url, load)));
+            .and_then(|rt| rt.block_on(offer(rate, entities, connections, urls, load)));
         let _ = done_tx.send(result);
     });
     done_rx
@@ -204,7 +219,7 @@ async fn offer(
     rate: u64,
     entities: u64,
     connections: usize,
-    url: String,
+    urls: Vec<String>,
     load: Load,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
@@ -223,7 +238,7 @@ async fn offer(
     futures_util::stream::iter(first..first + count)
         .map(|n| {
             let http = http.clone();
-            let url = url.clone();
+            let url = urls[n as usize % urls.len()].clone();
             let (acked, refused) = (acked.clone(), refused.clone());
             async move {
                 // open-loop pacing: delivery n is due at (n - first) / rate seconds
