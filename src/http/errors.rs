@@ -38,6 +38,21 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 400 for input that did not deserialize, naming the field at fault when there
+    /// is one: `invalid <what>: `<path>`: <why>`.
+    pub fn malformed_at<E: std::fmt::Display>(
+        what: &str,
+        e: serde_path_to_error::Error<E>,
+    ) -> Self {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::Malformed(format!("invalid {what}: {inner}"))
+        } else {
+            ApiError::Malformed(format!("invalid {what}: `{path}`: {inner}"))
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "UNAUTHORIZED",

@@ -40,15 +40,7 @@ fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
         }
     }
     let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-    serde_path_to_error::deserialize(pairs).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            ApiError::Malformed(format!("invalid query: {inner}"))
-        } else {
-            ApiError::Malformed(format!("invalid query: `{path}`: {inner}"))
-        }
-    })
+    serde_path_to_error::deserialize(pairs).map_err(|e| ApiError::malformed_at("query", e))
 }
 
 #[cfg(test)]

@@ -218,15 +218,8 @@ struct Status {
 
 /// The tool's arguments as `T`, or an error naming the field at fault.
 fn args<T: DeserializeOwned>(object: JsonObject) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            ApiError::Malformed(format!("invalid arguments: {inner}"))
-        } else {
-            ApiError::Malformed(format!("invalid arguments: `{path}`: {inner}"))
-        }
-    })
+    serde_path_to_error::deserialize(Value::Object(object))
+        .map_err(|e| ApiError::malformed_at("arguments", e))
 }
 
 fn schema<T: JsonSchema + std::any::Any>() -> Arc<JsonObject> {
