@@ -9,6 +9,8 @@ mod corpus;
 mod redeliveries;
 #[path = "webhooks/retention.rs"]
 mod retention;
+#[path = "webhooks/stored_reading.rs"]
+mod stored_reading;
 mod support;
 
 use std::time::Duration;

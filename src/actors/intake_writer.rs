@@ -28,6 +28,7 @@ struct Pending {
     event_type: String,
     priority: i16,
     body: Vec<u8>,
+    parsed: Option<Vec<u8>>,
     reply: oneshot::Sender<Result<Stored, Arc<StoreError>>>,
 }
 
@@ -80,6 +81,7 @@ impl IntakeWriter {
             event_type: d.event_type.to_owned(),
             priority: d.priority,
             body: d.body.to_vec(),
+            parsed: d.parsed.map(<[u8]>::to_vec),
             reply,
         };
         self.queue
@@ -158,6 +160,7 @@ impl Writer {
                 event_type: &p.event_type,
                 priority: p.priority,
                 body: &p.body,
+                parsed: p.parsed.as_deref(),
             })
             .collect();
         let client = self.store.client().await?;

@@ -183,6 +183,7 @@ impl Outcome for Looked<'_> {
                     event_type,
                     priority: ctx.settings.engine.priorities.webhook.as_i16(),
                     body,
+                    parsed: None,
                 };
                 match inbound::insert(tx, &delivery).await? {
                     Stored::New(fed_event_id) => {

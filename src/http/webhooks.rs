@@ -108,9 +108,11 @@ async fn accept(
     body: &[u8],
     parsed: Parsed,
 ) -> Result<HttpResponse, ApiError> {
-    if let Parsed::Ignored { reason } = parsed {
-        return Ok(ignored(state, connector, event, reason));
-    }
+    let updates = match parsed {
+        Parsed::Ignored { reason } => return Ok(ignored(state, connector, event, reason)),
+        Parsed::Updates(updates) => updates,
+    };
+    let stored = crate::systems::stored::encode(&updates);
     let system = connector.system();
     let label = event_label(connector, event);
     let delivery = NewDelivery {
@@ -120,6 +122,7 @@ async fn accept(
         event_type: event,
         priority: state.settings.engine.priorities.webhook.as_i16(),
         body,
+        parsed: stored.as_deref(),
     };
     match state.sync.intake(&delivery).await {
         Ok(Stored::New(id)) => {

@@ -15,6 +15,8 @@ pub struct NewDelivery<'a> {
     pub event_type: &'a str,
     pub priority: i16,
     pub body: &'a [u8],
+    /// What the door read from `body` (`systems::stored`), when it read it.
+    pub parsed: Option<&'a [u8]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +39,9 @@ pub async fn insert(
 }
 
 const INSERT_MANY: &str =
-    "INSERT INTO inbound_events (system, delivery_id, event_type, priority, body, origin)
+    "INSERT INTO inbound_events (system, delivery_id, event_type, priority, body, origin, parsed)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::bytea[],
-                         $6::text[])
+                         $6::text[], $7::bytea[])
     ON CONFLICT (system, delivery_id) DO NOTHING
     RETURNING id, system, delivery_id";
 
@@ -62,11 +64,20 @@ pub async fn insert_many(
     let priorities: Vec<i16> = order.iter().map(|d| d.priority).collect();
     let bodies: Vec<&[u8]> = order.iter().map(|d| d.body).collect();
     let origins: Vec<&str> = order.iter().map(|d| d.origin.as_str()).collect();
+    let parsed: Vec<Option<&[u8]>> = order.iter().map(|d| d.parsed).collect();
     let stmt = client.prepare_cached(INSERT_MANY).await?;
     let rows = client
         .query(
             &stmt,
-            &[&systems, &ids, &types, &priorities, &bodies, &origins],
+            &[
+                &systems,
+                &ids,
+                &types,
+                &priorities,
+                &bodies,
+                &origins,
+                &parsed,
+            ],
         )
         .await?;
     let mut stored: std::collections::HashMap<(String, String), i64> = rows
@@ -98,14 +109,20 @@ pub struct Claimed {
     pub system: SystemId,
     pub origin: Origin,
     pub event_type: String,
-    pub body: Vec<u8>,
+    /// The body, read only when the door's reading was not stored with it.
+    pub body: Option<Vec<u8>>,
+    /// What the door read from the body (`systems::stored`), if it was stored.
+    pub parsed: Option<Vec<u8>>,
     pub received_at: chrono::DateTime<chrono::Utc>,
 }
 
 // The row locks are held until the claiming transaction ends, so every replica can
 // claim and no delivery is processed twice; a crash releases them with the rollback.
-const CLAIM: &str =
-    "SELECT id, system, event_type, body, received_at, delivery_id, origin FROM inbound_events
+// The body is fetched (and decompressed) only for a row the door's reading is not stored
+// with: it is most of a row's bytes, and read then for nothing.
+const CLAIM: &str = "SELECT id, system, event_type, CASE WHEN parsed IS NULL THEN body END,
+        received_at, delivery_id, origin, parsed
+    FROM inbound_events
     WHERE state = 'pending' AND run_at <= now()
     ORDER BY priority, id
     LIMIT $1
@@ -125,9 +142,23 @@ pub async fn claim(client: &impl GenericClient, limit: i64) -> Result<Vec<Claime
                 body: r.get(3),
                 received_at: r.get(4),
                 delivery_id: r.get(5),
+                parsed: r.get(7),
             })
         })
         .collect()
+}
+
+const BODIES: &str = "SELECT id, body FROM inbound_events WHERE id = ANY($1) AND body IS NOT NULL";
+
+/// The bodies of claimed rows whose stored reading could not be used after all (written
+/// by a statsync of another version), read in the claim's transaction.
+pub async fn bodies(
+    client: &impl GenericClient,
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, Vec<u8>>, StoreError> {
+    let stmt = client.prepare_cached(BODIES).await?;
+    let rows = client.query(&stmt, &[&ids]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 // clock_timestamp(), not now(): now() is when the transaction began, and the latency
@@ -218,7 +249,7 @@ const PRUNE: &str = "WITH old AS (
           AND id NOT IN (SELECT inbound_event_id FROM github_item_lookups
                          WHERE state IN ('pending', 'in_flight'))
         LIMIT $3)
-    UPDATE inbound_events i SET body = NULL FROM old WHERE i.id = old.id";
+    UPDATE inbound_events i SET body = NULL, parsed = NULL FROM old WHERE i.id = old.id";
 
 /// Rows pruned per statement, so no one transaction holds many row locks for long.
 const PRUNE_BATCH: i64 = 1000;

@@ -64,6 +64,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0018_origin_and_system_names",
         include_str!("../../sql/0018_origin_and_system_names.sql"),
     ),
+    (
+        "0019_parsed_updates",
+        include_str!("../../sql/0019_parsed_updates.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key that serializes migrators.

@@ -18,6 +18,7 @@ pub mod linear;
 pub mod outbound;
 pub mod pruned;
 pub mod signature;
+pub mod stored;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;

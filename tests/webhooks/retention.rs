@@ -138,6 +138,10 @@ async fn bodies_of_applied_deliveries_past_retention_are_dropped_and_their_ids_s
         [format!("keep-{}", DELIVERIES - 1), "unreadable".to_owned()],
         "the recent delivery and the failed one keep their bodies"
     );
+    let readings_left = app
+        .count("SELECT count(*) FROM inbound_events WHERE body IS NULL AND parsed IS NOT NULL")
+        .await;
+    assert_eq!(readings_left, 0, "what the door read goes with the body");
     // What a pruned delivery still takes, once the space is given back.
     db.batch_execute("VACUUM FULL inbound_events")
         .await

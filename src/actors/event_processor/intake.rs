@@ -18,7 +18,7 @@ use crate::domain::{
 use crate::store::inbound::{self, Claimed, Outcome};
 use crate::store::tx::Tx;
 use crate::store::{pg_source, StoreError};
-use crate::systems::{Parsed, PayloadError};
+use crate::systems::{stored, Parsed, PayloadError};
 
 /// Consecutive transient failures after which a loop gives up until the next wake-up.
 const MAX_TRANSIENT_FAILURES: u32 = 6;
@@ -82,7 +82,7 @@ fn backoff(attempt: u32) -> Duration {
 async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Option<i64>)> {
     let fail = |first: Option<i64>| move |e: StoreError| (ApplyError::from(e), first);
     let mut tx = Tx::on(engine.store.client().await.map_err(fail(None))?);
-    let claimed = tx
+    let mut claimed = tx
         .begin_with(|client| inbound::claim(client, limit))
         .await
         .map_err(fail(None))?;
@@ -101,7 +101,10 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
         tx.rollback().await.map_err(fail(None))?;
         return Ok(0);
     };
-    let (items, mut marks) = work_items(engine, &claimed);
+    let readings = read_stored(&tx, &mut claimed)
+        .await
+        .map_err(fail(Some(first)))?;
+    let (items, mut marks) = work_items(engine, &claimed, readings);
     let now = Utc::now();
     let (outcomes, mut effects) = apply_items(&tx, engine, &items, now)
         .await
@@ -121,13 +124,49 @@ async fn run_batch(engine: &Engine, limit: i64) -> Result<usize, (ApplyError, Op
     Ok(claimed.len())
 }
 
+/// The door's stored reading of each claimed delivery, where this statsync can use it;
+/// the others' bodies are read now (the claim leaves out the body of a row stored with
+/// its reading).
+async fn read_stored(
+    tx: &Tx,
+    claimed: &mut [Claimed],
+) -> Result<Vec<Option<Vec<StatusUpdate>>>, StoreError> {
+    let readings: Vec<Option<Vec<StatusUpdate>>> = claimed
+        .iter()
+        .map(|c| c.parsed.as_deref().and_then(stored::decode))
+        .collect();
+    let unread: Vec<i64> = claimed
+        .iter()
+        .zip(&readings)
+        .filter(|(c, reading)| reading.is_none() && c.body.is_none())
+        .map(|(c, _)| c.id)
+        .collect();
+    if !unread.is_empty() {
+        let mut bodies = inbound::bodies(&**tx, &unread).await?;
+        for c in claimed.iter_mut() {
+            if let Some(body) = bodies.remove(&c.id) {
+                c.body = Some(body);
+            }
+        }
+    }
+    Ok(readings)
+}
+
 /// The claimed deliveries' updates, and the outcomes of those that carry none (ignored,
 /// or unparseable: failed for good, with its code).
-fn work_items(engine: &Engine, claimed: &[Claimed]) -> (Vec<WorkItem>, Vec<Outcome>) {
+fn work_items(
+    engine: &Engine,
+    claimed: &[Claimed],
+    readings: Vec<Option<Vec<StatusUpdate>>>,
+) -> (Vec<WorkItem>, Vec<Outcome>) {
     let mut items = Vec::new();
     let mut marks = Vec::new();
-    for c in claimed {
-        match parse(engine, c) {
+    for (c, reading) in claimed.iter().zip(readings) {
+        let parsed = match reading {
+            Some(updates) => Ok(Parsed::Updates(updates)),
+            None => parse(engine, c),
+        };
+        match parsed {
             Ok(Parsed::Updates(updates)) => items.extend(updates.into_iter().map(|mut u| {
                 if u.source_timestamp == StatusUpdate::UNTIMED {
                     u.source_timestamp = c.received_at;
@@ -203,8 +242,11 @@ fn summarize(claimed: &[Claimed], outcomes: &[ItemOutcome]) -> Vec<Outcome> {
 }
 
 fn parse(engine: &Engine, c: &Claimed) -> Result<Parsed, PayloadError> {
+    let Some(body) = &c.body else {
+        return Err(PayloadError::Missing("body".into()));
+    };
     match engine.connectors.get(c.system) {
-        Some(connector) => connector.parse(c.origin, &c.event_type, &c.body),
+        Some(connector) => connector.parse(c.origin, &c.event_type, body),
         None => Ok(Parsed::Ignored {
             reason: format!("no connector reads {} deliveries", c.system),
         }),

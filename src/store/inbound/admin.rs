@@ -66,11 +66,13 @@ pub enum Requeue {
     NotFailed,
 }
 
-/// The failure moves to `last_error` for reference; the engine claims the row again.
+/// The failure moves to `last_error` for reference; the engine claims the row again and
+/// reads its body anew (not the door's stored reading: the fix that made a requeue worth
+/// trying may be in the reading).
 const REQUEUE: &str = "UPDATE inbound_events
     SET state = 'pending', run_at = now(), processed_at = NULL,
         last_error = coalesce(error_code || ': ', '') || coalesce(outcome, ''),
-        outcome = NULL, error_code = NULL
+        outcome = NULL, error_code = NULL, parsed = NULL
     WHERE id = $1 AND state = 'failed'";
 const EXISTS: &str = "SELECT 1 FROM inbound_events WHERE id = $1";
 

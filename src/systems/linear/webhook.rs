@@ -543,7 +543,11 @@ mod tests {
             ]),
             replacement in prop::option::of(arb_json()),
         ) {
-            let _ = edit(&[(path, replacement)]);
+            // Whatever is read, the door's stored reading of it reads back the same.
+            if let Ok(Parsed::Updates(updates)) = edit(&[(path, replacement)]).map(|d| d.parsed) {
+                let stored = crate::systems::stored::encode(&updates).unwrap();
+                prop_assert_eq!(crate::systems::stored::decode(&stored), Some(updates));
+            }
         }
 
         #[test]
