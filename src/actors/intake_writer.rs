@@ -3,9 +3,9 @@
 //! One commit (one WAL flush) per delivery is what capped intake before; grouping keeps
 //! the promise (a 2xx means committed) at a fraction of the cost.
 //!
-//! A few writers take turns: while one commits its group, the next gathers the
-//! deliveries that arrive meanwhile, so a group is whatever arrived during one commit
-//! and nobody waits on a timer.
+//! A group is whatever arrived during the last commit, so nobody waits on a timer.
+//! Several writers may take turns (while one commits its group, the next gathers), but
+//! each commit then holds less: one writer is the default (`engine.intake_writers`).
 
 use std::sync::Arc;
 
