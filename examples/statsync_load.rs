@@ -15,6 +15,8 @@
 //!
 //! With DATABASE_URL set it uses that server; otherwise a private durable cluster under
 //! target/load-pg, removed afterwards. Any STATSYNC__… variable tunes the service.
+//! `--replicas 2` runs two replicas on the one database, each sent every other delivery
+//! and serving half the subscribers.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -62,6 +64,11 @@ struct Args {
     /// answer.
     #[arg(long, default_value_t = 100)]
     api_rps: u64,
+    /// Replicas of the service on the one database (in this process, each with its own
+    /// pool, appliers and WebSocket manager): deliveries are sent to them in turn and the
+    /// subscribers spread over them, so events cross replicas by `NOTIFY`.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
     /// Where GitHub's `issues.*.json` fixtures are.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/github"))]
     fixtures: std::path::PathBuf,
@@ -86,6 +93,7 @@ fn main() -> anyhow::Result<()> {
         "--entities: 1..=1000000"
     );
     anyhow::ensure!(args.subscribers <= 20_000, "--subscribers: at most 20000");
+    anyhow::ensure!((1..=8).contains(&args.replicas), "--replicas: 1..=8");
     anyhow::ensure!(
         (1..=1024).contains(&args.connections),
         "--connections: 1..=1024"
@@ -153,25 +161,30 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
     }
     let settings = Settings::load(None)?;
     statsync::telemetry::init(&settings.log);
-    let app = Application::build(settings).await?;
-    let port = app.port();
-    let base = format!("http://127.0.0.1:{port}");
-    let handle = app.handle();
-    let served = actix_web::rt::spawn(app.run_until_stopped());
+    let (mut ports, mut replicas) = (Vec::new(), Vec::new());
+    for _ in 0..args.replicas {
+        let app = Application::build(settings.clone()).await?;
+        ports.push(app.port());
+        replicas.push((app.handle(), actix_web::rt::spawn(app.run_until_stopped())));
+    }
+    let bases: Vec<String> = ports
+        .iter()
+        .map(|port| format!("http://127.0.0.1:{port}"))
+        .collect();
     let db = common::connect(&url).await?;
 
-    let entities = create_entities(&base, args.entities, args.fake_apis).await?;
+    let entities = create_entities(&bases[0], args.entities, args.fake_apis).await?;
     let rooms: Vec<String> = (0..args.subscribers)
         .map(|i| format!("entity:{}", entities[i % entities.len()]))
         .collect();
-    let subscribers = Subscribers::start(port, rooms.clone()).await?;
+    let subscribers = Subscribers::start(ports, rooms.clone()).await?;
     let first_seq: i64 = db
         .query_one("SELECT coalesce(max(seq), 0) FROM events", &[])
         .await?
         .get(0);
 
     let (cpu_before, busy_before) = (common::cpu_seconds(postmaster), common::machine_jiffies());
-    let sent = run_senders(&args, &base, templates).await?;
+    let sent = run_senders(&args, &bases, templates).await?;
     common::drain(&db, DRAIN).await?;
     if args.fake_apis {
         common::count_reaches_zero(
@@ -242,6 +255,7 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
     }
     let per_delivery = 1000.0 / sent.sent.max(1) as f64;
     let mut report = json!({
+        "replicas": args.replicas,
         "rate": args.rate,
         "seconds": args.seconds,
         "entities": args.entities,
@@ -290,9 +304,11 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
         });
     }
     println!("{}", serde_json::to_string_pretty(&report)?);
-    // The server, then the engine and the dispatcher, then the database.
-    handle.stop(true).await;
-    served.await??;
+    // The servers, then the engines and the dispatchers, then the database.
+    for (handle, served) in replicas {
+        handle.stop(true).await;
+        served.await??;
+    }
     Ok(cluster)
 }
 
@@ -462,15 +478,15 @@ struct Sent {
 
 /// Offers `rate * seconds` deliveries from a thread and runtime of its own, like a
 /// separate client process, never blocking the service's thread.
-async fn run_senders(args: &Args, base: &str, templates: Templates) -> anyhow::Result<Sent> {
+async fn run_senders(args: &Args, bases: &[String], templates: Templates) -> anyhow::Result<Sent> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let (args, base) = (args.clone(), base.to_owned());
+    let (args, bases) = (args.clone(), bases.to_vec());
     std::thread::spawn(move || {
         let result = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(offer(args, base, templates)))
+            .and_then(|rt| rt.block_on(offer(args, bases, templates)))
             .map(|sent| Sent {
                 cpu_seconds: common::thread_cpu_seconds(),
                 ..sent
@@ -481,7 +497,7 @@ async fn run_senders(args: &Args, base: &str, templates: Templates) -> anyhow::R
         .map_err(|_| anyhow::anyhow!("the sending thread panicked"))?
 }
 
-async fn offer(args: Args, base: String, templates: Templates) -> anyhow::Result<Sent> {
+async fn offer(args: Args, bases: Vec<String>, templates: Templates) -> anyhow::Result<Sent> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
         .timeout(Duration::from_secs(10))
@@ -494,7 +510,7 @@ async fn offer(args: Args, base: String, templates: Templates) -> anyhow::Result
     let start = Instant::now();
     futures_util::stream::iter(0..total)
         .map(|n| {
-            let (http, base, templates) = (&http, &base, &templates);
+            let (http, base, templates) = (&http, &bases[n as usize % bases.len()], &templates);
             let (acked, refused, ack_ms, sent_at) = (&acked, &refused, &ack_ms, &sent_at);
             async move {
                 // open loop: delivery n is due at n / rate seconds
@@ -579,7 +595,7 @@ struct Subscribers {
 impl Subscribers {
     /// One WebSocket per room, authenticated with the token and subscribed, on a thread
     /// and actix system of their own; answers once every subscription is acknowledged.
-    async fn start(port: u16, rooms: Vec<String>) -> anyhow::Result<Subscribers> {
+    async fn start(ports: Vec<u16>, rooms: Vec<String>) -> anyhow::Result<Subscribers> {
         let received = Arc::new(Received::default());
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -587,7 +603,7 @@ impl Subscribers {
         let shared = received.clone();
         std::thread::spawn(move || {
             let cpu = actix_web::rt::System::new().block_on(async move {
-                match connect_all(port, rooms).await {
+                match connect_all(&ports, rooms).await {
                     Ok(conns) => {
                         let connected_cpu = common::thread_cpu_seconds();
                         let _ = ready_tx.send(Ok(()));
@@ -638,11 +654,11 @@ impl Subscribers {
     }
 }
 
-async fn connect_all(port: u16, rooms: Vec<String>) -> anyhow::Result<Vec<WsConn>> {
-    let url = format!("ws://127.0.0.1:{port}/ws");
-    futures_util::stream::iter(rooms)
-        .map(|room| {
-            let url = url.clone();
+/// Subscriber `i` connects to replica `i % ports.len()`.
+async fn connect_all(ports: &[u16], rooms: Vec<String>) -> anyhow::Result<Vec<WsConn>> {
+    futures_util::stream::iter(rooms.into_iter().enumerate())
+        .map(|(i, room)| {
+            let url = format!("ws://127.0.0.1:{}/ws", ports[i % ports.len()]);
             async move {
                 let mut conn = common::subscribe(&url, TOKEN, &room).await?;
                 let deadline = Instant::now() + Duration::from_secs(10);
