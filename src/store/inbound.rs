@@ -162,10 +162,12 @@ pub async fn bodies(
 }
 
 // clock_timestamp(), not now(): now() is when the transaction began, and the latency
-// that matters ends at the commit that follows this statement.
+// that matters ends at the commit that follows this statement. The door's reading is
+// done with once the delivery is: the row version the mark writes (a whole new one, as
+// `state` is indexed) goes without it, so its WAL and its space on disk do too.
 const MARK: &str = "UPDATE inbound_events AS i
     SET state = m.state, outcome = m.outcome, error_code = m.code,
-        processed_at = clock_timestamp(), attempts = i.attempts + 1
+        processed_at = clock_timestamp(), attempts = i.attempts + 1, parsed = NULL
     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS m(id, state, outcome, code)
     WHERE i.id = m.id";
 
@@ -221,7 +223,7 @@ impl<'a> Marks<'a> {
 
 const FAIL: &str = "UPDATE inbound_events
     SET state = 'failed', outcome = $2, error_code = $3, processed_at = clock_timestamp(),
-        attempts = attempts + 1
+        attempts = attempts + 1, parsed = NULL
     WHERE id = $1 RETURNING system";
 
 /// Marks one delivery failed on its own (it could not be applied with any batch);
