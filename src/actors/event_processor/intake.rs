@@ -41,7 +41,11 @@ pub async fn drain(engine: &Engine) {
     let mut failures = 0;
     while !engine.lifecycle.stopping() {
         match run_batch(engine, limit).await {
-            Ok(0) => return,
+            // A batch short of its limit took everything claimable: what commits after
+            // its claim wakes the processor itself (a `Wake` after each intake commit,
+            // a hint from another replica, the poll), so looking once more would only
+            // find nothing — at low rates, one empty claim transaction per delivery.
+            Ok(claimed) if (claimed as i64) < limit => return,
             Ok(_) => {
                 failures = 0;
                 limit = configured;
