@@ -40,7 +40,7 @@ pub async fn record(
 
 const OF: &str = "SELECT w.system, w.external_id, w.id, w.status, w.object_updated_at,
         w.written_at, w.echoed_at IS NOT NULL
-    FROM unnest($1::text[], $2::text[]) AS q(system, external_id)
+    FROM unnest((SELECT $1::text[]), (SELECT $2::text[])) AS q(system, external_id)
     JOIN sync_writes w ON w.system = q.system AND w.external_id = q.external_id
     ORDER BY w.id";
 

@@ -100,9 +100,10 @@ impl Link {
 // with the table either: at a few thousand links the planner hashes the whole table
 // for every batch (0.6 ms a call at 2,000 links, growing with them); the lateral
 // subquery, fenced by OFFSET 0 so it is not flattened into such a join, probes the
-// indexes once per ref whatever the table's size.
+// indexes once per ref whatever the table's size. The arrays' lengths are hidden (see
+// `store`), so the plan is made once per connection.
 const FIND: &str = "SELECT l.system, q.external_id, l.entity_id
-    FROM unnest($1::text[], $2::text[]) AS q(system, external_id)
+    FROM unnest((SELECT $1::text[]), (SELECT $2::text[])) AS q(system, external_id)
     CROSS JOIN LATERAL (
         SELECT system, entity_id FROM entity_links
         WHERE system = q.system AND external_id = q.external_id
@@ -161,7 +162,7 @@ pub async fn lock(
 }
 
 fn lock_sql() -> String {
-    format!("SELECT {COLUMNS} FROM entities WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+    format!("SELECT {COLUMNS} FROM entities WHERE id = ANY((SELECT $1::uuid[])::uuid[]) ORDER BY id FOR UPDATE")
 }
 
 fn sorted(ids: &[Uuid]) -> Vec<Uuid> {
@@ -436,7 +437,8 @@ const LINKS_OF: &str = "SELECT l.entity_id, l.system, l.external_id, l.alias, l.
         l.system = 'github' AND EXISTS (
             SELECT 1 FROM linked_pull_requests p WHERE p.pull_request = l.external_id)
     FROM entity_links l
-    WHERE l.entity_id = ANY($1) ORDER BY l.entity_id, l.system, l.external_id";
+    WHERE l.entity_id = ANY((SELECT $1::uuid[])::uuid[])
+    ORDER BY l.entity_id, l.system, l.external_id";
 
 pub async fn links_of(
     client: &impl GenericClient,
@@ -528,7 +530,7 @@ pub async fn write(client: &impl GenericClient, writes: &[StatusWrite]) -> Resul
 }
 
 const SOURCES: &str = "SELECT entity_id, system, last_source_ts FROM entity_sources
-    WHERE entity_id = ANY($1)";
+    WHERE entity_id = ANY((SELECT $1::uuid[])::uuid[])";
 
 /// The newest source timestamp seen from each system, per entity.
 pub async fn sources(client: &impl GenericClient, ids: &[Uuid]) -> Result<SourcesSeen, StoreError> {

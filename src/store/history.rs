@@ -234,7 +234,7 @@ pub async fn resolve_open(
 /// The source times of the conflicts on each entity since `$2` (in source time: the
 /// escalation window is measured as the conflict window is).
 pub(super) const RECENT_CONFLICTS: &str = "SELECT entity_id, incoming_ts FROM conflicts
-    WHERE entity_id = ANY($1) AND incoming_ts >= $2";
+    WHERE entity_id = ANY((SELECT $1::uuid[])::uuid[]) AND incoming_ts >= $2";
 
 pub async fn recent_conflicts(
     client: &impl GenericClient,

@@ -61,7 +61,8 @@ pub struct LinkedPullRequest {
 }
 
 const OF_PULL_REQUESTS: &str = "SELECT pull_request, issue, closing, state, last_source_ts, via
-    FROM linked_pull_requests WHERE pull_request = ANY($1) ORDER BY pull_request, issue";
+    FROM linked_pull_requests WHERE pull_request = ANY((SELECT $1::text[])::text[])
+    ORDER BY pull_request, issue";
 const OF_ISSUES: &str = "SELECT pull_request, issue, closing, state, last_source_ts, via
     FROM linked_pull_requests WHERE issue = ANY($1)";
 

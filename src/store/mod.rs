@@ -1,5 +1,14 @@
 //! PostgreSQL access: the pool, migrations, and the queries of each table grouped in
 //! the module named for it. SQL lives here and in `sql/`, nowhere else.
+//!
+//! An array parameter written `(SELECT $1::T[])` instead of `$1` hides its length from
+//! the planner. PostgreSQL plans a prepared statement afresh on every call while a plan
+//! for the actual values costs less than its generic plan, and a generic plan must
+//! guess an array's length (10). The per-batch lookups by id, whose plan is index
+//! probes whatever the length, were therefore planned on every call, at 0.1–0.2 ms
+//! each (at 100/s, planning was 5.0 s of the 11.3 s spent in statements; BENCHMARKS,
+//! session 14). Hidden, the length is guessed in both plans, so after five calls the
+//! generic plan is kept.
 
 pub mod alerts;
 pub mod board;
