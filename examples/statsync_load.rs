@@ -7,8 +7,9 @@
 //! latency percentiles for the acknowledgement (client-measured), webhook → canonical
 //! commit (`processed_at - received_at`) and commit → WebSocket (the event's
 //! `timestamp`, stamped at its insert, to its arrival), and end to end per change
-//! (sent → arrived at a subscriber, matched by entity and source time). Loopback only; bounded by
-//! `--seconds` and by the limits below.
+//! (sent → arrived at a subscriber, matched by entity and source time); CPU per delivery
+//! (service, PostgreSQL, generator) and the primary's WAL per delivery over the same
+//! window. Loopback only; bounded by `--seconds` and by the limits below.
 //!
 //! cargo run --release --example statsync_load -- --rate 2000 --seconds 10 \
 //!     --entities 1000 --subscribers 1000 --fake-apis --api-latency-ms 50 --api-rps 100
@@ -184,6 +185,11 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
         .get(0);
 
     let (cpu_before, busy_before) = (common::cpu_seconds(postmaster), common::machine_jiffies());
+    // The primary's WAL over the same window: what a standby, an archive and the disk carry.
+    let wal_before: String = db
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?
+        .get(0);
     let sent = run_senders(&args, &bases, templates).await?;
     common::drain(&db, DRAIN).await?;
     if args.fake_apis {
@@ -214,6 +220,13 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
     }
     let got = subscribers.finish(expected as u64).await;
     let (cpu_after, busy_after) = (common::cpu_seconds(postmaster), common::machine_jiffies());
+    let wal_bytes: f64 = db
+        .query_one(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::float8",
+            &[&wal_before],
+        )
+        .await?
+        .get(0);
     // End to end, per change: sent (just before the request) → arrived at a subscriber.
     let index: HashMap<&str, u64> = entities
         .iter()
@@ -277,6 +290,7 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
             "service": (cpu_after.0 - cpu_before.0 - sent.cpu_seconds - got.cpu_seconds) * per_delivery,
             "postgres": (cpu_after.1 - cpu_before.1) * per_delivery,
         },
+        "walKbPerDelivery": wal_bytes / 1024.0 / sent.sent.max(1) as f64,
         "machineBusy": (busy_after.0 - busy_before.0) as f64
             / (busy_after.1 - busy_before.1).max(1) as f64,
         "latencyMs": {
