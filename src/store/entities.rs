@@ -162,7 +162,10 @@ pub async fn lock(
 }
 
 fn lock_sql() -> String {
-    format!("SELECT {COLUMNS} FROM entities WHERE id = ANY((SELECT $1::uuid[])::uuid[]) ORDER BY id FOR UPDATE")
+    format!(
+        "SELECT {COLUMNS} FROM entities
+        WHERE id = ANY((SELECT $1::uuid[])::uuid[]) ORDER BY id FOR UPDATE"
+    )
 }
 
 fn sorted(ids: &[Uuid]) -> Vec<Uuid> {

@@ -34,7 +34,8 @@ pub async fn guarded(engine: &Engine, work: impl std::future::Future<Output = ()
     engine.lifecycle.running.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// Applies pending deliveries until none is left (or shutdown begins).
+/// Applies pending deliveries until a claim comes back short of its limit, i.e. none is
+/// left that it could take (or shutdown begins).
 pub async fn drain(engine: &Engine) {
     let configured = engine.settings.engine.batch_size as i64;
     let mut limit = configured;
