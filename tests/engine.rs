@@ -5,6 +5,8 @@
 mod bad_input;
 #[path = "engine/failed_deliveries.rs"]
 mod failed_deliveries;
+#[path = "engine/gather.rs"]
+mod gather;
 #[path = "engine/mcp.rs"]
 mod mcp;
 #[path = "engine/openapi.rs"]

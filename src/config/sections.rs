@@ -102,6 +102,10 @@ pub struct EngineSettings {
     /// The most deliveries one intake commit holds.
     pub intake_group_max: usize,
     pub poll_interval_ms: u64,
+    /// An applier woken for new deliveries waits this long before its claim, so one
+    /// round applies what arrived meanwhile (fewer, fuller rounds: less CPU at low
+    /// rates, this much more latency); 0 claims at once.
+    pub gather_ms: u64,
     pub retry_after_s: u64,
     pub priorities: EnginePriorities,
 }

@@ -189,6 +189,20 @@ fn a_replica_with_neither_role_is_refused() {
 }
 
 #[test]
+fn an_applier_may_wait_for_company_up_to_a_second() {
+    assert_eq!(load(None, &[]).unwrap().engine.gather_ms, 0);
+    let s = load(None, &[("STATSYNC__ENGINE__GATHER_MS", "1000")]).unwrap();
+    assert_eq!(s.engine.gather_ms, 1000);
+    let err = load(None, &[("STATSYNC__ENGINE__GATHER_MS", "1001")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("engine.gather_ms") && err.contains("1000"),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_unknown_statsync_variable_and_missing_secrets_are_warned_about() {
     let s = load(None, &[("STATSYNC_HTTP_PORT", "9000")]).unwrap();
     assert_eq!(s.http.port, 8080);

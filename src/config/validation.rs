@@ -12,6 +12,8 @@ use crate::domain::{CanonicalStatus, Strategy, SystemId};
 /// override) the file's.
 pub const HOOK_IDS_VAR: &str = "STATSYNC_GITHUB_HOOK_IDS";
 
+/// The longest an applier may wait for company before its claim.
+const MAX_GATHER_MS: u64 = 1000;
 const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
 /// A level, or directives whose every part names a level (`target=level` or a bare
@@ -253,6 +255,15 @@ impl Settings {
         }
         if self.engine.poll_interval_ms == 0 {
             return invalid("engine.poll_interval_ms", "must be above 0");
+        }
+        if self.engine.gather_ms > MAX_GATHER_MS {
+            return invalid(
+                "engine.gather_ms",
+                &format!(
+                    "must be at most {MAX_GATHER_MS} (every delivery waits this long before \
+                     it is applied; a few milliseconds already fill the rounds)"
+                ),
+            );
         }
         if self.dispatch.concurrency == 0 {
             return invalid("dispatch.concurrency", "must be at least 1");

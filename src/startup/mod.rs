@@ -155,6 +155,7 @@ impl Application {
             committed,
             lifecycle: Lifecycle::default(),
             saturated: Default::default(),
+            gathering: Default::default(),
         });
         let processor = EventProcessor::new(engine.clone()).start();
         hints.do_send(Listen(Listeners {

@@ -36,6 +36,10 @@ pub struct Engine {
     pub lifecycle: Lifecycle,
     /// The last batch claimed was full: more is waiting than one applier takes at once.
     pub saturated: std::sync::atomic::AtomicBool,
+    /// Appliers still waiting for company before their first claim
+    /// (`engine.gather_ms`): work stored meanwhile needs no other look, their claim will
+    /// see it.
+    pub gathering: std::sync::atomic::AtomicUsize,
 }
 
 /// Shutdown coordination: no new work once `stopping`, and the application waits for

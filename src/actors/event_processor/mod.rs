@@ -32,8 +32,11 @@ pub struct ApplyNow(pub WorkItem);
 pub struct EventProcessor {
     engine: Arc<Engine>,
     running: usize,
-    /// A wake-up came while every worker was busy: look again when one finishes.
+    /// A wake-up for fresh work came while every worker was busy: look again when one
+    /// finishes.
     rewake: bool,
+    /// The same for the start-up catch-up or the poll: look again at once.
+    repoll: bool,
 }
 
 impl EventProcessor {
@@ -42,33 +45,48 @@ impl EventProcessor {
             engine,
             running: 0,
             rewake: false,
+            repoll: false,
         }
     }
 
-    fn wake(&mut self, ctx: &mut Context<Self>) {
+    /// Starts an applier if one may start. `fresh`: woken for work just stored (this
+    /// replica's intake, another's hint), which may wait for company
+    /// (`engine.gather_ms`); the start-up catch-up and the backstop poll claim at once.
+    fn wake(&mut self, ctx: &mut Context<Self>, fresh: bool) {
+        use std::sync::atomic::Ordering;
         if !self.engine.settings.server.worker_enabled || self.engine.lifecycle.stopping() {
+            return;
+        }
+        if fresh && self.engine.gathering.load(Ordering::SeqCst) > 0 {
+            // An applier has yet to claim: it will take this work with the rest.
             return;
         }
         // Appliers serialize on the event log's seq from their events to their commit,
         // so extra ones only pay when there is more than one can take: a second starts
         // only while batches come back full.
-        let saturated = self
-            .engine
-            .saturated
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let saturated = self.engine.saturated.load(Ordering::Relaxed);
         if self.running >= self.engine.settings.engine.workers || (self.running > 0 && !saturated) {
-            self.rewake = true;
+            self.rewake |= fresh;
+            self.repoll |= !fresh;
             return;
         }
         self.running += 1;
+        let gather = fresh && self.engine.settings.engine.gather_ms > 0;
+        if gather {
+            self.engine.gathering.fetch_add(1, Ordering::SeqCst);
+        }
         let engine = self.engine.clone();
         ctx.spawn(
-            async move { intake::guarded(&engine, intake::drain(&engine)).await }
+            async move { intake::guarded(&engine, intake::drain(&engine, gather)).await }
                 .into_actor(self)
                 .map(|_, act, ctx| {
                     act.running -= 1;
-                    if std::mem::take(&mut act.rewake) {
-                        act.wake(ctx);
+                    let (fresh, poll) = (
+                        std::mem::take(&mut act.rewake),
+                        std::mem::take(&mut act.repoll),
+                    );
+                    if fresh || poll {
+                        act.wake(ctx, fresh);
                     }
                 }),
         );
@@ -102,9 +120,9 @@ impl Actor for EventProcessor {
             return;
         }
         // Re-queue whatever a previous run (of any replica) left unprocessed.
-        self.wake(ctx);
+        self.wake(ctx, false);
         let poll = Duration::from_millis(self.engine.settings.engine.poll_interval_ms);
-        ctx.run_interval(poll, |act, ctx| act.wake(ctx));
+        ctx.run_interval(poll, |act, ctx| act.wake(ctx, false));
         ctx.run_interval(Duration::from_secs(1), |act, ctx| {
             let engine = act.engine.clone();
             ctx.spawn(
@@ -135,7 +153,7 @@ impl Handler<Wake> for EventProcessor {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
-        self.wake(ctx);
+        self.wake(ctx, true);
     }
 }
 
