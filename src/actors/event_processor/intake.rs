@@ -35,17 +35,8 @@ pub async fn guarded(engine: &Engine, work: impl std::future::Future<Output = ()
 }
 
 /// Applies pending deliveries until a claim comes back short of its limit, i.e. none is
-/// left that it could take (or shutdown begins). `gather`: wait `engine.gather_ms` for
-/// company before the first claim, counted in `engine.gathering` (the drain goes on at
-/// once only while batches come back full, and those need none).
-pub async fn drain(engine: &Engine, gather: bool) {
-    if gather {
-        let wait = Duration::from_millis(engine.settings.engine.gather_ms);
-        actix::clock::sleep(wait).await;
-        engine
-            .gathering
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
+/// left that it could take (or shutdown begins).
+pub async fn drain(engine: &Engine) {
     let configured = engine.settings.engine.batch_size as i64;
     let mut limit = configured;
     let mut failures = 0;

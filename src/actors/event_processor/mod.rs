@@ -77,18 +77,27 @@ impl EventProcessor {
         }
         let engine = self.engine.clone();
         ctx.spawn(
-            async move { intake::guarded(&engine, intake::drain(&engine, gather)).await }
-                .into_actor(self)
-                .map(|_, act, ctx| {
-                    act.running -= 1;
-                    let (fresh, poll) = (
-                        std::mem::take(&mut act.rewake),
-                        std::mem::take(&mut act.repoll),
-                    );
-                    if fresh || poll {
-                        act.wake(ctx, fresh);
-                    }
-                }),
+            async move {
+                // Waiting for company before the first claim only: the drain goes on at
+                // once while its batches come back full, and those need none.
+                if gather {
+                    let wait = Duration::from_millis(engine.settings.engine.gather_ms);
+                    actix::clock::sleep(wait).await;
+                    engine.gathering.fetch_sub(1, Ordering::SeqCst);
+                }
+                intake::guarded(&engine, intake::drain(&engine)).await
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                act.running -= 1;
+                let (fresh, poll) = (
+                    std::mem::take(&mut act.rewake),
+                    std::mem::take(&mut act.repoll),
+                );
+                if fresh || poll {
+                    act.wake(ctx, fresh);
+                }
+            }),
         );
     }
 }
