@@ -18,6 +18,10 @@
 //! target/load-pg, removed afterwards. Any STATSYNC__… variable tunes the service.
 //! `--replicas 2` runs two replicas on the one database, each sent every other delivery
 //! and serving half the subscribers.
+//! `--warmup 5` first offers five seconds of the same load, waits until it is applied,
+//! and only then connects the subscribers and opens the measured window: the steady
+//! state, without a fresh service's first seconds (every entity's first change, cold
+//! connections), which otherwise make most of the p99 (BENCHMARKS, session 16).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -45,6 +49,11 @@ struct Args {
     rate: u64,
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Seconds of the same load offered first and left out of the report (deliveries
+    /// `warm-…`, applied before the subscribers connect and the measured window opens):
+    /// the steady state, without a fresh service's first seconds.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
     /// Objects changed: even ones are GitHub issues, odd ones Linear issues.
     #[arg(long, default_value_t = 100)]
     entities: u64,
@@ -89,6 +98,7 @@ fn main() -> anyhow::Result<()> {
         args.seconds >= 1 && args.seconds <= 600,
         "--seconds: 1..=600"
     );
+    anyhow::ensure!(args.warmup <= 600, "--warmup: at most 600");
     anyhow::ensure!(
         (1..=1_000_000).contains(&args.entities),
         "--entities: 1..=1000000"
@@ -175,6 +185,16 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
     let db = common::connect(&url).await?;
 
     let entities = create_entities(&bases[0], args.entities, args.fake_apis).await?;
+    let epoch = Utc::now() - TimeDelta::hours(1);
+    let warmup = Window {
+        first: 0,
+        count: args.rate * args.warmup,
+        prefix: "warm",
+    };
+    if warmup.count > 0 {
+        run_senders(&args, &bases, templates.clone(), epoch, warmup).await?;
+        common::drain(&db, DRAIN).await?;
+    }
     let rooms: Vec<String> = (0..args.subscribers)
         .map(|i| format!("entity:{}", entities[i % entities.len()]))
         .collect();
@@ -190,7 +210,12 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
         .await?
         .get(0);
-    let sent = run_senders(&args, &bases, templates).await?;
+    let window = Window {
+        first: warmup.count,
+        count: args.rate * args.seconds,
+        prefix: "load",
+    };
+    let sent = run_senders(&args, &bases, templates, epoch, window).await?;
     common::drain(&db, DRAIN).await?;
     if args.fake_apis {
         common::count_reaches_zero(
@@ -271,6 +296,7 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
         "replicas": args.replicas,
         "rate": args.rate,
         "seconds": args.seconds,
+        "warmupSeconds": args.warmup,
         "entities": args.entities,
         "subscribers": args.subscribers,
         "sent": sent.sent,
@@ -384,11 +410,11 @@ impl Templates {
 
     /// Delivery `n`: its path, headers and signed body. Entity `n % entities` moves one
     /// step, one second of source time after its previous one.
-    fn delivery(&self, n: u64, entities: u64, epoch: DateTime<Utc>) -> Delivery {
+    fn delivery(&self, n: u64, entities: u64, epoch: DateTime<Utc>, prefix: &str) -> Delivery {
         let e = n % entities;
         let step = 1 + n / entities;
         let at = epoch + TimeDelta::seconds(step as i64);
-        let id = format!("load-{n}");
+        let id = format!("{prefix}-{n}");
         if e % 2 == 0 {
             self.github(e, step, at, id)
         } else {
@@ -492,7 +518,22 @@ struct Sent {
 
 /// Offers `rate * seconds` deliveries from a thread and runtime of its own, like a
 /// separate client process, never blocking the service's thread.
-async fn run_senders(args: &Args, bases: &[String], templates: Templates) -> anyhow::Result<Sent> {
+/// Deliveries `first..first + count`, their ids `{prefix}-{n}`: source times go on
+/// rising from the warm-up into the measured window.
+#[derive(Clone, Copy)]
+struct Window {
+    first: u64,
+    count: u64,
+    prefix: &'static str,
+}
+
+async fn run_senders(
+    args: &Args,
+    bases: &[String],
+    templates: Templates,
+    epoch: DateTime<Utc>,
+    window: Window,
+) -> anyhow::Result<Sent> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (args, bases) = (args.clone(), bases.to_vec());
     std::thread::spawn(move || {
@@ -500,7 +541,7 @@ async fn run_senders(args: &Args, bases: &[String], templates: Templates) -> any
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(offer(args, bases, templates)))
+            .and_then(|rt| rt.block_on(offer(args, bases, templates, epoch, window)))
             .map(|sent| Sent {
                 cpu_seconds: common::thread_cpu_seconds(),
                 ..sent
@@ -511,26 +552,32 @@ async fn run_senders(args: &Args, bases: &[String], templates: Templates) -> any
         .map_err(|_| anyhow::anyhow!("the sending thread panicked"))?
 }
 
-async fn offer(args: Args, bases: Vec<String>, templates: Templates) -> anyhow::Result<Sent> {
+async fn offer(
+    args: Args,
+    bases: Vec<String>,
+    templates: Templates,
+    epoch: DateTime<Utc>,
+    window: Window,
+) -> anyhow::Result<Sent> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
         .timeout(Duration::from_secs(10))
         .build()?;
-    let total = args.rate * args.seconds;
+    let total = window.count;
     let (acked, refused) = (AtomicU64::new(0), AtomicU64::new(0));
     let ack_ms = Mutex::new(Vec::with_capacity(total as usize));
     let sent_at = Mutex::new(HashMap::with_capacity(total as usize));
-    let epoch = Utc::now() - TimeDelta::hours(1);
     let start = Instant::now();
-    futures_util::stream::iter(0..total)
+    futures_util::stream::iter(window.first..window.first + total)
         .map(|n| {
             let (http, base, templates) = (&http, &bases[n as usize % bases.len()], &templates);
             let (acked, refused, ack_ms, sent_at) = (&acked, &refused, &ack_ms, &sent_at);
             async move {
                 // open loop: delivery n is due at n / rate seconds
-                let due = start + Duration::from_secs_f64(n as f64 / args.rate as f64);
+                let due =
+                    start + Duration::from_secs_f64((n - window.first) as f64 / args.rate as f64);
                 tokio::time::sleep_until(due.into()).await;
-                let d = templates.delivery(n, args.entities, epoch);
+                let d = templates.delivery(n, args.entities, epoch, window.prefix);
                 let mut req = http
                     .post(format!("{base}{}", d.path))
                     .header("content-type", "application/json");
