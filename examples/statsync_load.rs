@@ -191,9 +191,17 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
         count: args.rate * args.warmup,
         prefix: "warm",
     };
+    // What the warm-up's sending met, reported beside the window's.
+    let mut warmed = json!(null);
     if warmup.count > 0 {
-        run_senders(&args, &bases, templates.clone(), epoch, warmup).await?;
+        let w = run_senders(&args, &bases, templates.clone(), epoch, warmup).await?;
         common::drain(&db, DRAIN).await?;
+        warmed = json!({
+            "seconds": args.warmup,
+            "sent": w.sent,
+            "acknowledged": w.acked,
+            "refused": w.refused,
+        });
     }
     let rooms: Vec<String> = (0..args.subscribers)
         .map(|i| format!("entity:{}", entities[i % entities.len()]))
@@ -296,7 +304,7 @@ async fn run(args: Args) -> anyhow::Result<Option<common::Cluster>> {
         "replicas": args.replicas,
         "rate": args.rate,
         "seconds": args.seconds,
-        "warmupSeconds": args.warmup,
+        "warmup": warmed,
         "entities": args.entities,
         "subscribers": args.subscribers,
         "sent": sent.sent,
@@ -516,8 +524,6 @@ struct Sent {
     sent_at: HashMap<(u64, i64), DateTime<Utc>>,
 }
 
-/// Offers `rate * seconds` deliveries from a thread and runtime of its own, like a
-/// separate client process, never blocking the service's thread.
 /// Deliveries `first..first + count`, their ids `{prefix}-{n}`: source times go on
 /// rising from the warm-up into the measured window.
 #[derive(Clone, Copy)]
@@ -527,6 +533,8 @@ struct Window {
     prefix: &'static str,
 }
 
+/// Offers a window's deliveries at `--rate` from a thread and runtime of its own, like a
+/// separate client process, never blocking the service's thread.
 async fn run_senders(
     args: &Args,
     bases: &[String],
